@@ -1,0 +1,386 @@
+//! The authorization decision, as a pure function. Every use case asks [`decide`] (through the
+//! application's single chokepoint) before it reads or changes anything.
+//!
+//! Rules today (the Policy issue replaces the body of [`decide`] with Cedar, keeping this shape):
+//! default deny; platform admins may do everything; project owners manage their project;
+//! members and viewers read it; every user manages their own tokens and password. A read-only
+//! token permits only read actions; a project-limited token permits nothing outside its projects
+//! and nothing platform-wide.
+
+use crate::model::{ProjectRole, TokenScope};
+
+/// Every operation Enclave authorizes. One variant per operation; the wire name is stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// List all users.
+    UserList,
+    /// Read one user.
+    UserRead,
+    /// Create a user.
+    UserCreate,
+    /// Update a user (profile, disable, admin flag).
+    UserUpdate,
+    /// Delete a user.
+    UserDelete,
+    /// Set another user's password.
+    UserResetPassword,
+    /// Clear a login lockout.
+    UserUnlock,
+    /// End all of a user's sessions.
+    UserRevokeSessions,
+    /// List groups.
+    GroupList,
+    /// Read a group and its members.
+    GroupRead,
+    /// Create a group.
+    GroupCreate,
+    /// Update a group.
+    GroupUpdate,
+    /// Delete a group.
+    GroupDelete,
+    /// Add or remove group members.
+    GroupManageMembers,
+    /// List projects (filtered to those visible).
+    ProjectList,
+    /// Create a project.
+    ProjectCreate,
+    /// Read a project and its members.
+    ProjectRead,
+    /// Update a project.
+    ProjectUpdate,
+    /// Delete a project.
+    ProjectDelete,
+    /// Add, change or remove project members.
+    ProjectManageMembers,
+    /// Read one's own account.
+    SelfRead,
+    /// Change one's own password.
+    SelfChangePassword,
+    /// List, read one's own tokens.
+    TokenRead,
+    /// Create a personal token.
+    TokenCreate,
+    /// Revoke a personal token.
+    TokenRevoke,
+}
+
+impl Action {
+    /// Stable name, used in the audit trail and (later) as the Cedar action id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::UserList => "user.list",
+            Action::UserRead => "user.read",
+            Action::UserCreate => "user.create",
+            Action::UserUpdate => "user.update",
+            Action::UserDelete => "user.delete",
+            Action::UserResetPassword => "user.reset_password",
+            Action::UserUnlock => "user.unlock",
+            Action::UserRevokeSessions => "user.revoke_sessions",
+            Action::GroupList => "group.list",
+            Action::GroupRead => "group.read",
+            Action::GroupCreate => "group.create",
+            Action::GroupUpdate => "group.update",
+            Action::GroupDelete => "group.delete",
+            Action::GroupManageMembers => "group.manage_members",
+            Action::ProjectList => "project.list",
+            Action::ProjectCreate => "project.create",
+            Action::ProjectRead => "project.read",
+            Action::ProjectUpdate => "project.update",
+            Action::ProjectDelete => "project.delete",
+            Action::ProjectManageMembers => "project.manage_members",
+            Action::SelfRead => "self.read",
+            Action::SelfChangePassword => "self.change_password",
+            Action::TokenRead => "token.read",
+            Action::TokenCreate => "token.create",
+            Action::TokenRevoke => "token.revoke",
+        }
+    }
+
+    /// Whether the action only reads.
+    pub fn is_read(self) -> bool {
+        matches!(
+            self,
+            Action::UserList
+                | Action::UserRead
+                | Action::GroupList
+                | Action::GroupRead
+                | Action::ProjectList
+                | Action::ProjectRead
+                | Action::SelfRead
+                | Action::TokenRead
+        )
+    }
+
+    /// Every action, for exhaustive tests and documentation.
+    pub const ALL: [Action; 25] = [
+        Action::UserList,
+        Action::UserRead,
+        Action::UserCreate,
+        Action::UserUpdate,
+        Action::UserDelete,
+        Action::UserResetPassword,
+        Action::UserUnlock,
+        Action::UserRevokeSessions,
+        Action::GroupList,
+        Action::GroupRead,
+        Action::GroupCreate,
+        Action::GroupUpdate,
+        Action::GroupDelete,
+        Action::GroupManageMembers,
+        Action::ProjectList,
+        Action::ProjectCreate,
+        Action::ProjectRead,
+        Action::ProjectUpdate,
+        Action::ProjectDelete,
+        Action::ProjectManageMembers,
+        Action::SelfRead,
+        Action::SelfChangePassword,
+        Action::TokenRead,
+        Action::TokenCreate,
+        Action::TokenRevoke,
+    ];
+}
+
+/// How the principal authenticated, with the limits of that credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A browser or API session (full rights of the user).
+    Session,
+    /// A personal API token.
+    Token {
+        /// Token scope.
+        scope: TokenScope,
+        /// Projects the token is limited to; empty = no limit.
+        projects: Vec<String>,
+    },
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// User id.
+    pub user_id: String,
+    /// Username.
+    pub username: String,
+    /// Platform administrator.
+    pub platform_admin: bool,
+    /// The credential used.
+    pub credential: Credential,
+}
+
+/// What the action is applied to, with the facts the decision needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// The platform itself (lists, creation of top-level objects).
+    Platform,
+    /// A user account, by id.
+    User {
+        /// The target user's id.
+        user_id: String,
+    },
+    /// A group.
+    Group,
+    /// A project, with the principal's role in it (`None`: not a member).
+    Project {
+        /// Project name.
+        name: String,
+        /// The principal's role there.
+        role: Option<ProjectRole>,
+    },
+    /// A personal token, with its owner's user id.
+    Token {
+        /// Owner's user id.
+        owner_id: String,
+    },
+}
+
+/// The outcome of an authorization request, with the reason (for the audit trail and explain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the action is allowed.
+    pub allowed: bool,
+    /// The rule that decided.
+    pub reason: &'static str,
+}
+
+impl Decision {
+    fn allow(reason: &'static str) -> Decision {
+        Decision {
+            allowed: true,
+            reason,
+        }
+    }
+    fn deny(reason: &'static str) -> Decision {
+        Decision {
+            allowed: false,
+            reason,
+        }
+    }
+}
+
+/// Decides whether `principal` may perform `action` on `resource`. Default deny.
+pub fn decide(principal: &Principal, action: Action, resource: &Resource) -> Decision {
+    // Credential limits come first: they can only take rights away (forbid beats permit).
+    if let Credential::Token { scope, projects } = &principal.credential {
+        if *scope == TokenScope::Read && !action.is_read() {
+            return Decision::deny("read-only token");
+        }
+        if !projects.is_empty() {
+            let within = match resource {
+                Resource::Project { name, .. } => projects.iter().any(|p| p == name),
+                // Listing is filtered to the token's projects by the caller.
+                Resource::Platform => action == Action::ProjectList,
+                Resource::User { user_id } => {
+                    action == Action::SelfRead && *user_id == principal.user_id
+                }
+                _ => false,
+            };
+            if !within {
+                return Decision::deny("token limited to other projects");
+            }
+        }
+    }
+
+    if principal.platform_admin {
+        return Decision::allow("platform admin");
+    }
+
+    match (action, resource) {
+        (Action::SelfRead | Action::SelfChangePassword, Resource::User { user_id })
+            if *user_id == principal.user_id =>
+        {
+            Decision::allow("own account")
+        }
+        (Action::TokenRead | Action::TokenRevoke, Resource::Token { owner_id })
+            if *owner_id == principal.user_id =>
+        {
+            Decision::allow("own token")
+        }
+        (Action::TokenCreate, Resource::User { user_id }) if *user_id == principal.user_id => {
+            Decision::allow("own token")
+        }
+        (Action::ProjectList, Resource::Platform) => Decision::allow("list visible projects"),
+        (Action::ProjectRead, Resource::Project { role: Some(_), .. }) => {
+            Decision::allow("project member")
+        }
+        (
+            Action::ProjectUpdate | Action::ProjectManageMembers | Action::ProjectDelete,
+            Resource::Project {
+                role: Some(ProjectRole::Owner),
+                ..
+            },
+        ) => Decision::allow("project owner"),
+        _ => Decision::deny("no rule permits"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(admin: bool, credential: Credential) -> Principal {
+        Principal {
+            user_id: "u1".into(),
+            username: "alice".into(),
+            platform_admin: admin,
+            credential,
+        }
+    }
+
+    fn project(role: Option<ProjectRole>) -> Resource {
+        Resource::Project {
+            name: "p".into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn admin_may_do_everything_with_a_session() {
+        let p = user(true, Credential::Session);
+        for a in Action::ALL {
+            assert!(decide(&p, a, &Resource::Platform).allowed, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn plain_user_is_denied_by_default() {
+        let p = user(false, Credential::Session);
+        for a in [
+            Action::UserList,
+            Action::UserCreate,
+            Action::GroupCreate,
+            Action::GroupList,
+            Action::ProjectCreate,
+        ] {
+            assert!(!decide(&p, a, &Resource::Platform).allowed, "{a:?}");
+        }
+        let other = Resource::User {
+            user_id: "u2".into(),
+        };
+        assert!(!decide(&p, Action::SelfChangePassword, &other).allowed);
+        assert!(!decide(
+            &p,
+            Action::TokenRevoke,
+            &Resource::Token {
+                owner_id: "u2".into()
+            }
+        )
+        .allowed);
+    }
+
+    #[test]
+    fn project_roles() {
+        let p = user(false, Credential::Session);
+        assert!(!decide(&p, Action::ProjectRead, &project(None)).allowed);
+        for role in [ProjectRole::Viewer, ProjectRole::Member] {
+            assert!(decide(&p, Action::ProjectRead, &project(Some(role))).allowed);
+            assert!(!decide(&p, Action::ProjectUpdate, &project(Some(role))).allowed);
+            assert!(!decide(&p, Action::ProjectManageMembers, &project(Some(role))).allowed);
+        }
+        let owner = project(Some(ProjectRole::Owner));
+        for a in [
+            Action::ProjectRead,
+            Action::ProjectUpdate,
+            Action::ProjectManageMembers,
+            Action::ProjectDelete,
+        ] {
+            assert!(decide(&p, a, &owner).allowed, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn token_limits_take_rights_away_even_from_admins() {
+        let ro = user(
+            true,
+            Credential::Token {
+                scope: TokenScope::Read,
+                projects: vec![],
+            },
+        );
+        assert!(decide(&ro, Action::UserList, &Resource::Platform).allowed);
+        assert!(!decide(&ro, Action::UserCreate, &Resource::Platform).allowed);
+        let limited = user(
+            true,
+            Credential::Token {
+                scope: TokenScope::Full,
+                projects: vec!["p".into()],
+            },
+        );
+        assert!(decide(&limited, Action::ProjectUpdate, &project(None)).allowed);
+        let other = Resource::Project {
+            name: "q".into(),
+            role: None,
+        };
+        assert!(!decide(&limited, Action::ProjectRead, &other).allowed);
+        assert!(!decide(&limited, Action::UserList, &Resource::Platform).allowed);
+        assert!(decide(&limited, Action::ProjectList, &Resource::Platform).allowed);
+    }
+
+    #[test]
+    fn action_names_are_unique() {
+        let mut names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Action::ALL.len());
+    }
+}
