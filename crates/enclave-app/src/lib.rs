@@ -1,1 +1,152 @@
-//! placeholder
+//! Enclave's use cases. Every request from the HTTP front, the console or a local command ends
+//! up in a method of [`App`].
+//!
+//! Invariants:
+//! * Every use case authorizes through [`App::authorize`] (the one authorization chokepoint)
+//!   before it reads or changes anything that belongs to someone.
+//! * Every state change commits together with its audit record ([`App::commit`], the one audit
+//!   chokepoint); a denial is audited before the caller learns of it. If the record cannot be
+//!   written, the change does not happen and the caller gets `unavailable`.
+//! * Secrets (passwords, session ids, tokens) are never stored, logged or audited: only hashes.
+//! * Time comes from the injected [`Clock`]; nothing here reads the system time directly.
+
+mod auth;
+mod chokepoint;
+mod groups;
+mod passwords;
+mod projects;
+pub mod secrets;
+mod setup;
+mod tokens;
+mod users;
+
+use enclave_core::session::{SessionPolicy, TokenPolicy};
+use enclave_core::throttle::ThrottleRule;
+use enclave_core::{Clock, Timestamp};
+use enclave_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use auth::{AuthMethod, LoginOutcome};
+pub use chokepoint::{Caller, RequestMeta};
+pub use passwords::PasswordHasher;
+pub use projects::ProjectView;
+pub use tokens::TokenCreated;
+pub use users::{NewUser, UserPatch};
+pub use auth::csrf_token_for;
+
+/// Tunable rules of the application, filled from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Session timeouts.
+    pub sessions: SessionPolicy,
+    /// Token lifetimes.
+    pub tokens: TokenPolicy,
+    /// Throttle per account name.
+    pub account_throttle: ThrottleRule,
+    /// Throttle per source address.
+    pub address_throttle: ThrottleRule,
+    /// Lifetime of the one-time setup link.
+    pub setup_ttl: Duration,
+    /// Parallel password hashes.
+    pub hash_concurrency: usize,
+    /// Waiting password hashes beyond which logins are refused as unavailable.
+    pub hash_queue: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            sessions: SessionPolicy {
+                idle: Duration::from_secs(30 * 60),
+                absolute: Duration::from_secs(12 * 3600),
+            },
+            tokens: TokenPolicy {
+                default_lifetime: Duration::from_secs(30 * 86_400),
+                max_lifetime: Duration::from_secs(90 * 86_400),
+            },
+            account_throttle: ThrottleRule {
+                max_failures: 5,
+                window: Duration::from_secs(15 * 60),
+                lockout: Duration::from_secs(15 * 60),
+            },
+            address_throttle: ThrottleRule {
+                max_failures: 20,
+                window: Duration::from_secs(15 * 60),
+                lockout: Duration::from_secs(15 * 60),
+            },
+            setup_ttl: Duration::from_secs(3600),
+            hash_concurrency: 0,
+            hash_queue: 64,
+        }
+    }
+}
+
+/// The system clock, for production.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+}
+
+/// The application: store, clock, rules and the password hashing pool. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: Arc<Settings>,
+    hasher: PasswordHasher,
+}
+
+impl App {
+    /// Wires the application.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> enclave_core::Result<App> {
+        let hasher = PasswordHasher::new(settings.hash_concurrency, settings.hash_queue)?;
+        Ok(App {
+            store,
+            clock,
+            settings: Arc::new(settings),
+            hasher,
+        })
+    }
+
+    /// The current time from the injected clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The rules in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store (for readiness checks and local administration).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Readiness: the store answers and its schema is current.
+    pub async fn ready(&self) -> bool {
+        self.store.ready().await.is_ok()
+    }
+
+    /// Housekeeping: removes expired sessions and stale throttle rows. Run periodically.
+    pub async fn prune(&self) -> enclave_core::Result<()> {
+        let now = self.now();
+        let s = &self.settings;
+        let mut tx = self.store.write().await?;
+        tx.prune_sessions(now.minus(s.sessions.idle), now.minus(s.sessions.absolute))
+            .await?;
+        let window = s.account_throttle.window.max(s.address_throttle.window);
+        tx.prune_throttle(now.minus(window), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

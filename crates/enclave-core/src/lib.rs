@@ -8,7 +8,7 @@ pub mod authz;
 pub mod error;
 pub mod model;
 pub mod names;
-// pub mod password; (pending)
+pub mod password;
 pub mod session;
 pub mod throttle;
 pub mod time;

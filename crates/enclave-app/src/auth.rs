@@ -1,0 +1,303 @@
+//! Authentication: password login with throttling, sessions, bearer tokens, logout.
+
+use crate::chokepoint::{label, Caller, RequestMeta};
+use crate::secrets::{self, hash_secret, plausible_secret, TOKEN_PREFIX};
+use crate::{detail, App};
+use enclave_core::audit::{AuditRecord, Outcome};
+use enclave_core::authz::{Action, Credential, Principal, Resource};
+use enclave_core::model::User;
+use enclave_core::session::not_expired;
+use enclave_core::throttle::ThrottleRule;
+use enclave_core::{password, Error, ErrorCode, Result, Timestamp};
+use std::time::Duration;
+
+/// Activity is written back at most this often per session or token, keeping reads cheap.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How a session was established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Username and password.
+    Password,
+}
+
+impl AuthMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+        }
+    }
+}
+
+/// A successful session login: the cookie secret (give it to the client, never store it) and
+/// the user.
+#[derive(Debug)]
+pub struct LoginOutcome {
+    /// The session secret for the cookie.
+    pub session_secret: String,
+    /// The CSRF token bound to this session.
+    pub csrf_token: String,
+    /// The caller, ready for further requests.
+    pub caller: Caller,
+}
+
+fn invalid_credentials() -> Error {
+    Error::new(
+        ErrorCode::InvalidCredentials,
+        "invalid username or password",
+    )
+}
+
+fn locked() -> Error {
+    Error::new(
+        ErrorCode::TooManyAttempts,
+        "too many failed logins; wait and try again, or ask a platform admin to unlock the account",
+    )
+}
+
+pub(crate) fn account_key(username: &str) -> String {
+    format!("user:{username}")
+}
+
+fn address_key(source: &str) -> String {
+    format!("addr:{source}")
+}
+
+/// Derives the CSRF token of a session from its secret.
+pub fn csrf_token_for(session_secret: &str) -> String {
+    secrets::mac(session_secret, "enclave-csrf-v1")
+}
+
+impl App {
+    fn anonymous_record(
+        &self,
+        meta: &RequestMeta,
+        actor: &str,
+        action: &str,
+        outcome: Outcome,
+        detail: serde_json::Map<String, serde_json::Value>,
+    ) -> AuditRecord {
+        AuditRecord {
+            at: self.now(),
+            actor: actor.to_string(),
+            auth: "password".into(),
+            source: meta.source.clone(),
+            action: action.to_string(),
+            resource: label("user", actor),
+            project: None,
+            outcome,
+            request_id: meta.request_id.clone(),
+            detail,
+        }
+    }
+
+    /// Checks a username and password. Unknown users, wrong passwords and disabled accounts give
+    /// the same answer in the same time. Failures count towards per-account and per-address
+    /// lockouts; every attempt is audited.
+    pub async fn check_password(&self, username: &str, password: &str, meta: &RequestMeta) -> Result<User> {
+        let now = self.now();
+        // Bound what reaches the audit trail and the store: an over-long name is not a user.
+        let name: String = username.chars().take(64).collect();
+        let akey = account_key(&name);
+        let skey = address_key(&meta.source);
+        let s = &self.settings;
+        let acct = self.store.throttle(&akey).await?;
+        let addr = self.store.throttle(&skey).await?;
+        if s.account_throttle.is_locked(&acct, now) || s.address_throttle.is_locked(&addr, now) {
+            let rec = self.anonymous_record(meta, &name, "auth.login", Outcome::Failure, detail!("reason" => "locked"));
+            self.audit(rec).await?;
+            return Err(locked());
+        }
+        let creds = if enclave_core::names::username("username", &name).is_ok() {
+            self.store.user_credentials(&name).await?
+        } else {
+            None
+        };
+        let usable = password.len() <= 4 * password::MAX_LEN && !password.is_empty();
+        let hash = creds.as_ref().and_then(|c| c.password_hash.as_deref());
+        let verified = self.hasher.verify(if usable { password } else { "" }, hash).await? && usable;
+        match creds {
+            Some(c) if verified && !c.user.disabled => {
+                let mut tx = self.store.write().await?;
+                tx.clear_throttle(&akey).await?;
+                let rec = self.anonymous_record(meta, &name, "auth.login", Outcome::Success, detail!("method" => "password"));
+                self.commit(tx, rec).await?;
+                Ok(c.user)
+            }
+            c => {
+                let reason = match c {
+                    Some(c) if c.user.disabled && verified => "account disabled",
+                    _ => "invalid credentials",
+                };
+                let mut tx = self.store.write().await?;
+                // Re-read inside the write transaction so concurrent failures all count.
+                let acct = self.store.throttle(&akey).await?;
+                let addr = self.store.throttle(&skey).await?;
+                let acct = s.account_throttle.after_failure(&acct, now);
+                let addr = s.address_throttle.after_failure(&addr, now);
+                tx.put_throttle(&akey, &acct).await?;
+                tx.put_throttle(&skey, &addr).await?;
+                let mut d = detail!("reason" => reason);
+                if locks_now(&s.account_throttle, &acct, now) {
+                    d.insert("lockout".into(), "account".into());
+                }
+                if locks_now(&s.address_throttle, &addr, now) {
+                    d.insert("lockout_address".into(), meta.source.clone().into());
+                }
+                let rec = self.anonymous_record(meta, &name, "auth.login", Outcome::Failure, d);
+                self.commit(tx, rec).await?;
+                Err(invalid_credentials())
+            }
+        }
+    }
+
+    /// Password login that opens a session.
+    pub async fn login_session(&self, username: &str, password: &str, meta: &RequestMeta) -> Result<LoginOutcome> {
+        let user = self.check_password(username, password, meta).await?;
+        self.open_session(&user, AuthMethod::Password, meta).await
+    }
+
+    /// Opens a session for an already authenticated user (a fresh id every login).
+    pub async fn open_session(&self, user: &User, method: AuthMethod, meta: &RequestMeta) -> Result<LoginOutcome> {
+        let now = self.now();
+        let secret = secrets::new_secret()?;
+        let id = secrets::new_id("ses")?;
+        let mut tx = self.store.write().await?;
+        tx.insert_session(&id, &hash_secret(&secret), &user.id, method.as_str(), &meta.source, now)
+            .await?;
+        let caller = Caller {
+            principal: principal(user, Credential::Session),
+            session_id: Some(id.clone()),
+            token_id: None,
+            meta: meta.clone(),
+        };
+        let rec = caller.record(self, "session.create", label("user", &user.username), None, Outcome::Success, detail!("method" => method.as_str(), "session" => id));
+        self.commit(tx, rec).await?;
+        Ok(LoginOutcome {
+            csrf_token: csrf_token_for(&secret),
+            session_secret: secret,
+            caller,
+        })
+    }
+
+    /// Resolves a session cookie value into a caller; `None` when unknown, expired or the
+    /// account is disabled.
+    pub async fn authenticate_session(&self, secret: &str, meta: &RequestMeta) -> Result<Option<Caller>> {
+        if !plausible_secret(secret) {
+            return Ok(None);
+        }
+        let Some((session, user)) = self.store.session_by_hash(&hash_secret(secret)).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        if user.disabled || !self.settings.sessions.is_live(session.created_at, session.last_seen_at, now) {
+            return Ok(None);
+        }
+        if now >= session.last_seen_at.plus(TOUCH_INTERVAL) {
+            let mut tx = self.store.write().await?;
+            tx.touch_session(&session.id, now).await?;
+            tx.commit().await?;
+        }
+        Ok(Some(Caller {
+            principal: principal(&user, Credential::Session),
+            session_id: Some(session.id),
+            token_id: None,
+            meta: meta.clone(),
+        }))
+    }
+
+    /// Resolves a bearer token into a caller; `None` when malformed, unknown, expired, revoked
+    /// or the account is disabled.
+    pub async fn authenticate_token(&self, token: &str, meta: &RequestMeta) -> Result<Option<Caller>> {
+        let Some(secret) = token.strip_prefix(TOKEN_PREFIX) else {
+            return Ok(None);
+        };
+        if !plausible_secret(secret) {
+            return Ok(None);
+        }
+        let Some((t, user)) = self.store.token_by_hash(&hash_secret(token)).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        if user.disabled || t.revoked_at.is_some() || !not_expired(t.expires_at, now) {
+            return Ok(None);
+        }
+        if t.last_used_at.is_none_or(|last| now >= last.plus(TOUCH_INTERVAL)) {
+            let mut tx = self.store.write().await?;
+            tx.touch_token(&t.id, now).await?;
+            tx.commit().await?;
+        }
+        Ok(Some(Caller {
+            principal: principal(
+                &user,
+                Credential::Token {
+                    scope: t.scope,
+                    projects: t.projects,
+                },
+            ),
+            session_id: None,
+            token_id: Some(t.id),
+            meta: meta.clone(),
+        }))
+    }
+
+    /// Ends the caller's session, or revokes the token it used.
+    pub async fn logout(&self, caller: &Caller) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        let resource = if let Some(id) = &caller.session_id {
+            tx.delete_session(id).await?;
+            label("session", id)
+        } else if let Some(id) = &caller.token_id {
+            tx.revoke_token(id, now).await?;
+            label("token", id)
+        } else {
+            return Err(Error::unauthenticated());
+        };
+        let rec = caller.record(self, "auth.logout", resource, None, Outcome::Success, detail!());
+        self.commit(tx, rec).await
+    }
+
+    /// Changes the caller's own password after checking the current one; ends all sessions
+    /// of the account.
+    pub async fn change_own_password(&self, caller: &Caller, current: &str, new: &str) -> Result<()> {
+        let me = caller.principal.user_id.clone();
+        self.authorize(caller, Action::SelfChangePassword, &Resource::User { user_id: me.clone() }, &label("user", &caller.principal.username), None, false)
+            .await?;
+        let Some(creds) = self.store.user_by_id(&me).await? else {
+            return Err(Error::unauthenticated());
+        };
+        if !self.hasher.verify(current, creds.password_hash.as_deref()).await? {
+            let rec = caller.record(self, Action::SelfChangePassword.as_str(), label("user", &caller.principal.username), None, Outcome::Failure, detail!("reason" => "current password wrong"));
+            self.audit(rec).await?;
+            return Err(Error::invalid("current_password", "the current password is not correct"));
+        }
+        check_new_password(new, &creds.user.username)?;
+        let hash = self.hasher.hash(new).await?;
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        tx.set_password(&me, &hash, now).await?;
+        let ended = tx.delete_sessions_of(&me).await?;
+        let rec = caller.record(self, Action::SelfChangePassword.as_str(), label("user", &caller.principal.username), None, Outcome::Success, detail!("sessions_ended" => ended));
+        self.commit(tx, rec).await
+    }
+}
+
+fn locks_now(rule: &ThrottleRule, s: &enclave_core::throttle::ThrottleState, now: Timestamp) -> bool {
+    rule.is_locked(s, now) && s.failures == rule.max_failures
+}
+
+/// Validates a new password against the policy, as an `invalid_input` error on `password`.
+pub(crate) fn check_new_password(password: &str, username: &str) -> Result<()> {
+    password::check_password(password, username)
+        .map_err(|p| Error::invalid("password", p.to_string()))
+}
+
+pub(crate) fn principal(user: &User, credential: Credential) -> Principal {
+    Principal {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        platform_admin: user.platform_admin,
+        credential,
+    }
+}

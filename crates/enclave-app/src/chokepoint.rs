@@ -1,0 +1,147 @@
+//! The two chokepoints every use case goes through: [`App::authorize`] and [`App::commit`].
+
+use crate::App;
+use enclave_core::audit::{AuditRecord, Outcome};
+use enclave_core::authz::{decide, Action, Credential, Principal, Resource};
+use enclave_core::{Error, ErrorCode, Result};
+use enclave_store::WriteTx;
+use serde_json::{Map, Value};
+
+/// Facts about the request that the audit trail needs.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// Source address, or `local` for commands run on the server host.
+    pub source: String,
+    /// Request id for correlation with logs.
+    pub request_id: String,
+}
+
+impl RequestMeta {
+    /// Metadata for a command run locally on the server host.
+    pub fn local() -> RequestMeta {
+        RequestMeta {
+            source: "local".into(),
+            request_id: crate::secrets::new_id("req").unwrap_or_else(|_| "req_local".into()),
+        }
+    }
+}
+
+/// An authenticated caller: the principal plus the credential that identified it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub principal: Principal,
+    /// Session id (internal id, not the secret), when authenticated by session.
+    pub session_id: Option<String>,
+    /// Token id, when authenticated by token.
+    pub token_id: Option<String>,
+    /// The request.
+    pub meta: RequestMeta,
+}
+
+impl Caller {
+    /// How the caller authenticated, as written to the audit trail.
+    pub fn auth_label(&self) -> String {
+        match (&self.principal.credential, &self.token_id) {
+            (Credential::Token { .. }, Some(id)) => format!("token:{id}"),
+            _ => "session".into(),
+        }
+    }
+
+    /// An audit record for an action by this caller.
+    pub fn record(
+        &self,
+        app: &App,
+        action: &str,
+        resource: String,
+        project: Option<&str>,
+        outcome: Outcome,
+        detail: Map<String, Value>,
+    ) -> AuditRecord {
+        AuditRecord {
+            at: app.now(),
+            actor: self.principal.username.clone(),
+            auth: self.auth_label(),
+            source: self.meta.source.clone(),
+            action: action.to_string(),
+            resource,
+            project: project.map(str::to_string),
+            outcome,
+            request_id: self.meta.request_id.clone(),
+            detail,
+        }
+    }
+}
+
+/// Builds a small JSON object for audit details.
+#[macro_export]
+macro_rules! detail {
+    ($($k:literal => $v:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut m = serde_json::Map::new();
+        $( m.insert($k.to_string(), serde_json::Value::from($v)); )*
+        m
+    }};
+}
+
+/// Human-readable resource label, e.g. `project:fraud`.
+pub(crate) fn label(kind: &str, name: &str) -> String {
+    format!("{kind}:{name}")
+}
+
+impl App {
+    /// The authorization chokepoint. Asks the policy; a denial is audited and returned as
+    /// `forbidden` (or as `not_found` when `hide` is set, so that callers cannot learn that a
+    /// resource they may not see exists).
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+        label: &str,
+        project: Option<&str>,
+        hide: bool,
+    ) -> Result<()> {
+        let decision = decide(&caller.principal, action, resource);
+        if decision.allowed {
+            return Ok(());
+        }
+        let rec = caller.record(
+            self,
+            action.as_str(),
+            label.to_string(),
+            project,
+            Outcome::Denied,
+            crate::detail!("reason" => decision.reason),
+        );
+        self.audit(rec).await?;
+        if hide {
+            let (kind, name) = label.split_once(':').unwrap_or(("resource", label));
+            Err(Error::not_found(kind, name))
+        } else {
+            Err(Error::forbidden())
+        }
+    }
+
+    /// The audit chokepoint for changes: appends `record` to the transaction and commits both.
+    /// Nothing is visible to anyone before the record is durable with it.
+    pub async fn commit(&self, mut tx: WriteTx, record: AuditRecord) -> Result<()> {
+        tx.append_audit(&record).await.map_err(audit_failed)?;
+        tx.commit().await.map_err(audit_failed)?;
+        Ok(())
+    }
+
+    /// The audit chokepoint for events that change nothing else (denials, failed logins).
+    pub async fn audit(&self, record: AuditRecord) -> Result<()> {
+        let tx = self.store.write().await.map_err(audit_failed)?;
+        self.commit(tx, record).await
+    }
+}
+
+fn audit_failed(e: enclave_store::StoreError) -> Error {
+    tracing::error!(error = %e, "audit trail write failed; refusing the action");
+    Error::new(
+        ErrorCode::Unavailable,
+        "the audit trail is unavailable, so the action was refused and nothing was changed; retry later",
+    )
+}

@@ -1,0 +1,666 @@
+//! The commands: argument → request → output.
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use crate::client::{parse_server_url, sanitize, ApiClient, Failure, Kind};
+use crate::config::{self, Credentials, CA_FILE, CREDENTIALS_FILE};
+use crate::output::{self, Column};
+use crate::{
+    ClientCommand, Ctx, GroupsCommand, ListArgs, LoginArgs, OutputFormat, ProjectsCommand, Role,
+    Scope, TokensCommand, UsersCommand,
+};
+
+/// Runs `cmd`, prints its error if any, and returns the exit code.
+pub(crate) async fn execute(ctx: &mut Ctx<'_>, cmd: ClientCommand) -> i32 {
+    let mut runner = Runner {
+        ctx,
+        secrets: Vec::new(),
+    };
+    match runner.dispatch(cmd).await {
+        Ok(()) => 0,
+        Err(failure) => {
+            let secrets: Vec<&str> = runner.secrets.iter().map(String::as_str).collect();
+            let _ = runner
+                .ctx
+                .err
+                .write_all(failure.render(&secrets).as_bytes());
+            failure.exit_code()
+        }
+    }
+}
+
+struct Runner<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    /// Passwords and tokens seen by this command, redacted from error output.
+    secrets: Vec<String>,
+}
+
+type Res = Result<(), Failure>;
+
+fn limit(list: ListArgs) -> Option<usize> {
+    list.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "owner",
+        Role::Member => "member",
+        Role::Viewer => "viewer",
+    }
+}
+
+impl Runner<'_, '_> {
+    async fn dispatch(&mut self, cmd: ClientCommand) -> Res {
+        match cmd {
+            ClientCommand::Login(args) => self.login(args).await,
+            ClientCommand::Whoami => self.whoami().await,
+            ClientCommand::Logout => self.logout().await,
+            ClientCommand::Users(c) => self.users(c).await,
+            ClientCommand::Groups(c) => self.groups(c).await,
+            ClientCommand::Projects(c) => self.projects(c).await,
+            ClientCommand::Tokens(c) => self.tokens(c).await,
+        }
+    }
+
+    // ---- output helpers ----
+
+    fn write_out(&mut self, text: &str) -> Res {
+        self.ctx
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.ctx.out.flush())
+            .map_err(|e| Failure::local("io", format!("cannot write output: {e}"), None))
+    }
+
+    fn warn(&mut self, text: &str) {
+        let _ = writeln!(self.ctx.err, "warning: {text}");
+    }
+
+    fn json_text(value: &Value) -> String {
+        let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+        text.push('\n');
+        text
+    }
+
+    /// Prints one object: JSON as is, or `key: value` lines.
+    fn show(&mut self, columns: &[Column], value: &Value) -> Res {
+        let text = match self.ctx.output {
+            OutputFormat::Json => Self::json_text(value),
+            OutputFormat::Text => output::key_values(columns, value),
+        };
+        self.write_out(&text)
+    }
+
+    /// Prints a list: one JSON array, or a table.
+    fn show_list(&mut self, columns: &[Column], items: Vec<Value>) -> Res {
+        let text = match self.ctx.output {
+            OutputFormat::Json => Self::json_text(&Value::Array(items)),
+            OutputFormat::Text => output::table(columns, &items),
+        };
+        self.write_out(&text)
+    }
+
+    /// Confirms an action without a JSON answer: a line in text mode, nothing in JSON mode.
+    fn done(&mut self, message: &str) -> Res {
+        match self.ctx.output {
+            OutputFormat::Json => Ok(()),
+            OutputFormat::Text => self.write_out(&format!("{}\n", sanitize(message))),
+        }
+    }
+
+    /// Prints the answer if there is one, else confirms.
+    fn show_or_done(&mut self, columns: &[Column], value: Option<Value>, message: &str) -> Res {
+        match value {
+            Some(v) => self.show(columns, &v),
+            None => self.done(message),
+        }
+    }
+
+    // ---- input helpers ----
+
+    /// Reads one line from stdin as a password (trailing newline stripped, empty refused).
+    fn read_password(&mut self) -> Result<String, Failure> {
+        let mut line = String::new();
+        self.ctx.stdin.read_line(&mut line).map_err(|e| {
+            Failure::local(
+                "io",
+                format!("cannot read the password from stdin: {e}"),
+                None,
+            )
+        })?;
+        let password = line
+            .strip_suffix('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .unwrap_or(&line)
+            .to_string();
+        if password.is_empty() {
+            return Err(Failure::usage(
+                "empty password on stdin",
+                Some(
+                    "pipe the password in, e.g. `printf '%s\\n' \"$PASSWORD\" | enclave …`".into(),
+                ),
+            ));
+        }
+        self.secrets.push(password.clone());
+        Ok(password)
+    }
+
+    /// The client for the logged-in server, with the stored token.
+    fn client(&mut self) -> Result<(ApiClient, Credentials), Failure> {
+        let (creds, warning) = config::require_credentials(&self.ctx.config_dir)?;
+        self.secrets.push(creds.token.clone());
+        if let Some(w) = warning {
+            self.warn(&w);
+        }
+        let ca = config::load_ca(&self.ctx.config_dir)?;
+        let client = ApiClient::new(&creds.server, ca.as_deref(), Some(creds.token.clone()))?;
+        Ok((client, creds))
+    }
+
+    fn api(&mut self) -> Result<ApiClient, Failure> {
+        Ok(self.client()?.0)
+    }
+
+    // ---- auth ----
+
+    async fn login(&mut self, args: LoginArgs) -> Res {
+        let server = parse_server_url(&args.server)?;
+        let ca = match &args.ca {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                Failure::local(
+                    "io",
+                    format!("cannot read the CA file {}: {e}", path.display()),
+                    Some(
+                        "give the path of the server's certificate (DATA_DIR/tls/cert.pem)".into(),
+                    ),
+                )
+            })?),
+        };
+        let password = self.read_password()?;
+        let client = ApiClient::new(&server, ca.as_deref(), None)?;
+        let token_name = args.token_name.unwrap_or_else(config::default_token_name);
+        let mut body = json!({"username": args.username, "password": password, "name": token_name});
+        if let Some(days) = args.expires_in_days {
+            body["expires_in_days"] = json!(days);
+        }
+        let mut created = client
+            .call_json(Method::POST, &["auth", "token"], Some(&body))
+            .await?;
+        let token = match created.as_object_mut().and_then(|o| o.remove("token")) {
+            Some(Value::String(t)) if !t.is_empty() => t,
+            _ => {
+                return Err(Failure::server(
+                    "invalid_response",
+                    "the server's answer has no token",
+                    Some(format!("is {server} an Enclave server?")),
+                ))
+            }
+        };
+        self.secrets.push(token.clone());
+        let token_id = created.get("id").cloned().unwrap_or(Value::Null);
+
+        let dir = self.ctx.config_dir.clone();
+        let previous = config::load_credentials(&dir).ok().and_then(|(c, _)| c);
+        config::ensure_dir(&dir)?;
+        match &ca {
+            Some(pem) => config::write_private(&dir, CA_FILE, pem)?,
+            None => {
+                config::remove(&dir, CA_FILE)?;
+            }
+        }
+        let creds = Credentials {
+            server: server.clone(),
+            username: args.username.clone(),
+            token: token.clone(),
+            token_id: token_id.clone(),
+        };
+        config::save_credentials(&dir, &creds)?;
+
+        // The CLI keeps one token per config dir: revoke the one this login replaced.
+        if let Some(old) = previous.filter(|o| o.server == server && o.token != token) {
+            self.secrets.push(old.token.clone());
+            if let Ok(old_client) = ApiClient::new(&server, ca.as_deref(), Some(old.token)) {
+                let _ = old_client
+                    .call(Method::POST, &["auth", "logout"], &[], None)
+                    .await;
+            }
+        }
+
+        match self.ctx.output {
+            OutputFormat::Json => self.write_out(&Self::json_text(&created)),
+            OutputFormat::Text => self.write_out(&format!(
+                "Logged in to {server} as {}; token `{}` (id {}) stored in {}.\n",
+                sanitize(&args.username),
+                output::cell(created.get("name")),
+                output::cell(Some(&token_id)),
+                dir.join(CREDENTIALS_FILE).display(),
+            )),
+        }
+    }
+
+    async fn whoami(&mut self) -> Res {
+        let (client, creds) = self.client()?;
+        let me = client.call_json(Method::GET, &["whoami"], None).await?;
+        if self.ctx.output == OutputFormat::Json {
+            return self.write_out(&Self::json_text(&me));
+        }
+        let user = me.get("user").cloned().unwrap_or(Value::Null);
+        let auth_columns: &[Column] = &[
+            ("", "method"),
+            ("", "token_id"),
+            ("", "scope"),
+            ("", "projects"),
+        ];
+        let auth = me.get("auth").cloned().unwrap_or(Value::Null);
+        let mut pairs = output::object_pairs(output::USER, &user);
+        pairs.push(("server".into(), sanitize(&creds.server)));
+        pairs.extend(
+            output::object_pairs(auth_columns, &auth)
+                .into_iter()
+                .map(|(k, v)| {
+                    let key = if k == "method" { "auth".to_string() } else { k };
+                    (key, v)
+                }),
+        );
+        self.write_out(&output::pairs_to_text(&pairs))
+    }
+
+    async fn logout(&mut self) -> Res {
+        let dir = self.ctx.config_dir.clone();
+        let creds = match config::load_credentials(&dir) {
+            Ok((Some(c), _)) => c,
+            Ok((None, _)) => {
+                config::remove(&dir, CA_FILE)?;
+                let _ = writeln!(self.ctx.err, "Not logged in; nothing to do.");
+                return Ok(());
+            }
+            Err(f) => {
+                // An unreadable file cannot be used to revoke anything; remove it anyway.
+                config::remove(&dir, CREDENTIALS_FILE)?;
+                config::remove(&dir, CA_FILE)?;
+                return Err(f);
+            }
+        };
+        let revoked = match self.client() {
+            Ok((client, _)) => {
+                client
+                    .call(Method::POST, &["auth", "logout"], &[], None)
+                    .await
+            }
+            Err(f) => Err(f),
+        };
+        config::remove(&dir, CREDENTIALS_FILE)?;
+        config::remove(&dir, CA_FILE)?;
+        match revoked {
+            Ok(_) => self.done(&format!(
+                "Logged out of {}; the token was revoked.",
+                creds.server
+            )),
+            Err(f) if f.kind == Kind::Refused && f.code == "unauthenticated" => {
+                self.done(&format!(
+                    "Logged out of {}; the token was already invalid.",
+                    creds.server
+                ))
+            }
+            Err(f) => {
+                self.warn(&format!(
+                    "the local credentials were removed, but the token (id {}) could not be \
+                     revoked on the server; it stays valid until it expires or is revoked \
+                     (`enclave tokens revoke ID` or the console)",
+                    output::cell(Some(&creds.token_id))
+                ));
+                Err(f)
+            }
+        }
+    }
+
+    // ---- users ----
+
+    async fn users(&mut self, cmd: UsersCommand) -> Res {
+        use output::USER;
+        match cmd {
+            UsersCommand::List(l) => {
+                let items = self.api()?.list(&["users"], limit(l)).await?;
+                self.show_list(USER, items)
+            }
+            UsersCommand::Create {
+                name,
+                password_stdin: _,
+                display_name,
+                email,
+                admin,
+            } => {
+                let password = self.read_password()?;
+                let mut body = json!({"username": name, "password": password});
+                if let Some(d) = display_name {
+                    body["display_name"] = json!(d);
+                }
+                if let Some(e) = email {
+                    body["email"] = json!(e);
+                }
+                if admin {
+                    body["platform_admin"] = json!(true);
+                }
+                let user = self
+                    .api()?
+                    .call_json(Method::POST, &["users"], Some(&body))
+                    .await?;
+                self.show(USER, &user)
+            }
+            UsersCommand::Show { name } => {
+                let user = self
+                    .api()?
+                    .call_json(Method::GET, &["users", &name], None)
+                    .await?;
+                self.show(USER, &user)
+            }
+            UsersCommand::Update {
+                name,
+                display_name,
+                email,
+                disable,
+                enable,
+                admin,
+            } => {
+                let mut body = Map::new();
+                if let Some(d) = display_name {
+                    body.insert("display_name".into(), json!(d));
+                }
+                if let Some(e) = email {
+                    body.insert("email".into(), json!(e));
+                }
+                if disable || enable {
+                    body.insert("disabled".into(), json!(disable));
+                }
+                if let Some(a) = admin {
+                    body.insert("platform_admin".into(), json!(a));
+                }
+                if body.is_empty() {
+                    return Err(Failure::usage(
+                        "nothing to change",
+                        Some("give --display-name, --email, --disable, --enable or --admin true|false".into()),
+                    ));
+                }
+                let body = Value::Object(body);
+                let client = self.api()?;
+                let user = client
+                    .call_json(Method::PATCH, &["users", &name], Some(&body))
+                    .await?;
+                self.show(USER, &user)
+            }
+            UsersCommand::Delete { name } => {
+                self.api()?
+                    .call(Method::DELETE, &["users", &name], &[], None)
+                    .await?;
+                self.done(&format!("Deleted user {name}."))
+            }
+            UsersCommand::ResetPassword {
+                name,
+                password_stdin: _,
+            } => {
+                let password = self.read_password()?;
+                let body = json!({"password": password});
+                let client = self.api()?;
+                client
+                    .call(
+                        Method::POST,
+                        &["users", &name, "password"],
+                        &[],
+                        Some(&body),
+                    )
+                    .await?;
+                self.done(&format!(
+                    "Password of {name} reset; their sessions were ended."
+                ))
+            }
+            UsersCommand::Unlock { name } => {
+                self.api()?
+                    .call(Method::POST, &["users", &name, "unlock"], &[], None)
+                    .await?;
+                self.done(&format!("Unlocked user {name}."))
+            }
+            UsersCommand::RevokeSessions { name } => {
+                let client = self.api()?;
+                client
+                    .call(
+                        Method::POST,
+                        &["users", &name, "revoke-sessions"],
+                        &[],
+                        None,
+                    )
+                    .await?;
+                self.done(&format!("Ended all sessions of {name}."))
+            }
+        }
+    }
+
+    // ---- groups ----
+
+    async fn groups(&mut self, cmd: GroupsCommand) -> Res {
+        use output::{GROUP, GROUP_MEMBER};
+        match cmd {
+            GroupsCommand::List(l) => {
+                let items = self.api()?.list(&["groups"], limit(l)).await?;
+                self.show_list(GROUP, items)
+            }
+            GroupsCommand::Create { name, description } => {
+                let mut body = json!({"name": name});
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                let group = self
+                    .api()?
+                    .call_json(Method::POST, &["groups"], Some(&body))
+                    .await?;
+                self.show(GROUP, &group)
+            }
+            GroupsCommand::Show { name } => {
+                let group = self
+                    .api()?
+                    .call_json(Method::GET, &["groups", &name], None)
+                    .await?;
+                self.show(GROUP, &group)
+            }
+            GroupsCommand::Update { name, description } => {
+                let body = json!({"description": description});
+                let client = self.api()?;
+                let group = client
+                    .call_json(Method::PATCH, &["groups", &name], Some(&body))
+                    .await?;
+                self.show(GROUP, &group)
+            }
+            GroupsCommand::Delete { name } => {
+                self.api()?
+                    .call(Method::DELETE, &["groups", &name], &[], None)
+                    .await?;
+                self.done(&format!("Deleted group {name}."))
+            }
+            GroupsCommand::Members { name, list } => {
+                let client = self.api()?;
+                let items = client
+                    .list(&["groups", &name, "members"], limit(list))
+                    .await?;
+                self.show_list(GROUP_MEMBER, items)
+            }
+            GroupsCommand::AddMember { group, user } => {
+                let client = self.api()?;
+                client
+                    .call(
+                        Method::PUT,
+                        &["groups", &group, "members", &user],
+                        &[],
+                        None,
+                    )
+                    .await?;
+                self.done(&format!("Added {user} to group {group}."))
+            }
+            GroupsCommand::RemoveMember { group, user } => {
+                let client = self.api()?;
+                client
+                    .call(
+                        Method::DELETE,
+                        &["groups", &group, "members", &user],
+                        &[],
+                        None,
+                    )
+                    .await?;
+                self.done(&format!("Removed {user} from group {group}."))
+            }
+        }
+    }
+
+    // ---- projects ----
+
+    async fn projects(&mut self, cmd: ProjectsCommand) -> Res {
+        use output::{PROJECT, PROJECT_MEMBER};
+        match cmd {
+            ProjectsCommand::List(l) => {
+                let items = self.api()?.list(&["projects"], limit(l)).await?;
+                self.show_list(PROJECT, items)
+            }
+            ProjectsCommand::Create {
+                name,
+                description,
+                owner,
+            } => {
+                let mut body = json!({"name": name});
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                if let Some(o) = owner {
+                    body["owner"] = json!(o);
+                }
+                let client = self.api()?;
+                let project = client
+                    .call_json(Method::POST, &["projects"], Some(&body))
+                    .await?;
+                self.show(PROJECT, &project)
+            }
+            ProjectsCommand::Show { name } => {
+                let client = self.api()?;
+                let project = client
+                    .call_json(Method::GET, &["projects", &name], None)
+                    .await?;
+                self.show(PROJECT, &project)
+            }
+            ProjectsCommand::Update { name, description } => {
+                let body = json!({"description": description});
+                let client = self.api()?;
+                let project = client
+                    .call_json(Method::PATCH, &["projects", &name], Some(&body))
+                    .await?;
+                self.show(PROJECT, &project)
+            }
+            ProjectsCommand::Delete { name } => {
+                self.api()?
+                    .call(Method::DELETE, &["projects", &name], &[], None)
+                    .await?;
+                self.done(&format!("Deleted project {name}."))
+            }
+            ProjectsCommand::Members { name, list } => {
+                let client = self.api()?;
+                let items = client
+                    .list(&["projects", &name, "members"], limit(list))
+                    .await?;
+                self.show_list(PROJECT_MEMBER, items)
+            }
+            ProjectsCommand::SetMember {
+                project,
+                user,
+                role,
+            } => {
+                let body = json!({"role": role_name(role)});
+                let client = self.api()?;
+                let member = client
+                    .call(
+                        Method::PUT,
+                        &["projects", &project, "members", &user],
+                        &[],
+                        Some(&body),
+                    )
+                    .await?;
+                let message = format!("{user} is now {} of project {project}.", role_name(role));
+                self.show_or_done(PROJECT_MEMBER, member, &message)
+            }
+            ProjectsCommand::RemoveMember { project, user } => {
+                let client = self.api()?;
+                client
+                    .call(
+                        Method::DELETE,
+                        &["projects", &project, "members", &user],
+                        &[],
+                        None,
+                    )
+                    .await?;
+                self.done(&format!("Removed {user} from project {project}."))
+            }
+        }
+    }
+
+    // ---- tokens ----
+
+    async fn tokens(&mut self, cmd: TokensCommand) -> Res {
+        use output::TOKEN;
+        match cmd {
+            TokensCommand::List(l) => {
+                let items = self.api()?.list(&["tokens"], limit(l)).await?;
+                self.show_list(TOKEN, items)
+            }
+            TokensCommand::Create {
+                name,
+                scope,
+                projects,
+                expires_in_days,
+            } => {
+                let mut body = json!({"name": name});
+                if let Some(s) = scope {
+                    body["scope"] = json!(match s {
+                        Scope::Read => "read",
+                        Scope::Full => "full",
+                    });
+                }
+                if !projects.is_empty() {
+                    body["projects"] = json!(projects);
+                }
+                if let Some(days) = expires_in_days {
+                    body["expires_in_days"] = json!(days);
+                }
+                let created = self
+                    .api()?
+                    .call_json(Method::POST, &["tokens"], Some(&body))
+                    .await?;
+                if self.ctx.output == OutputFormat::Json {
+                    return self.write_out(&Self::json_text(&created));
+                }
+                let mut details = created.clone();
+                let secret = details.as_object_mut().and_then(|o| o.remove("token"));
+                let mut text = output::key_values(TOKEN, &details);
+                text.push_str(&format!(
+                    "token: {}\nThis token will not be shown again: store it now.\n",
+                    output::cell(secret.as_ref())
+                ));
+                self.write_out(&text)
+            }
+            TokensCommand::Show { id } => {
+                let token = self
+                    .api()?
+                    .call_json(Method::GET, &["tokens", &id], None)
+                    .await?;
+                self.show(TOKEN, &token)
+            }
+            TokensCommand::Revoke { id } => {
+                let (client, creds) = self.client()?;
+                client
+                    .call(Method::DELETE, &["tokens", &id], &[], None)
+                    .await?;
+                self.done(&format!("Revoked token {id}."))?;
+                if output::cell(Some(&creds.token_id)) == id {
+                    self.warn("that was the CLI's own token: run `enclave login` again");
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The table of settings: one row per key, driving file/env parsing, the
+//! environment variable names and the generated example file, so that they
+//! cannot drift apart.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml_edit::{Item, Value};
+
+use crate::duration::{format_duration, parse_duration, quote, MAX_DURATION};
+use crate::{Config, LogFormat};
+
+/// Prefix of every environment variable Enclave reads.
+pub(crate) const ENV_PREFIX: &str = "ENCLAVE_";
+
+/// A raw value to be parsed: from the TOML file, or text (environment, flags).
+pub(crate) enum Input<'a> {
+    /// A TOML item, typed by the file's syntax.
+    Toml(&'a Item),
+    /// Text from an environment variable or flag, parsed as the setting's type.
+    Text(&'a str),
+}
+
+/// One configuration key.
+pub(crate) struct Setting {
+    /// Dotted key, `section.name` or just `name` at the top level.
+    pub(crate) key: &'static str,
+    /// Documentation, rendered as comments in the example file.
+    pub(crate) doc: &'static str,
+    /// Parses and validates the input, then stores it in the config.
+    pub(crate) set: fn(&mut Config, &Input<'_>) -> Result<(), String>,
+    /// Renders the current value as a TOML literal.
+    pub(crate) show: fn(&Config) -> String,
+}
+
+impl Setting {
+    /// The `ENCLAVE_*` variable that sets this key.
+    pub(crate) fn env_var(&self) -> String {
+        format!(
+            "{ENV_PREFIX}{}",
+            self.key.replace('.', "_").to_ascii_uppercase()
+        )
+    }
+}
+
+/// Tables of the file, with their documentation, in file order.
+pub(crate) const SECTIONS: &[(&str, &str)] = &[
+    ("tls", "TLS. With no certificate configured, Enclave serves HTTPS with a\nself-signed certificate it creates in <data_dir>/tls."),
+    ("log", "Logging, to standard error."),
+    ("sessions", "Browser console sessions."),
+    ("tokens", "API tokens."),
+    ("login", "Brute-force protection for password logins."),
+    ("setup", "First-run setup (creating the first administrator)."),
+    ("limits", "Request and connection limits."),
+    ("passwords", "Password hashing (argon2)."),
+];
+
+const DURATION_EXPECTED: &str = "expected a duration like \"30m\" or \"12h\"";
+
+/// Every setting; top-level keys first, then each section's keys together, in [`SECTIONS`] order.
+pub(crate) const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "data_dir",
+        doc: "Directory for Enclave's database, TLS material and other state; created\non first start. A relative path is relative to the working directory.",
+        set: |c, v| {
+            c.data_dir = path(v)?;
+            Ok(())
+        },
+        show: |c| toml_string(&c.data_dir.to_string_lossy()),
+    },
+    Setting {
+        key: "listen",
+        doc: "IP address and port the server listens on (not a host name).\nUse \"0.0.0.0:8443\" or \"[::]:8443\" to accept connections from other machines.",
+        set: |c, v| {
+            c.listen = socket_addr(v)?;
+            Ok(())
+        },
+        show: |c| toml_string(&c.listen.to_string()),
+    },
+    Setting {
+        key: "public_url",
+        doc: "Base URL users reach Enclave at (e.g. through a reverse proxy), used in the\nprinted setup link. Empty means https://<listen>. Must start with https:// or\nhttp:// and have no query or fragment; a trailing slash is dropped.",
+        set: |c, v| {
+            c.public_url = public_url(string(v, "a URL")?)?;
+            Ok(())
+        },
+        show: |c| toml_string(c.public_url.as_deref().unwrap_or("")),
+    },
+    Setting {
+        key: "tls.cert_file",
+        doc: "PEM certificate chain. Set both cert_file and key_file, or neither\n(empty means the self-signed certificate).",
+        set: |c, v| {
+            c.tls.cert_file = optional_path(v)?;
+            Ok(())
+        },
+        show: |c| show_optional_path(c.tls.cert_file.as_ref()),
+    },
+    Setting {
+        key: "tls.key_file",
+        doc: "PEM private key belonging to cert_file.",
+        set: |c, v| {
+            c.tls.key_file = optional_path(v)?;
+            Ok(())
+        },
+        show: |c| show_optional_path(c.tls.key_file.as_ref()),
+    },
+    Setting {
+        key: "tls.insecure_plain_http",
+        doc: "Serve plain HTTP instead of HTTPS, e.g. behind a TLS-terminating proxy on\nthe same host. Only allowed when listen is a loopback address (127.0.0.0/8\nor ::1), and not together with cert_file/key_file.",
+        set: |c, v| {
+            c.tls.insecure_plain_http = boolean(v)?;
+            Ok(())
+        },
+        show: |c| c.tls.insecure_plain_http.to_string(),
+    },
+    Setting {
+        key: "log.format",
+        doc: "Log line format: \"text\" or \"json\".",
+        set: |c, v| {
+            c.log.format = log_format(v)?;
+            Ok(())
+        },
+        show: |c| toml_string(c.log.format.as_str()),
+    },
+    Setting {
+        key: "log.level",
+        doc: "Log filter in tracing's EnvFilter syntax, e.g. \"info\" or\n\"info,enclave_http=debug\"; non-empty, at most 256 characters.",
+        set: |c, v| {
+            c.log.level = log_level(string(v, "a filter directive like \"info\"")?)?;
+            Ok(())
+        },
+        show: |c| toml_string(&c.log.level),
+    },
+    Setting {
+        key: "sessions.idle_timeout",
+        doc: "A console session ends after this long without requests.",
+        set: |c, v| {
+            c.sessions.idle_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.sessions.idle_timeout),
+    },
+    Setting {
+        key: "sessions.absolute_timeout",
+        doc: "A console session ends this long after login, however active it is.\nMust be at least idle_timeout.",
+        set: |c, v| {
+            c.sessions.absolute_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.sessions.absolute_timeout),
+    },
+    Setting {
+        key: "tokens.max_lifetime",
+        doc: "Longest lifetime an API token can be created with.",
+        set: |c, v| {
+            c.tokens.max_lifetime = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.tokens.max_lifetime),
+    },
+    Setting {
+        key: "tokens.default_lifetime",
+        doc: "Lifetime of API tokens created without an explicit one.\nMust not exceed max_lifetime.",
+        set: |c, v| {
+            c.tokens.default_lifetime = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.tokens.default_lifetime),
+    },
+    Setting {
+        key: "login.max_failures_per_account",
+        doc: "Failed password logins for one account within failure_window before the\naccount is locked for `lockout` (1 to 1000000).",
+        set: |c, v| {
+            c.login.max_failures_per_account = count(v, 1, 1_000_000)?;
+            Ok(())
+        },
+        show: |c| c.login.max_failures_per_account.to_string(),
+    },
+    Setting {
+        key: "login.max_failures_per_address",
+        doc: "Failed password logins from one client address within failure_window\nbefore that address is refused for `lockout` (1 to 1000000).",
+        set: |c, v| {
+            c.login.max_failures_per_address = count(v, 1, 1_000_000)?;
+            Ok(())
+        },
+        show: |c| c.login.max_failures_per_address.to_string(),
+    },
+    Setting {
+        key: "login.failure_window",
+        doc: "Time window over which failed logins are counted.",
+        set: |c, v| {
+            c.login.failure_window = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.login.failure_window),
+    },
+    Setting {
+        key: "login.lockout",
+        doc: "How long a locked account or address is refused; administrators can\nunlock an account earlier.",
+        set: |c, v| {
+            c.login.lockout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.login.lockout),
+    },
+    Setting {
+        key: "setup.token_ttl",
+        doc: "How long the one-time setup link printed on first start stays valid.",
+        set: |c, v| {
+            c.setup.token_ttl = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.setup.token_ttl),
+    },
+    Setting {
+        key: "limits.max_body_bytes",
+        doc: "Largest accepted request body in bytes (1024 to 16777216);\nlarger requests get 413.",
+        set: |c, v| {
+            c.limits.max_body_bytes = count(v, 1024, 16 * 1024 * 1024)?;
+            Ok(())
+        },
+        show: |c| c.limits.max_body_bytes.to_string(),
+    },
+    Setting {
+        key: "limits.max_connections",
+        doc: "Most simultaneous client connections (1 to 1000000).",
+        set: |c, v| {
+            c.limits.max_connections = count(v, 1, 1_000_000)?;
+            Ok(())
+        },
+        show: |c| c.limits.max_connections.to_string(),
+    },
+    Setting {
+        key: "passwords.hash_concurrency",
+        doc: "Most argon2 password hashes computed in parallel; 0 means the number of\nCPUs (0 to 1024).",
+        set: |c, v| {
+            c.passwords.hash_concurrency = count(v, 0, 1024)?;
+            Ok(())
+        },
+        show: |c| c.passwords.hash_concurrency.to_string(),
+    },
+    Setting {
+        key: "passwords.hash_queue",
+        doc: "Hash jobs that may wait for a free slot; logins beyond that are answered\n503 (busy) instead of queueing (1 to 1000000).",
+        set: |c, v| {
+            c.passwords.hash_queue = count(v, 1, 1_000_000)?;
+            Ok(())
+        },
+        show: |c| c.passwords.hash_queue.to_string(),
+    },
+];
+
+/// The setting with this dotted key.
+pub(crate) fn find(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+/// How a value reads in an error message: `"soon"`, `5`, `true`, `a table`, ...
+pub(crate) fn describe(v: &Input<'_>) -> String {
+    match v {
+        Input::Text(s) => quote(s),
+        Input::Toml(item) => describe_item(item),
+    }
+}
+
+/// How a TOML item reads in an error message.
+pub(crate) fn describe_item(item: &Item) -> String {
+    match item {
+        Item::None => "nothing".to_owned(),
+        Item::Value(Value::String(s)) => quote(s.value()),
+        Item::Value(Value::Integer(i)) => i.value().to_string(),
+        Item::Value(Value::Float(f)) => format!("{:?}", f.value()),
+        Item::Value(Value::Boolean(b)) => b.value().to_string(),
+        Item::Value(Value::Datetime(d)) => format!("a date-time ({})", d.value()),
+        Item::Value(Value::Array(_)) => "an array".to_owned(),
+        Item::Value(Value::InlineTable(_)) | Item::Table(_) => "a table".to_owned(),
+        Item::ArrayOfTables(_) => "an array of tables".to_owned(),
+    }
+}
+
+fn string<'a>(v: &Input<'a>, expected: &str) -> Result<&'a str, String> {
+    match v {
+        Input::Text(s) => Ok(s),
+        Input::Toml(Item::Value(Value::String(s))) => Ok(s.value()),
+        Input::Toml(_) => Err(format!("expected {expected}, got {}", describe(v))),
+    }
+}
+
+fn integer(v: &Input<'_>) -> Result<i64, String> {
+    let err = || format!("expected a whole number, got {}", describe(v));
+    match v {
+        Input::Text(s) => s.parse().map_err(|_| err()),
+        Input::Toml(Item::Value(Value::Integer(i))) => Ok(*i.value()),
+        Input::Toml(_) => Err(err()),
+    }
+}
+
+fn boolean(v: &Input<'_>) -> Result<bool, String> {
+    match v {
+        Input::Text("true") => Ok(true),
+        Input::Text("false") => Ok(false),
+        Input::Toml(Item::Value(Value::Boolean(b))) => Ok(*b.value()),
+        _ => Err(format!("expected true or false, got {}", describe(v))),
+    }
+}
+
+fn count<T: TryFrom<i64>>(v: &Input<'_>, min: i64, max: i64) -> Result<T, String> {
+    let n = integer(v)?;
+    if n < min {
+        return Err(format!("must be at least {min}, got {n}"));
+    }
+    if n > max {
+        return Err(format!("must be at most {max}, got {n}"));
+    }
+    T::try_from(n).map_err(|_| format!("{n} is out of range on this platform"))
+}
+
+fn duration(v: &Input<'_>) -> Result<Duration, String> {
+    let d = match v {
+        Input::Text(s) => parse_duration(s)?,
+        Input::Toml(Item::Value(Value::String(s))) => parse_duration(s.value())?,
+        Input::Toml(Item::Value(Value::Integer(i))) => {
+            let secs = u64::try_from(*i.value())
+                .map_err(|_| format!("must be greater than 0, got {}", i.value()))?;
+            Duration::from_secs(secs)
+        }
+        Input::Toml(_) => return Err(format!("{DURATION_EXPECTED}, got {}", describe(v))),
+    };
+    if d.is_zero() {
+        return Err(format!("must be greater than 0, got {}", describe(v)));
+    }
+    if d > MAX_DURATION {
+        return Err(format!(
+            "must be at most 10 years ({}), got {}",
+            format_duration(MAX_DURATION),
+            describe(v)
+        ));
+    }
+    Ok(d)
+}
+
+fn path(v: &Input<'_>) -> Result<PathBuf, String> {
+    let s = string(v, "a path")?;
+    if s.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if s.contains('\0') {
+        return Err("must not contain NUL characters".to_owned());
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn optional_path(v: &Input<'_>) -> Result<Option<PathBuf>, String> {
+    if string(v, "a path")?.is_empty() {
+        Ok(None)
+    } else {
+        path(v).map(Some)
+    }
+}
+
+fn socket_addr(v: &Input<'_>) -> Result<SocketAddr, String> {
+    let s = string(v, "an address like \"127.0.0.1:8443\"")?;
+    s.parse().map_err(|_| {
+        format!(
+            "expected an IP address and port like \"127.0.0.1:8443\" or \"[::1]:8443\", got {}",
+            quote(s)
+        )
+    })
+}
+
+fn log_format(v: &Input<'_>) -> Result<LogFormat, String> {
+    string(v, "\"text\" or \"json\"")?.parse()
+}
+
+/// Validates a log filter directive: non-empty, at most 256 characters, no control characters.
+pub(crate) fn log_level(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty (try \"info\")".to_owned());
+    }
+    let len = s.chars().count();
+    if len > 256 {
+        return Err(format!("must be at most 256 characters, got {len}"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// Validates a public base URL; empty means none. Drops trailing slashes.
+pub(crate) fn public_url(s: &str) -> Result<Option<String>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.len() > 2048 {
+        return Err("must be at most 2048 bytes long".to_owned());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "must not contain spaces or control characters, got {}",
+            quote(s)
+        ));
+    }
+    let lower = s.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    else {
+        return Err(format!(
+            "expected a URL starting with https:// or http://, got {}",
+            quote(s)
+        ));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("URL has no host, got {}", quote(s)));
+    }
+    if host.contains('@') {
+        return Err("must not contain a user name or password".to_owned());
+    }
+    if s.contains('?') || s.contains('#') {
+        return Err(format!(
+            "must not contain a query (?) or fragment (#), got {}",
+            quote(s)
+        ));
+    }
+    Ok(Some(s.trim_end_matches('/').to_owned()))
+}
+
+fn show_duration(d: Duration) -> String {
+    toml_string(&format_duration(d))
+}
+
+fn show_optional_path(p: Option<&PathBuf>) -> String {
+    toml_string(&p.map(|p| p.to_string_lossy()).unwrap_or_default())
+}
+
+/// A TOML basic string literal for `s`, escaped.
+pub(crate) fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Renders `cfg` as a commented TOML file, each key preceded by its
+/// documentation and environment variable.
+pub(crate) fn render(cfg: &Config, header: &str) -> String {
+    let mut out = String::from(header);
+    let mut current = "";
+    for setting in SETTINGS {
+        let (section, name) = setting.key.split_once('.').unwrap_or(("", setting.key));
+        if section != current {
+            current = section;
+            out.push('\n');
+            if let Some((_, doc)) = SECTIONS.iter().find(|(s, _)| *s == section) {
+                push_comment(&mut out, doc);
+            }
+            out.push_str(&format!("[{section}]\n"));
+        }
+        out.push('\n');
+        push_comment(&mut out, setting.doc);
+        out.push_str(&format!("# Environment: {}\n", setting.env_var()));
+        out.push_str(&format!("{name} = {}\n", (setting.show)(cfg)));
+    }
+    out
+}
+
+fn push_comment(out: &mut String, text: &str) {
+    for line in text.lines() {
+        out.push_str("# ");
+        out.push_str(line);
+        out.push('\n');
+    }
+}
