@@ -79,11 +79,12 @@ impl Failure {
     }
 }
 
-/// Replaces each non-empty secret in `text` by `[redacted]`.
+/// Replaces each secret in `text` by `[redacted]`. Secrets shorter than 6 characters are
+/// skipped: they would mangle ordinary words, and the CLI never builds messages from secrets.
 pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
     secrets
         .iter()
-        .filter(|s| !s.is_empty())
+        .filter(|s| s.chars().count() >= 6)
         .fold(text.to_string(), |acc, s| acc.replace(s, "[redacted]"))
 }
 
@@ -627,7 +628,8 @@ mod tests {
             "",
             None,
         );
-        let text = f.render(&["enc_pat_x", ""]);
+        let text = f.render(&["enc_pat_x", "", "taken"]);
+        assert!(redact("a taken b", &["take"]) == "a taken b");
         assert!(text.starts_with("error: token [redacted] ?[31mtaken (conflict)\nhint: "));
         assert!(!text.contains('\u{1b}'));
     }

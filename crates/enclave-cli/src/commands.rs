@@ -636,11 +636,10 @@ impl Runner<'_, '_> {
                 }
                 let mut details = created.clone();
                 let secret = details.as_object_mut().and_then(|o| o.remove("token"));
-                let mut text = output::key_values(TOKEN, &details);
-                text.push_str(&format!(
-                    "token: {}\nThis token will not be shown again: store it now.\n",
-                    output::cell(secret.as_ref())
-                ));
+                let mut pairs = output::object_pairs(TOKEN, &details);
+                pairs.push(("token".into(), output::cell(secret.as_ref())));
+                let mut text = output::pairs_to_text(&pairs);
+                text.push_str("This token will not be shown again: store it now.\n");
                 self.write_out(&text)
             }
             TokensCommand::Show { id } => {

@@ -198,6 +198,7 @@ fn api(req: &Req) -> (u16, String) {
         }
         ("GET", "/api/v1/users?limit=1") => (200, json!({"items": [user("alice")], "next": "c1"})),
         ("POST", "/api/v1/tokens") => (201, token_json(true)),
+        ("PATCH", "/api/v1/users/bob") => (200, user("bob")),
         ("PUT", "/api/v1/projects/p1/members/bob") => {
             (200, json!({"username": "bob", "role": "viewer"}))
         }
@@ -219,6 +220,33 @@ fn api(req: &Req) -> (u16, String) {
 #[test]
 fn clap_definition_is_valid() {
     TestCli::command().debug_assert();
+    let parse = |args: &[&str]| {
+        TestCli::try_parse_from(std::iter::once("enclave").chain(args.iter().copied()))
+    };
+    assert!(parse(&["users", "update", "bob", "--disable", "--enable"]).is_err());
+    assert!(parse(&["users", "update", "bob", "--admin", "maybe"]).is_err());
+    assert!(parse(&["login", "--server", "https://h", "--username", "a"]).is_err());
+    assert!(parse(&["users", "list", "--limit", "0"]).is_err());
+    assert!(parse(&["projects", "set-member", "p", "u", "--role", "boss"]).is_err());
+    assert!(parse(&[
+        "tokens",
+        "create",
+        "t",
+        "--scope",
+        "read",
+        "--project",
+        "a",
+        "--expires-in-days",
+        "3"
+    ])
+    .is_ok());
+}
+
+#[test]
+fn run_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let future = crate::run(ClientCommand::Whoami, OutputFormat::Text);
+    assert_send(&future);
 }
 
 #[tokio::test]
@@ -319,7 +347,9 @@ async fn full_session_with_ca() {
     .await;
     assert_eq!(code, 0);
     assert!(
-        out.contains(&format!("token: {SECRET}")) && out.contains("will not be shown again"),
+        out.lines()
+            .any(|l| l.starts_with("token:") && l.ends_with(SECRET))
+            && out.contains("will not be shown again"),
         "{out}"
     );
     let sent: Value = serde_json::from_str(&mock.requests().last().unwrap().body).unwrap();
@@ -342,6 +372,24 @@ async fn full_session_with_ca() {
 
     let (code, _, err) = cli(&dir, &["users", "update", "bob"], "").await;
     assert_eq!(code, 2, "{err}");
+    let update = [
+        "users",
+        "update",
+        "bob",
+        "--admin",
+        "false",
+        "--disable",
+        "--email",
+        "b@x",
+    ];
+    let (code, out, err) = cli(&dir, &update, "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("username:"), "{out}");
+    let sent: Value = serde_json::from_str(&mock.requests().last().unwrap().body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"platform_admin": false, "disabled": true, "email": "b@x"})
+    );
 
     let (code, out, err) = cli(&dir, &["logout"], "").await;
     assert_eq!(code, 0, "{err}");

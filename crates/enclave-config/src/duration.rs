@@ -48,17 +48,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Sub-second parts are dropped; the result always parses back with [`parse_duration`].
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs == 0 {
-        "0s".to_owned()
-    } else if secs % DAY == 0 {
-        format!("{}d", secs / DAY)
-    } else if secs % HOUR == 0 {
-        format!("{}h", secs / HOUR)
-    } else if secs % MINUTE == 0 {
-        format!("{}m", secs / MINUTE)
-    } else {
-        format!("{secs}s")
+    for (unit, suffix) in [(DAY, "d"), (HOUR, "h"), (MINUTE, "m")] {
+        // `checked_rem` rather than `%`: `is_multiple_of` is newer than the MSRV.
+        if secs > 0 && secs.checked_rem(unit) == Some(0) {
+            return format!("{}{suffix}", secs / unit);
+        }
     }
+    format!("{secs}s")
 }
 
 /// Quotes a user-supplied value for an error message, shortening very long ones.

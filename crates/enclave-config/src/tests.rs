@@ -661,6 +661,7 @@ fn example_toml_parses_back_to_defaults() {
 }
 
 #[test]
+#[allow(clippy::field_reassign_with_default)]
 fn to_toml_round_trips() {
     let mut cfg = Config::default();
     cfg.data_dir = PathBuf::from("/var/lib/enclave \"quoted\" \\ dir");

@@ -58,7 +58,8 @@ struct Args {
     workers: Option<usize>,
 }
 
-const USAGE: &str = "usage: hello_tls --listen ADDR:PORT --cert CERT.pem --key KEY.pem [--workers N]";
+const USAGE: &str =
+    "usage: hello_tls --listen ADDR:PORT --cert CERT.pem --key KEY.pem [--workers N]";
 
 fn parse_args() -> Result<Args, BoxError> {
     let mut listen = None;
@@ -67,7 +68,10 @@ fn parse_args() -> Result<Args, BoxError> {
     let mut workers = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--listen" => listen = Some(value()?.parse::<SocketAddr>()?),
             "--cert" => cert = Some(PathBuf::from(value()?)),

@@ -238,10 +238,7 @@ pub async fn bind(cfg: ListenConfig) -> Result<Listener, ListenError> {
         }
         TlsMode::Files { cert, key } => Some(tls::Source::Files { cert, key }),
     };
-    let tls = source
-        .map(tls::TlsState::new)
-        .transpose()?
-        .map(Arc::new);
+    let tls = source.map(tls::TlsState::new).transpose()?.map(Arc::new);
 
     let tcp = TcpListener::bind(addr)
         .await

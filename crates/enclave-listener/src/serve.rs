@@ -261,7 +261,9 @@ fn spawn_sighup_watcher(reloader: TlsReloader) -> Option<AbortOnDrop> {
             }
             match reloader.reload_tls() {
                 Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
-                Err(e) => error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous certificate"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous certificate")
+                }
             }
         }
     })))

@@ -9,8 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
-    KeyUsagePurpose,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose,
 };
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
@@ -131,7 +130,10 @@ impl TlsState {
     }
 }
 
-fn file_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ListenError + 'a {
+fn file_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> ListenError + 'a {
     move |source| ListenError::File {
         action,
         path: path.to_path_buf(),
@@ -244,7 +246,8 @@ fn expires_soon(cert_path: &Path) -> Result<bool, ListenError> {
     if roots.add(cert.clone()).is_err() {
         return Ok(false);
     }
-    let Ok(verifier) = WebPkiServerVerifier::builder_with_provider(roots.into(), provider()).build()
+    let Ok(verifier) =
+        WebPkiServerVerifier::builder_with_provider(roots.into(), provider()).build()
     else {
         return Ok(false);
     };
@@ -256,13 +259,8 @@ fn expires_soon(cert_path: &Path) -> Result<bool, ListenError> {
         path: cert_path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let result = verifier.verify_server_cert(
-        &cert,
-        &[],
-        &name,
-        &[],
-        UnixTime::since_unix_epoch(horizon),
-    );
+    let result =
+        verifier.verify_server_cert(&cert, &[], &name, &[], UnixTime::since_unix_epoch(horizon));
     Ok(matches!(
         result,
         Err(rustls::Error::InvalidCertificate(

@@ -201,7 +201,11 @@ async fn self_signed_is_generated_with_safe_modes_and_reused() {
 
     let second = bind(self_signed(loopback0(), &dir)).await.unwrap();
     assert_eq!(second.cert_path(), Some(cert_path.as_path()));
-    assert_eq!(std::fs::read(&cert_path).unwrap(), cert_bytes, "cert reused");
+    assert_eq!(
+        std::fs::read(&cert_path).unwrap(),
+        cert_bytes,
+        "cert reused"
+    );
     assert_eq!(std::fs::read(&key_path).unwrap(), key_bytes, "key reused");
 }
 
@@ -230,7 +234,9 @@ async fn https_works_and_requests_carry_the_peer_address() {
     // The DNS SAN works too (`localhost` pinned to the loopback address).
     let by_name = reqwest::Client::builder()
         .no_proxy()
-        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(&cert_path).unwrap()).unwrap()])
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(&std::fs::read(&cert_path).unwrap()).unwrap(),
+        ])
         .resolve("localhost", server.addr)
         .build()
         .unwrap();
@@ -246,7 +252,11 @@ async fn https_works_and_requests_carry_the_peer_address() {
 
     // Keep-alive: several requests on one client all succeed.
     for _ in 0..5 {
-        let r = http.get(format!("https://127.0.0.1:{port}/")).send().await.unwrap();
+        let r = http
+            .get(format!("https://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.text().await.unwrap(), "ok");
     }
     server.stop().await;
@@ -319,7 +329,11 @@ async fn reload_swaps_certificate_for_new_connections_only() {
     reloader.reload_tls().unwrap();
 
     // New connections present the new certificate...
-    let resp = client(pair.0.as_bytes(), true).get(&url).send().await.unwrap();
+    let resp = client(pair.0.as_bytes(), true)
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(presented_cert(&resp), leaf_der(&cert_path));
     // ...so clients trusting only the old one are rejected...
@@ -334,7 +348,11 @@ async fn reload_swaps_certificate_for_new_connections_only() {
         err.to_string().contains(&cert_path.display().to_string()),
         "{err}"
     );
-    let resp = client(pair.0.as_bytes(), true).get(&url).send().await.unwrap();
+    let resp = client(pair.0.as_bytes(), true)
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 
     // Mismatched key: rejected, old config kept.
@@ -345,7 +363,11 @@ async fn reload_swaps_certificate_for_new_connections_only() {
         reloader.reload_tls().unwrap_err(),
         ListenError::Tls { .. }
     ));
-    let resp = client(pair.0.as_bytes(), true).get(&url).send().await.unwrap();
+    let resp = client(pair.0.as_bytes(), true)
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(presented_cert(&resp), leaf_der(&cert_path));
     server.stop().await;
 }
@@ -397,7 +419,10 @@ async fn sighup_reloads_the_certificate() {
             assert_eq!(presented_cert(&resp), leaf_der(&cert_path));
             break;
         }
-        assert!(Instant::now() < deadline, "SIGHUP did not reload the certificate");
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the certificate"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.stop().await;
@@ -522,9 +547,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     });
     slow_started.recv().await.unwrap();
 
-    let Running {
-        stop, mut task, ..
-    } = server;
+    let Running { stop, mut task, .. } = server;
     stop.unwrap().send(()).unwrap();
     // serve waits for the in-flight request...
     assert!(
@@ -631,7 +654,9 @@ async fn connection_limit_pauses_accepting() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let impatient = reqwest::Client::builder()
         .no_proxy()
-        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(&cert_path).unwrap()).unwrap()])
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(&std::fs::read(&cert_path).unwrap()).unwrap(),
+        ])
         .timeout(Duration::from_millis(500))
         .build()
         .unwrap();

@@ -1,0 +1,93 @@
+//! The REST API under `/api/v1`, described by OpenAPI (utoipa).
+
+pub mod dto;
+mod extract;
+mod groups;
+mod projects;
+mod session;
+mod tokens;
+mod users;
+
+use crate::AppState;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Enclave API", description = "Secure data science platform: accounts, groups, projects, tokens."),
+    components(schemas(dto::ErrorBody)),
+    modifiers(&Security),
+    tags(
+        (name = "auth", description = "Setup, login, logout and the current identity"),
+        (name = "users", description = "Accounts (platform admins)"),
+        (name = "groups", description = "Groups of users (platform admins)"),
+        (name = "projects", description = "Projects and their members"),
+        (name = "tokens", description = "Personal API tokens"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::SESSION_COOKIE))),
+        );
+        openapi.security = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
+            utoipa::openapi::security::SecurityRequirement::new("session", Vec::<String>::new()),
+        ]);
+    }
+}
+
+/// Every API route with its OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(session::setup))
+        .routes(routes!(session::login_token))
+        .routes(routes!(session::login_session))
+        .routes(routes!(session::logout))
+        .routes(routes!(session::whoami))
+        .routes(routes!(session::change_password))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(users::reset_password))
+        .routes(routes!(users::unlock))
+        .routes(routes!(users::revoke_sessions))
+        .routes(routes!(groups::list, groups::create))
+        .routes(routes!(groups::get, groups::update, groups::delete))
+        .routes(routes!(groups::members))
+        .routes(routes!(groups::add_member, groups::remove_member))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(projects::members))
+        .routes(routes!(projects::set_member, projects::remove_member))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::get, tokens::revoke))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document, as served and as committed in `openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The OpenAPI document of this API.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "auth", security(()),
+    responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi_json() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match openapi().to_pretty_json() {
+        Ok(s) => ([(axum::http::header::CONTENT_TYPE, "application/json")], s).into_response(),
+        Err(_) => crate::error::ApiError(enclave_core::Error::internal()).into_response(),
+    }
+}

@@ -1,0 +1,356 @@
+//! What every console page shares: the layout data, rendering, error pages, flash notices,
+//! redirects and a few formatting helpers.
+
+use crate::auth::ConsoleSession;
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use enclave_core::{Error, ErrorCode, Timestamp};
+use std::future::Future;
+
+/// The signed-in user as the layout shows them.
+pub struct NavUser {
+    /// Login name.
+    pub username: String,
+    /// Platform admin: the nav shows Users and Groups.
+    pub admin: bool,
+}
+
+/// Data of the shared layout (`base.html`), carried by every page.
+pub struct Chrome {
+    /// Page title.
+    pub title: String,
+    /// Nav entry to highlight: `projects`, `tokens`, `account`, `users`, `groups` or empty.
+    pub section: &'static str,
+    /// The signed-in user; `None` on public pages.
+    pub user: Option<NavUser>,
+    /// CSRF token for the forms of the page (empty on public pages).
+    pub csrf: String,
+    /// Success message (from a fixed set).
+    pub notice: Option<&'static str>,
+    /// Error message from the application.
+    pub error: Option<String>,
+}
+
+impl Chrome {
+    /// Layout data for a page; `session` fills the nav and the CSRF token.
+    pub fn new(title: impl Into<String>, section: &'static str, session: Option<&ConsoleSession>) -> Chrome {
+        Chrome {
+            title: title.into(),
+            section,
+            user: session.map(|s| NavUser {
+                username: s.caller.principal.username.clone(),
+                admin: s.caller.principal.platform_admin,
+            }),
+            csrf: session.map(|s| s.csrf.clone()).unwrap_or_default(),
+            notice: None,
+            error: None,
+        }
+    }
+
+    /// Adds a success notice.
+    pub fn notice(mut self, notice: Option<&'static str>) -> Chrome {
+        self.notice = notice;
+        self
+    }
+
+    /// Adds the error of a re-rendered form.
+    pub fn problem(mut self, problem: Option<&Problem>) -> Chrome {
+        self.error = problem.map(|p| p.message.clone());
+        self
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    heading: &'static str,
+    message: String,
+}
+
+/// Renders a template with a status; a template failure becomes a bare 500.
+pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console template failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while rendering the page\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A full-page error with a heading and a message.
+pub fn error_page(status: StatusCode, heading: &'static str, message: impl Into<String>, session: Option<&ConsoleSession>) -> Response {
+    let page = ErrorPage {
+        chrome: Chrome::new(heading, "", session),
+        heading,
+        message: message.into(),
+    };
+    render(status, &page)
+}
+
+/// 403 for a form without a valid CSRF token or sent from another site.
+pub fn csrf_refused(session: Option<&ConsoleSession>) -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "This form was not accepted: it was sent from another site, or the page was out of date. Go back, reload the page and try again.",
+        session,
+    )
+}
+
+/// 400 for a form or query that could not be read.
+pub fn malformed(session: Option<&ConsoleSession>) -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        "The submitted form could not be read. Go back, reload the page and try again.",
+        session,
+    )
+}
+
+/// 303 to the login page.
+pub fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+/// 303 to `path` with a flash notice key (one of [`NOTICES`]).
+pub fn done(path: &str, notice: &'static str) -> Response {
+    Redirect::to(&format!("{path}?done={notice}")).into_response()
+}
+
+/// The fixed flash notices: query key and message. Nothing else from the query reaches a page.
+pub const NOTICES: &[(&str, &str)] = &[
+    ("logged-out", "You have been logged out."),
+    ("password-changed", "Your password was changed and all your sessions were ended. Log in with the new password."),
+    ("setup-done", "The first admin account was created. Log in to continue."),
+    ("project-created", "Project created."),
+    ("member-saved", "Member saved."),
+    ("member-removed", "Member removed."),
+    ("user-created", "User created."),
+    ("user-disabled", "User disabled; their sessions were ended and their tokens revoked."),
+    ("user-enabled", "User enabled."),
+    ("user-unlocked", "Login lockout cleared."),
+    ("sessions-ended", "All sessions of the user were ended."),
+    ("group-created", "Group created."),
+    ("group-deleted", "Group deleted."),
+    ("token-revoked", "Token revoked."),
+];
+
+/// The message for a notice key, if it is one of [`NOTICES`].
+pub fn notice_for(key: &str) -> Option<&'static str> {
+    NOTICES.iter().find(|(k, _)| *k == key).map(|(_, m)| *m)
+}
+
+/// What to do with an error: go to the login page, or show it with a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// The session is gone: 303 to `/login`.
+    Login,
+    /// Show the message with this status and heading.
+    As(StatusCode, &'static str),
+}
+
+/// How the console shows an error code.
+pub fn shown(code: ErrorCode) -> Shown {
+    use ErrorCode as C;
+    match code {
+        C::Unauthenticated => Shown::Login,
+        C::Forbidden | C::CsrfFailed => Shown::As(StatusCode::FORBIDDEN, "Not allowed"),
+        C::NotFound => Shown::As(StatusCode::NOT_FOUND, "Not found"),
+        C::Unavailable => Shown::As(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable"),
+        C::Internal => Shown::As(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+        C::InvalidCredentials => Shown::As(StatusCode::UNAUTHORIZED, "Login failed"),
+        C::TooManyAttempts => Shown::As(StatusCode::TOO_MANY_REQUESTS, "Too many attempts"),
+        C::SetupUnavailable => Shown::As(StatusCode::GONE, "Setup link not valid"),
+        C::InvalidRequest | C::InvalidInput | C::Conflict | C::PayloadTooLarge | C::UnsupportedMediaType => {
+            Shown::As(StatusCode::BAD_REQUEST, "Request not accepted")
+        }
+    }
+}
+
+/// The response for an error that replaces the page.
+pub fn fail(err: &Error, session: Option<&ConsoleSession>) -> Response {
+    match shown(err.code) {
+        Shown::Login => to_login(),
+        Shown::As(status, heading) => error_page(status, heading, err.message.clone(), session),
+    }
+}
+
+/// An error shown above the form that caused it, on the re-rendered page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Status of the re-rendered page.
+    pub status: StatusCode,
+    /// The application's message.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem found by the console itself (the shape of a field).
+    pub fn input(message: impl Into<String>) -> Problem {
+        Problem {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether an action's error belongs next to its form (bad input, a name taken, a user that
+/// does not exist) rather than replacing the page (no access, no such page, outage).
+pub fn in_form(err: &Error) -> bool {
+    match err.code {
+        ErrorCode::NotFound => matches!(
+            err.details.get("resource").and_then(|v| v.as_str()),
+            Some("user" | "member")
+        ),
+        code => matches!(shown(code), Shown::As(s, _) if s.is_client_error() && s != StatusCode::FORBIDDEN && s != StatusCode::NOT_FOUND),
+    }
+}
+
+/// The status of a page: the problem's, or 200.
+pub fn status(problem: Option<&Problem>) -> StatusCode {
+    problem.map_or(StatusCode::OK, |p| p.status)
+}
+
+/// The end of a form action: on success 303 to `ok_path` with the notice; on an error that
+/// belongs to the form, the page again via `again`; otherwise an error page.
+pub async fn finish<F, Fut>(result: Result<(), Error>, session: &ConsoleSession, ok_path: &str, notice: &'static str, again: F) -> Response
+where
+    F: FnOnce(Problem) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    match result {
+        Ok(()) => done(ok_path, notice),
+        Err(e) if in_form(&e) => {
+            let status = match shown(e.code) {
+                Shown::As(s, _) => s,
+                Shown::Login => StatusCode::UNAUTHORIZED,
+            };
+            again(Problem {
+                status,
+                message: e.message,
+            })
+            .await
+        }
+        Err(e) => fail(&e, Some(session)),
+    }
+}
+
+/// Percent-encodes one URL path segment or query value (everything but unreserved characters).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A timestamp for people: `2026-11-23 06:26 UTC`.
+pub fn when(t: Timestamp) -> String {
+    let s = t.rfc3339();
+    match (s.get(0..10), s.get(11..16), s.ends_with('Z')) {
+        (Some(day), Some(time), true) => format!("{day} {time} UTC"),
+        _ => s,
+    }
+}
+
+/// The "next page" link of a list, if there is a next page.
+pub fn next_href(path: &str, next: Option<&str>) -> Option<String> {
+    next.map(|n| format!("{path}?after={}", encode(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: ErrorCode) -> Error {
+        Error::new(code, "m")
+    }
+
+    #[test]
+    fn maps_error_codes_to_pages() {
+        assert_eq!(shown(ErrorCode::Unauthenticated), Shown::Login);
+        let status = |c| match shown(c) {
+            Shown::As(s, _) => s,
+            Shown::Login => StatusCode::SEE_OTHER,
+        };
+        assert_eq!(status(ErrorCode::Forbidden), StatusCode::FORBIDDEN);
+        assert_eq!(status(ErrorCode::CsrfFailed), StatusCode::FORBIDDEN);
+        assert_eq!(status(ErrorCode::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(status(ErrorCode::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(ErrorCode::InvalidInput), StatusCode::BAD_REQUEST);
+        assert_eq!(status(ErrorCode::Conflict), StatusCode::BAD_REQUEST);
+        assert_eq!(status(ErrorCode::InvalidCredentials), StatusCode::UNAUTHORIZED);
+        assert_eq!(status(ErrorCode::TooManyAttempts), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(status(ErrorCode::SetupUnavailable), StatusCode::GONE);
+        assert_eq!(status(ErrorCode::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn unauthenticated_redirects_to_login() {
+        let r = fail(&Error::unauthenticated(), None);
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers().get("location").and_then(|v| v.to_str().ok()), Some("/login"));
+        assert_eq!(fail(&Error::forbidden(), None).status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn form_errors_versus_page_errors() {
+        assert!(in_form(&err(ErrorCode::InvalidInput)));
+        assert!(in_form(&err(ErrorCode::Conflict)));
+        assert!(in_form(&Error::not_found("user", "bob")));
+        assert!(in_form(&Error::not_found("member", "bob")));
+        assert!(!in_form(&Error::not_found("project", "x")));
+        assert!(!in_form(&err(ErrorCode::Forbidden)));
+        assert!(!in_form(&err(ErrorCode::Unauthenticated)));
+        assert!(!in_form(&err(ErrorCode::Unavailable)));
+        assert!(!in_form(&err(ErrorCode::Internal)));
+    }
+
+    #[test]
+    fn notices_are_a_fixed_set() {
+        assert_eq!(notice_for("member-saved"), Some("Member saved."));
+        assert_eq!(notice_for("<script>"), None);
+        assert_eq!(notice_for(""), None);
+        for (k, _) in NOTICES {
+            assert_eq!(encode(k), *k, "notice keys need no encoding");
+        }
+    }
+
+    #[test]
+    fn encodes_segments() {
+        assert_eq!(encode("abc-1.x_~"), "abc-1.x_~");
+        assert_eq!(encode("a b/c?d&e"), "a%20b%2Fc%3Fd%26e");
+        assert_eq!(encode("é"), "%C3%A9");
+        assert_eq!(next_href("/tokens", Some("a b")).as_deref(), Some("/tokens?after=a%20b"));
+        assert_eq!(next_href("/tokens", None), None);
+    }
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(when(Timestamp(0)), "1970-01-01 00:00 UTC");
+    }
+
+    #[test]
+    fn error_page_escapes_the_message() {
+        let r = ErrorPage {
+            chrome: Chrome::new("t", "", None),
+            heading: "Not found",
+            message: "project '<script>x</script>' was not found".into(),
+        }
+        .render();
+        let html = r.unwrap_or_default();
+        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<script>"));
+    }
+}
