@@ -164,22 +164,19 @@ pub async fn bootstrap(data_dir: &Path, username: &str, password_file: &Path) ->
     code
 }
 
-async fn shutdown_signal() {
+/// Registers SIGTERM and SIGINT handlers now (before the server announces itself, so a signal
+/// can never hit the default action) and returns a future that resolves on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {},
-                _ = i.recv() => {},
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    tracing::info!("shutdown requested");
+        tracing::info!("shutdown requested");
+    })
 }
 
 /// `enclave serve`.
@@ -189,6 +186,13 @@ pub async fn serve(flags: Overrides) -> i32 {
         Err(code) => return code,
     };
     init_logging(cfg.log.format, &cfg.log.level);
+    let shutdown = match shutdown_signal() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return EXIT_FAIL;
+        }
+    };
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let app = match open_app(settings(&cfg), &cfg.data_dir).await {
         Ok(a) => a,
@@ -256,7 +260,7 @@ pub async fn serve(flags: Overrides) -> i32 {
     );
     let mut opts = enclave_listener::ServeOptions::default();
     opts.max_connections = cfg.limits.max_connections;
-    let result = enclave_listener::serve_with(listener, router, shutdown_signal(), opts).await;
+    let result = enclave_listener::serve_with(listener, router, shutdown, opts).await;
     pruner.abort();
     app.store().close().await;
     match result {

@@ -20,7 +20,10 @@ impl FromRequestParts<AppState> for Visitor {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        console_session(parts, state).await.map(Visitor).ok_or_else(to_login)
+        console_session(parts, state)
+            .await
+            .map(Visitor)
+            .ok_or_else(to_login)
     }
 }
 
@@ -51,7 +54,10 @@ async fn parse_form<T: DeserializeOwned>(bytes: axum::body::Bytes) -> Option<T> 
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(bytes))
         .ok()?;
-    Form::<T>::from_request(req, &()).await.ok().map(|Form(t)| t)
+    Form::<T>::from_request(req, &())
+        .await
+        .ok()
+        .map(|Form(t)| t)
 }
 
 /// A form posted by a signed-in visitor, with its `csrf` field checked against the session.
@@ -75,7 +81,9 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Post<T> {
         if cross_site(&parts.headers) {
             return Err(csrf_refused(Some(&session)));
         }
-        let secret = session_cookie(&parts.headers).unwrap_or_default().to_string();
+        let secret = session_cookie(&parts.headers)
+            .unwrap_or_default()
+            .to_string();
         let RawForm(bytes) = RawForm::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(|_| malformed(Some(&session)))?;
@@ -106,7 +114,10 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for PublicPost<T> {
         let RawForm(bytes) = RawForm::from_request(req, state)
             .await
             .map_err(|_| malformed(None))?;
-        parse_form::<T>(bytes).await.map(PublicPost).ok_or_else(|| malformed(None))
+        parse_form::<T>(bytes)
+            .await
+            .map(PublicPost)
+            .ok_or_else(|| malformed(None))
     }
 }
 
@@ -129,7 +140,8 @@ impl FromRequestParts<AppState> for PageQuery {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
-        let Query(q) = Query::<RawListQuery>::try_from_uri(&parts.uri).map_err(|_| malformed(None))?;
+        let Query(q) =
+            Query::<RawListQuery>::try_from_uri(&parts.uri).map_err(|_| malformed(None))?;
         Ok(PageQuery {
             after: q.after.filter(|a| !a.is_empty()),
             notice: q.done.as_deref().and_then(notice_for),

@@ -1,7 +1,7 @@
 //! Login, logout and the first-start setup of the first admin.
 
 use super::guard::{Button, MaybeVisitor, PageQuery, Post, PublicPost};
-use super::page::{done, fail, render, shown, Chrome, Problem, Shown};
+use super::page::{done, fail, render, status_code, Chrome, Problem};
 use crate::auth::{clear_session_cookie, set_session_cookie, Meta};
 use crate::AppState;
 use askama::Template;
@@ -19,9 +19,15 @@ struct LoginPage {
     username: String,
 }
 
-fn login_page(username: String, notice: Option<&'static str>, problem: Option<&Problem>) -> Response {
+fn login_page(
+    username: String,
+    notice: Option<&'static str>,
+    problem: Option<&Problem>,
+) -> Response {
     let page = LoginPage {
-        chrome: Chrome::new("Log in", "", None).notice(notice).problem(problem),
+        chrome: Chrome::new("Log in", "", None)
+            .notice(notice)
+            .problem(problem),
         username,
     };
     render(super::page::status(problem), &page)
@@ -29,12 +35,8 @@ fn login_page(username: String, notice: Option<&'static str>, problem: Option<&P
 
 /// The problem of a failed login or setup, shown above its form.
 fn problem_of(e: Error) -> Problem {
-    let status = match shown(e.code) {
-        Shown::As(s, _) => s,
-        Shown::Login => StatusCode::UNAUTHORIZED,
-    };
     Problem {
-        status,
+        status: status_code(e.code),
         message: e.message,
     }
 }
@@ -74,7 +76,11 @@ fn signed_in(outcome: &LoginOutcome) -> Response {
 }
 
 /// `POST /login`.
-pub async fn login(State(s): State<AppState>, Meta(meta): Meta, PublicPost(f): PublicPost<LoginForm>) -> Response {
+pub async fn login(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    PublicPost(f): PublicPost<LoginForm>,
+) -> Response {
     match s.app.login_session(&f.username, &f.password, &meta).await {
         Ok(outcome) => signed_in(&outcome),
         Err(e) => login_page(f.username, None, Some(&problem_of(e))),
@@ -86,7 +92,8 @@ pub async fn logout(State(s): State<AppState>, post: Post<Button>) -> Response {
     match s.app.logout(&post.session.caller).await {
         Ok(()) => {
             let mut resp = done("/login", "logged-out");
-            resp.headers_mut().insert(header::SET_COOKIE, clear_session_cookie());
+            resp.headers_mut()
+                .insert(header::SET_COOKIE, clear_session_cookie());
             resp
         }
         Err(e) => fail(&e, Some(&post.session)),
@@ -130,7 +137,10 @@ pub struct SetupQuery {
 }
 
 /// `GET /setup?token=…`.
-pub async fn setup_form(State(s): State<AppState>, q: Result<Query<SetupQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+pub async fn setup_form(
+    State(s): State<AppState>,
+    q: Result<Query<SetupQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Some(token) = q.ok().and_then(|Query(q)| q.token) else {
         return setup_gone();
     };
@@ -160,12 +170,28 @@ pub struct SetupForm {
 }
 
 /// `POST /setup`: creates the first admin and signs them in.
-pub async fn setup(State(s): State<AppState>, Meta(meta): Meta, PublicPost(f): PublicPost<SetupForm>) -> Response {
+pub async fn setup(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    PublicPost(f): PublicPost<SetupForm>,
+) -> Response {
     if f.password != f.repeat {
-        return setup_page(f.token, f.username, Some(&Problem::input("the two passwords differ")));
+        return setup_page(
+            f.token,
+            f.username,
+            Some(&Problem::input("the two passwords differ")),
+        );
     }
-    match s.app.complete_setup(&f.token, &f.username, &f.password, &meta).await {
-        Ok(user) => match s.app.login_session(&user.username, &f.password, &meta).await {
+    match s
+        .app
+        .complete_setup(&f.token, &f.username, &f.password, &meta)
+        .await
+    {
+        Ok(user) => match s
+            .app
+            .login_session(&user.username, &f.password, &meta)
+            .await
+        {
             Ok(outcome) => signed_in(&outcome),
             Err(_) => done("/login", "setup-done"),
         },

@@ -1,4 +1,95 @@
-//! Web console (in progress).
+//! The web console: server-rendered HTML pages (askama) with plain forms, POST-redirect-GET and
+//! no JavaScript.
+//!
+//! Invariants:
+//! * Every page but `/login`, `/setup` and `/static/*` needs a session; without one the
+//!   visitor is sent to `/login`.
+//! * Every form post but login and setup carries the session's CSRF token in a hidden `csrf`
+//!   field and is refused (403) without it or when the browser says it comes from another site.
+//! * Handlers only read forms, call one [`enclave_app::App`] use case with the session's
+//!   caller and render its answer; the application authorizes and audits.
+//! * Pages never contain passwords or session secrets; an API token's secret appears once, on
+//!   the page right after its creation.
+
+mod admin;
+mod guard;
+mod login;
+mod me;
+mod page;
+mod projects;
+
 use crate::AppState;
-/// Console routes.
-pub fn routes() -> axum::Router<AppState> { axum::Router::new() }
+use axum::http::{header, HeaderValue};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+/// The stylesheet of every page.
+const APP_CSS: &str = include_str!("../../static/app.css");
+
+/// The icon of every page.
+const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
+
+/// A static asset with its content type, cacheable for an hour.
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body,
+    )
+}
+
+/// Console routes: pages, form actions and static assets.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/static/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route(
+            "/static/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
+        .route("/login", get(login::login_form).post(login::login))
+        .route("/logout", post(login::logout))
+        .route("/setup", get(login::setup_form).post(login::setup))
+        .route("/", get(projects::dashboard))
+        .route("/projects", post(projects::create))
+        .route("/projects/{name}", get(projects::show))
+        .route("/projects/{name}/members", post(projects::set_member))
+        .route(
+            "/projects/{name}/members/{username}/remove",
+            post(projects::remove_member),
+        )
+        .route("/admin/users", get(admin::users).post(admin::create_user))
+        .route("/admin/users/{username}/disable", post(admin::disable_user))
+        .route("/admin/users/{username}/enable", post(admin::enable_user))
+        .route("/admin/users/{username}/unlock", post(admin::unlock_user))
+        .route(
+            "/admin/users/{username}/revoke-sessions",
+            post(admin::revoke_sessions),
+        )
+        .route(
+            "/admin/groups",
+            get(admin::groups).post(admin::create_group),
+        )
+        .route("/admin/groups/{name}", get(admin::group))
+        .route(
+            "/admin/groups/{name}/members",
+            post(admin::add_group_member),
+        )
+        .route(
+            "/admin/groups/{name}/members/{username}/remove",
+            post(admin::remove_group_member),
+        )
+        .route("/admin/groups/{name}/delete", post(admin::delete_group))
+        .route("/tokens", get(me::tokens).post(me::create_token))
+        .route("/tokens/{id}/revoke", post(me::revoke_token))
+        .route("/account", get(me::account))
+        .route("/account/password", post(me::change_password))
+}

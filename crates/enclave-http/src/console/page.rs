@@ -34,7 +34,11 @@ pub struct Chrome {
 
 impl Chrome {
     /// Layout data for a page; `session` fills the nav and the CSRF token.
-    pub fn new(title: impl Into<String>, section: &'static str, session: Option<&ConsoleSession>) -> Chrome {
+    pub fn new(
+        title: impl Into<String>,
+        section: &'static str,
+        session: Option<&ConsoleSession>,
+    ) -> Chrome {
         Chrome {
             title: title.into(),
             section,
@@ -85,7 +89,12 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
 }
 
 /// A full-page error with a heading and a message.
-pub fn error_page(status: StatusCode, heading: &'static str, message: impl Into<String>, session: Option<&ConsoleSession>) -> Response {
+pub fn error_page(
+    status: StatusCode,
+    heading: &'static str,
+    message: impl Into<String>,
+    session: Option<&ConsoleSession>,
+) -> Response {
     let page = ErrorPage {
         chrome: Chrome::new(heading, "", session),
         heading,
@@ -127,13 +136,22 @@ pub fn done(path: &str, notice: &'static str) -> Response {
 /// The fixed flash notices: query key and message. Nothing else from the query reaches a page.
 pub const NOTICES: &[(&str, &str)] = &[
     ("logged-out", "You have been logged out."),
-    ("password-changed", "Your password was changed and all your sessions were ended. Log in with the new password."),
-    ("setup-done", "The first admin account was created. Log in to continue."),
+    (
+        "password-changed",
+        "Your password was changed and all your sessions were ended. Log in with the new password.",
+    ),
+    (
+        "setup-done",
+        "The first admin account was created. Log in to continue.",
+    ),
     ("project-created", "Project created."),
     ("member-saved", "Member saved."),
     ("member-removed", "Member removed."),
     ("user-created", "User created."),
-    ("user-disabled", "User disabled; their sessions were ended and their tokens revoked."),
+    (
+        "user-disabled",
+        "User disabled; their sessions were ended and their tokens revoked.",
+    ),
     ("user-enabled", "User enabled."),
     ("user-unlocked", "Login lockout cleared."),
     ("sessions-ended", "All sessions of the user were ended."),
@@ -168,9 +186,11 @@ pub fn shown(code: ErrorCode) -> Shown {
         C::InvalidCredentials => Shown::As(StatusCode::UNAUTHORIZED, "Login failed"),
         C::TooManyAttempts => Shown::As(StatusCode::TOO_MANY_REQUESTS, "Too many attempts"),
         C::SetupUnavailable => Shown::As(StatusCode::GONE, "Setup link not valid"),
-        C::InvalidRequest | C::InvalidInput | C::Conflict | C::PayloadTooLarge | C::UnsupportedMediaType => {
-            Shown::As(StatusCode::BAD_REQUEST, "Request not accepted")
-        }
+        C::InvalidRequest
+        | C::InvalidInput
+        | C::Conflict
+        | C::PayloadTooLarge
+        | C::UnsupportedMediaType => Shown::As(StatusCode::BAD_REQUEST, "Request not accepted"),
     }
 }
 
@@ -209,7 +229,9 @@ pub fn in_form(err: &Error) -> bool {
             err.details.get("resource").and_then(|v| v.as_str()),
             Some("user" | "member")
         ),
-        code => matches!(shown(code), Shown::As(s, _) if s.is_client_error() && s != StatusCode::FORBIDDEN && s != StatusCode::NOT_FOUND),
+        code => {
+            matches!(shown(code), Shown::As(s, _) if s.is_client_error() && s != StatusCode::FORBIDDEN && s != StatusCode::NOT_FOUND)
+        }
     }
 }
 
@@ -218,27 +240,44 @@ pub fn status(problem: Option<&Problem>) -> StatusCode {
     problem.map_or(StatusCode::OK, |p| p.status)
 }
 
+/// The status for an error shown above a form.
+pub fn status_code(code: ErrorCode) -> StatusCode {
+    match shown(code) {
+        Shown::As(s, _) => s,
+        Shown::Login => StatusCode::UNAUTHORIZED,
+    }
+}
+
+/// Sorts an action's error: `Ok` to show it above its form on the page again, `Err` with the
+/// page that replaces the form (or the redirect to `/login`).
+pub fn triage(err: Error, session: Option<&ConsoleSession>) -> Result<Problem, Response> {
+    if in_form(&err) {
+        Ok(Problem {
+            status: status_code(err.code),
+            message: err.message,
+        })
+    } else {
+        Err(fail(&err, session))
+    }
+}
+
 /// The end of a form action: on success 303 to `ok_path` with the notice; on an error that
 /// belongs to the form, the page again via `again`; otherwise an error page.
-pub async fn finish<F, Fut>(result: Result<(), Error>, session: &ConsoleSession, ok_path: &str, notice: &'static str, again: F) -> Response
+pub async fn finish<F, Fut>(
+    result: Result<(), Error>,
+    session: &ConsoleSession,
+    ok_path: &str,
+    notice: &'static str,
+    again: F,
+) -> Response
 where
     F: FnOnce(Problem) -> Fut,
     Fut: Future<Output = Response>,
 {
-    match result {
+    match result.map_err(|e| triage(e, Some(session))) {
         Ok(()) => done(ok_path, notice),
-        Err(e) if in_form(&e) => {
-            let status = match shown(e.code) {
-                Shown::As(s, _) => s,
-                Shown::Login => StatusCode::UNAUTHORIZED,
-            };
-            again(Problem {
-                status,
-                message: e.message,
-            })
-            .await
-        }
-        Err(e) => fail(&e, Some(session)),
+        Err(Ok(problem)) => again(problem).await,
+        Err(Err(page)) => page,
     }
 }
 
@@ -287,21 +326,39 @@ mod tests {
         assert_eq!(status(ErrorCode::Forbidden), StatusCode::FORBIDDEN);
         assert_eq!(status(ErrorCode::CsrfFailed), StatusCode::FORBIDDEN);
         assert_eq!(status(ErrorCode::NotFound), StatusCode::NOT_FOUND);
-        assert_eq!(status(ErrorCode::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(ErrorCode::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(status(ErrorCode::InvalidInput), StatusCode::BAD_REQUEST);
         assert_eq!(status(ErrorCode::Conflict), StatusCode::BAD_REQUEST);
-        assert_eq!(status(ErrorCode::InvalidCredentials), StatusCode::UNAUTHORIZED);
-        assert_eq!(status(ErrorCode::TooManyAttempts), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            status(ErrorCode::InvalidCredentials),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(ErrorCode::TooManyAttempts),
+            StatusCode::TOO_MANY_REQUESTS
+        );
         assert_eq!(status(ErrorCode::SetupUnavailable), StatusCode::GONE);
-        assert_eq!(status(ErrorCode::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            status(ErrorCode::Internal),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]
     fn unauthenticated_redirects_to_login() {
         let r = fail(&Error::unauthenticated(), None);
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert_eq!(r.headers().get("location").and_then(|v| v.to_str().ok()), Some("/login"));
-        assert_eq!(fail(&Error::forbidden(), None).status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            r.headers().get("location").and_then(|v| v.to_str().ok()),
+            Some("/login")
+        );
+        assert_eq!(
+            fail(&Error::forbidden(), None).status(),
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]
@@ -332,7 +389,10 @@ mod tests {
         assert_eq!(encode("abc-1.x_~"), "abc-1.x_~");
         assert_eq!(encode("a b/c?d&e"), "a%20b%2Fc%3Fd%26e");
         assert_eq!(encode("é"), "%C3%A9");
-        assert_eq!(next_href("/tokens", Some("a b")).as_deref(), Some("/tokens?after=a%20b"));
+        assert_eq!(
+            next_href("/tokens", Some("a b")).as_deref(),
+            Some("/tokens?after=a%20b")
+        );
         assert_eq!(next_href("/tokens", None), None);
     }
 
@@ -350,7 +410,10 @@ mod tests {
         }
         .render();
         let html = r.unwrap_or_default();
-        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("<script>"));
     }
 }

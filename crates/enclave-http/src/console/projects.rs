@@ -44,7 +44,13 @@ fn role_label(role: Option<ProjectRole>) -> &'static str {
     role.map_or("—", ProjectRole::as_str)
 }
 
-async fn dashboard_page(s: &AppState, session: &ConsoleSession, q: PageQuery, draft: ProjectDraft, problem: Option<Problem>) -> Response {
+async fn dashboard_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    q: PageQuery,
+    draft: ProjectDraft,
+    problem: Option<Problem>,
+) -> Response {
     let listed = match PageRequest::new(Some(LIST_LIMIT), q.after) {
         Ok(page) => s.app.list_projects(&session.caller, &page).await,
         Err(e) => Err(e),
@@ -76,7 +82,11 @@ async fn dashboard_page(s: &AppState, session: &ConsoleSession, q: PageQuery, dr
 }
 
 /// `GET /`.
-pub async fn dashboard(State(s): State<AppState>, Visitor(session): Visitor, q: PageQuery) -> Response {
+pub async fn dashboard(
+    State(s): State<AppState>,
+    Visitor(session): Visitor,
+    q: PageQuery,
+) -> Response {
     dashboard_page(&s, &session, q, ProjectDraft::default(), None).await
 }
 
@@ -92,9 +102,16 @@ pub struct NewProjectForm {
 }
 
 /// `POST /projects`.
-pub async fn create(State(s): State<AppState>, Post { session, form: f }: Post<NewProjectForm>) -> Response {
+pub async fn create(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<NewProjectForm>,
+) -> Response {
     let owner = Some(f.owner.as_str()).filter(|o| !o.is_empty());
-    let result = s.app.create_project(&session.caller, &f.name, &f.description, owner).await.map(|_| ());
+    let result = s
+        .app
+        .create_project(&session.caller, &f.name, &f.description, owner)
+        .await
+        .map(|_| ());
     let path = format!("/projects/{}", encode(&f.name));
     let draft = ProjectDraft {
         name: f.name.clone(),
@@ -128,7 +145,13 @@ struct ProjectPage {
     roles: [&'static str; 3],
 }
 
-async fn project_page(s: &AppState, session: &ConsoleSession, name: &str, q: PageQuery, problem: Option<Problem>) -> Response {
+async fn project_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    name: &str,
+    q: PageQuery,
+    problem: Option<Problem>,
+) -> Response {
     let view = match s.app.get_project(&session.caller, name).await {
         Ok(v) => v,
         Err(e) => return fail(&e, Some(session)),
@@ -146,9 +169,13 @@ async fn project_page(s: &AppState, session: &ConsoleSession, name: &str, q: Pag
         chrome: Chrome::new(format!("Project {}", p.name), "projects", Some(session))
             .notice(q.notice)
             .problem(problem.as_ref()),
-        manage: view.your_role == Some(ProjectRole::Owner) || session.caller.principal.platform_admin,
+        manage: view.your_role == Some(ProjectRole::Owner)
+            || session.caller.principal.platform_admin,
         your_role: role_label(view.your_role),
-        next: next_href(&format!("/projects/{}", encode(&p.name)), members.next.as_deref()),
+        next: next_href(
+            &format!("/projects/{}", encode(&p.name)),
+            members.next.as_deref(),
+        ),
         members: members
             .items
             .into_iter()
@@ -172,7 +199,12 @@ async fn project_page(s: &AppState, session: &ConsoleSession, name: &str, q: Pag
 }
 
 /// `GET /projects/{name}`.
-pub async fn show(State(s): State<AppState>, Visitor(session): Visitor, Path(name): Path<String>, q: PageQuery) -> Response {
+pub async fn show(
+    State(s): State<AppState>,
+    Visitor(session): Visitor,
+    Path(name): Path<String>,
+    q: PageQuery,
+) -> Response {
     project_page(&s, &session, &name, q, None).await
 }
 
@@ -186,10 +218,21 @@ pub struct MemberForm {
 }
 
 /// `POST /projects/{name}/members`.
-pub async fn set_member(State(s): State<AppState>, Path(name): Path<String>, Post { session, form: f }: Post<MemberForm>) -> Response {
+pub async fn set_member(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Post { session, form: f }: Post<MemberForm>,
+) -> Response {
     let result = match ProjectRole::parse(&f.role) {
-        Some(role) => s.app.set_project_member(&session.caller, &name, &f.username, role).await,
-        None => Err(enclave_core::Error::invalid("role", "choose a role: viewer, member or owner")),
+        Some(role) => {
+            s.app
+                .set_project_member(&session.caller, &name, &f.username, role)
+                .await
+        }
+        None => Err(enclave_core::Error::invalid(
+            "role",
+            "choose a role: viewer, member or owner",
+        )),
     };
     let path = format!("/projects/{}", encode(&name));
     finish(result, &session, &path, "member-saved", |p| {
@@ -199,8 +242,15 @@ pub async fn set_member(State(s): State<AppState>, Path(name): Path<String>, Pos
 }
 
 /// `POST /projects/{name}/members/{username}/remove`.
-pub async fn remove_member(State(s): State<AppState>, Path((name, username)): Path<(String, String)>, Post { session, .. }: Post<Button>) -> Response {
-    let result = s.app.remove_project_member(&session.caller, &name, &username).await;
+pub async fn remove_member(
+    State(s): State<AppState>,
+    Path((name, username)): Path<(String, String)>,
+    Post { session, .. }: Post<Button>,
+) -> Response {
+    let result = s
+        .app
+        .remove_project_member(&session.caller, &name, &username)
+        .await;
     let path = format!("/projects/{}", encode(&name));
     finish(result, &session, &path, "member-removed", |p| {
         project_page(&s, &session, &name, PageQuery::default(), Some(p))

@@ -1,0 +1,429 @@
+//! Platform administration: users and groups. The application refuses non-admins; the console
+//! shows its answer as a 403 page.
+
+use super::guard::{Button, PageQuery, Post, Visitor};
+use super::page::{encode, fail, finish, next_href, render, status, when, Chrome, Problem};
+use super::projects::LIST_LIMIT;
+use crate::auth::ConsoleSession;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use enclave_app::{NewUser, UserPatch};
+use enclave_core::model::PageRequest;
+use serde::Deserialize;
+
+struct UserRow {
+    username: String,
+    display_name: String,
+    email: String,
+    admin: bool,
+    disabled: bool,
+    locked: bool,
+    created: String,
+}
+
+/// Values of the create-user form, kept when it is shown again (never the password).
+#[derive(Default)]
+struct UserDraft {
+    username: String,
+    display_name: String,
+    email: String,
+    admin: bool,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    users: Vec<UserRow>,
+    next: Option<String>,
+    draft: UserDraft,
+}
+
+async fn users_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    q: PageQuery,
+    draft: UserDraft,
+    problem: Option<Problem>,
+) -> Response {
+    let listed = match PageRequest::new(Some(LIST_LIMIT), q.after) {
+        Ok(page) => s.app.list_users(&session.caller, &page).await,
+        Err(e) => Err(e),
+    };
+    let list = match listed {
+        Ok(l) => l,
+        Err(e) => return fail(&e, Some(session)),
+    };
+    let mut users = Vec::with_capacity(list.items.len());
+    for u in list.items {
+        let locked = match s.app.is_locked(&u.username).await {
+            Ok(l) => l,
+            Err(e) => return fail(&e, Some(session)),
+        };
+        users.push(UserRow {
+            locked,
+            created: when(u.created_at),
+            username: u.username,
+            display_name: u.display_name,
+            email: u.email,
+            admin: u.platform_admin,
+            disabled: u.disabled,
+        });
+    }
+    let page = UsersPage {
+        chrome: Chrome::new("Users", "users", Some(session))
+            .notice(q.notice)
+            .problem(problem.as_ref()),
+        users,
+        next: next_href("/admin/users", list.next.as_deref()),
+        draft,
+    };
+    render(status(problem.as_ref()), &page)
+}
+
+/// `GET /admin/users`.
+pub async fn users(State(s): State<AppState>, Visitor(session): Visitor, q: PageQuery) -> Response {
+    users_page(&s, &session, q, UserDraft::default(), None).await
+}
+
+/// The create-user form.
+#[derive(Deserialize)]
+pub struct NewUserForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+    /// A checkbox: present (any value) when ticked.
+    platform_admin: Option<String>,
+}
+
+/// `POST /admin/users`.
+pub async fn create_user(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<NewUserForm>,
+) -> Response {
+    let draft = UserDraft {
+        username: f.username.clone(),
+        display_name: f.display_name.clone(),
+        email: f.email.clone(),
+        admin: f.platform_admin.is_some(),
+    };
+    let input = NewUser {
+        username: f.username,
+        password: f.password,
+        display_name: f.display_name,
+        email: f.email,
+        platform_admin: draft.admin,
+    };
+    let result = s.app.create_user(&session.caller, input).await.map(|_| ());
+    finish(result, &session, "/admin/users", "user-created", |p| {
+        users_page(&s, &session, PageQuery::default(), draft, Some(p))
+    })
+    .await
+}
+
+/// The per-user buttons of the users page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserAction {
+    Disable,
+    Enable,
+    Unlock,
+    RevokeSessions,
+}
+
+async fn user_action(
+    s: AppState,
+    session: ConsoleSession,
+    username: String,
+    action: UserAction,
+) -> Response {
+    let caller = &session.caller;
+    let (result, notice) = match action {
+        UserAction::Disable | UserAction::Enable => {
+            let disabled = action == UserAction::Disable;
+            let patch = UserPatch {
+                disabled: Some(disabled),
+                ..UserPatch::default()
+            };
+            let r = s
+                .app
+                .update_user(caller, &username, patch)
+                .await
+                .map(|_| ());
+            (
+                r,
+                if disabled {
+                    "user-disabled"
+                } else {
+                    "user-enabled"
+                },
+            )
+        }
+        UserAction::Unlock => (s.app.unlock_user(caller, &username).await, "user-unlocked"),
+        UserAction::RevokeSessions => (
+            s.app.revoke_sessions(caller, &username).await,
+            "sessions-ended",
+        ),
+    };
+    finish(result, &session, "/admin/users", notice, |p| {
+        users_page(
+            &s,
+            &session,
+            PageQuery::default(),
+            UserDraft::default(),
+            Some(p),
+        )
+    })
+    .await
+}
+
+/// `POST /admin/users/{username}/disable`.
+pub async fn disable_user(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    post: Post<Button>,
+) -> Response {
+    user_action(s, post.session, username, UserAction::Disable).await
+}
+
+/// `POST /admin/users/{username}/enable`.
+pub async fn enable_user(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    post: Post<Button>,
+) -> Response {
+    user_action(s, post.session, username, UserAction::Enable).await
+}
+
+/// `POST /admin/users/{username}/unlock`.
+pub async fn unlock_user(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    post: Post<Button>,
+) -> Response {
+    user_action(s, post.session, username, UserAction::Unlock).await
+}
+
+/// `POST /admin/users/{username}/revoke-sessions`.
+pub async fn revoke_sessions(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    post: Post<Button>,
+) -> Response {
+    user_action(s, post.session, username, UserAction::RevokeSessions).await
+}
+
+struct GroupRow {
+    name: String,
+    description: String,
+    members: i64,
+    created: String,
+}
+
+/// Values of the create-group form, kept when it is shown again.
+#[derive(Default)]
+struct GroupDraft {
+    name: String,
+    description: String,
+}
+
+#[derive(Template)]
+#[template(path = "groups.html")]
+struct GroupsPage {
+    chrome: Chrome,
+    groups: Vec<GroupRow>,
+    next: Option<String>,
+    draft: GroupDraft,
+}
+
+async fn groups_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    q: PageQuery,
+    draft: GroupDraft,
+    problem: Option<Problem>,
+) -> Response {
+    let listed = match PageRequest::new(Some(LIST_LIMIT), q.after) {
+        Ok(page) => s.app.list_groups(&session.caller, &page).await,
+        Err(e) => Err(e),
+    };
+    let list = match listed {
+        Ok(l) => l,
+        Err(e) => return fail(&e, Some(session)),
+    };
+    let page = GroupsPage {
+        chrome: Chrome::new("Groups", "groups", Some(session))
+            .notice(q.notice)
+            .problem(problem.as_ref()),
+        groups: list
+            .items
+            .into_iter()
+            .map(|g| GroupRow {
+                created: when(g.created_at),
+                name: g.name,
+                description: g.description,
+                members: g.member_count,
+            })
+            .collect(),
+        next: next_href("/admin/groups", list.next.as_deref()),
+        draft,
+    };
+    render(status(problem.as_ref()), &page)
+}
+
+/// `GET /admin/groups`.
+pub async fn groups(
+    State(s): State<AppState>,
+    Visitor(session): Visitor,
+    q: PageQuery,
+) -> Response {
+    groups_page(&s, &session, q, GroupDraft::default(), None).await
+}
+
+/// The create-group form.
+#[derive(Deserialize)]
+pub struct NewGroupForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /admin/groups`.
+pub async fn create_group(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<NewGroupForm>,
+) -> Response {
+    let result = s
+        .app
+        .create_group(&session.caller, &f.name, &f.description)
+        .await
+        .map(|_| ());
+    let path = format!("/admin/groups/{}", encode(&f.name));
+    let draft = GroupDraft {
+        name: f.name,
+        description: f.description,
+    };
+    finish(result, &session, &path, "group-created", |p| {
+        groups_page(&s, &session, PageQuery::default(), draft, Some(p))
+    })
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "group.html")]
+struct GroupPage {
+    chrome: Chrome,
+    name: String,
+    description: String,
+    member_count: i64,
+    created: String,
+    members: Vec<String>,
+    next: Option<String>,
+}
+
+async fn group_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    name: &str,
+    q: PageQuery,
+    problem: Option<Problem>,
+) -> Response {
+    let group = match s.app.get_group(&session.caller, name).await {
+        Ok(g) => g,
+        Err(e) => return fail(&e, Some(session)),
+    };
+    let listed = match PageRequest::new(Some(LIST_LIMIT), q.after) {
+        Ok(page) => s.app.group_members(&session.caller, name, &page).await,
+        Err(e) => Err(e),
+    };
+    let members = match listed {
+        Ok(m) => m,
+        Err(e) => return fail(&e, Some(session)),
+    };
+    let page = GroupPage {
+        chrome: Chrome::new(format!("Group {}", group.name), "groups", Some(session))
+            .notice(q.notice)
+            .problem(problem.as_ref()),
+        next: next_href(
+            &format!("/admin/groups/{}", encode(&group.name)),
+            members.next.as_deref(),
+        ),
+        members: members.items,
+        name: group.name,
+        description: group.description,
+        member_count: group.member_count,
+        created: when(group.created_at),
+    };
+    render(status(problem.as_ref()), &page)
+}
+
+/// `GET /admin/groups/{name}`.
+pub async fn group(
+    State(s): State<AppState>,
+    Visitor(session): Visitor,
+    Path(name): Path<String>,
+    q: PageQuery,
+) -> Response {
+    group_page(&s, &session, &name, q, None).await
+}
+
+/// The add-member form of a group.
+#[derive(Deserialize)]
+pub struct GroupMemberForm {
+    #[serde(default)]
+    username: String,
+}
+
+/// `POST /admin/groups/{name}/members`.
+pub async fn add_group_member(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Post { session, form: f }: Post<GroupMemberForm>,
+) -> Response {
+    let result = s
+        .app
+        .add_group_member(&session.caller, &name, &f.username)
+        .await;
+    let path = format!("/admin/groups/{}", encode(&name));
+    finish(result, &session, &path, "member-saved", |p| {
+        group_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}
+
+/// `POST /admin/groups/{name}/members/{username}/remove`.
+pub async fn remove_group_member(
+    State(s): State<AppState>,
+    Path((name, username)): Path<(String, String)>,
+    Post { session, .. }: Post<Button>,
+) -> Response {
+    let result = s
+        .app
+        .remove_group_member(&session.caller, &name, &username)
+        .await;
+    let path = format!("/admin/groups/{}", encode(&name));
+    finish(result, &session, &path, "member-removed", |p| {
+        group_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}
+
+/// `POST /admin/groups/{name}/delete`.
+pub async fn delete_group(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Post { session, .. }: Post<Button>,
+) -> Response {
+    let result = s.app.delete_group(&session.caller, &name).await;
+    finish(result, &session, "/admin/groups", "group-deleted", |p| {
+        group_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}

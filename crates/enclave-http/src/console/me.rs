@@ -1,0 +1,375 @@
+//! The visitor's own things: personal API tokens and the account (profile, password).
+
+use super::guard::{Button, PageQuery, Post, Visitor};
+use super::page::{done, fail, finish, next_href, render, status, triage, when, Chrome, Problem};
+use super::projects::LIST_LIMIT;
+use crate::auth::{clear_session_cookie, ConsoleSession};
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use enclave_core::model::{ApiToken, PageRequest, TokenScope};
+use enclave_core::session::not_expired;
+use enclave_core::{Error, Timestamp};
+use serde::Deserialize;
+
+struct TokenRow {
+    id: String,
+    name: String,
+    scope: &'static str,
+    projects: String,
+    created: String,
+    expires: String,
+    last_used: String,
+    state: &'static str,
+    live: bool,
+}
+
+/// A token's state for people: `revoked`, `expired` or `active`.
+fn token_state(t: &ApiToken, now: Timestamp) -> &'static str {
+    if t.revoked_at.is_some() {
+        "revoked"
+    } else if !not_expired(t.expires_at, now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+/// The projects a token is limited to, for people.
+fn projects_label(projects: &[String]) -> String {
+    if projects.is_empty() {
+        "all your projects".into()
+    } else {
+        projects.join(", ")
+    }
+}
+
+fn token_row(t: ApiToken, now: Timestamp) -> TokenRow {
+    let state = token_state(&t, now);
+    TokenRow {
+        state,
+        live: state == "active",
+        scope: t.scope.as_str(),
+        projects: projects_label(&t.projects),
+        created: when(t.created_at),
+        expires: when(t.expires_at),
+        last_used: t.last_used_at.map_or_else(|| "never".into(), when),
+        id: t.id,
+        name: t.name,
+    }
+}
+
+/// Values of the create-token form, kept when it is shown again.
+struct TokenDraft {
+    name: String,
+    scope: String,
+    projects: String,
+    expires_in_days: String,
+}
+
+impl Default for TokenDraft {
+    fn default() -> Self {
+        TokenDraft {
+            name: String::new(),
+            scope: TokenScope::Read.as_str().into(),
+            projects: String::new(),
+            expires_in_days: String::new(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    chrome: Chrome,
+    tokens: Vec<TokenRow>,
+    next: Option<String>,
+    draft: TokenDraft,
+    max_days: u64,
+}
+
+async fn tokens_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    q: PageQuery,
+    draft: TokenDraft,
+    problem: Option<Problem>,
+) -> Response {
+    let listed = match PageRequest::new(Some(LIST_LIMIT), q.after) {
+        Ok(page) => s.app.list_tokens(&session.caller, &page).await,
+        Err(e) => Err(e),
+    };
+    let list = match listed {
+        Ok(l) => l,
+        Err(e) => return fail(&e, Some(session)),
+    };
+    let now = s.app.now();
+    let page = TokensPage {
+        chrome: Chrome::new("API tokens", "tokens", Some(session))
+            .notice(q.notice)
+            .problem(problem.as_ref()),
+        tokens: list.items.into_iter().map(|t| token_row(t, now)).collect(),
+        next: next_href("/tokens", list.next.as_deref()),
+        draft,
+        max_days: s.app.settings().tokens.max_lifetime.as_secs() / 86_400,
+    };
+    render(status(problem.as_ref()), &page)
+}
+
+/// `GET /tokens`.
+pub async fn tokens(
+    State(s): State<AppState>,
+    Visitor(session): Visitor,
+    q: PageQuery,
+) -> Response {
+    tokens_page(&s, &session, q, TokenDraft::default(), None).await
+}
+
+/// The create-token form.
+#[derive(Deserialize)]
+pub struct NewTokenForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    scope: String,
+    /// Project names separated by commas; empty for all.
+    #[serde(default)]
+    projects: String,
+    /// Whole days; empty for the default lifetime.
+    #[serde(default)]
+    expires_in_days: String,
+}
+
+/// Splits the comma-separated project list, dropping blanks.
+fn parse_projects(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Reads the optional lifetime in days.
+fn parse_days(s: &str) -> Result<Option<u32>, Error> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<u32>().map(Some).map_err(|_| {
+        Error::invalid(
+            "expires_in_days",
+            "expires in: enter a whole number of days, or leave it empty for the default",
+        )
+    })
+}
+
+#[derive(Template)]
+#[template(path = "token_created.html")]
+struct TokenCreatedPage {
+    chrome: Chrome,
+    name: String,
+    scope: &'static str,
+    projects: String,
+    expires: String,
+    secret: String,
+}
+
+/// `POST /tokens`: creates a token and shows its secret once.
+pub async fn create_token(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<NewTokenForm>,
+) -> Response {
+    let scope = TokenScope::parse(&f.scope)
+        .ok_or_else(|| Error::invalid("scope", "choose a scope: read or full"));
+    let created = match (scope, parse_days(&f.expires_in_days)) {
+        (Ok(scope), Ok(days)) => {
+            s.app
+                .create_token(
+                    &session.caller,
+                    &f.name,
+                    scope,
+                    parse_projects(&f.projects),
+                    days,
+                )
+                .await
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    match created.map_err(|e| triage(e, Some(&session))) {
+        Ok(c) => {
+            let page = TokenCreatedPage {
+                chrome: Chrome::new("Token created", "tokens", Some(&session)),
+                name: c.token.name,
+                scope: c.token.scope.as_str(),
+                projects: projects_label(&c.token.projects),
+                expires: when(c.token.expires_at),
+                secret: c.secret,
+            };
+            let mut resp = render(StatusCode::CREATED, &page);
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(Ok(problem)) => {
+            let draft = TokenDraft {
+                name: f.name,
+                scope: f.scope,
+                projects: f.projects,
+                expires_in_days: f.expires_in_days,
+            };
+            tokens_page(&s, &session, PageQuery::default(), draft, Some(problem)).await
+        }
+        Err(Err(page)) => page,
+    }
+}
+
+/// `POST /tokens/{id}/revoke`.
+pub async fn revoke_token(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Post { session, .. }: Post<Button>,
+) -> Response {
+    let result = s.app.revoke_token(&session.caller, &id).await;
+    finish(result, &session, "/tokens", "token-revoked", |p| {
+        tokens_page(
+            &s,
+            &session,
+            PageQuery::default(),
+            TokenDraft::default(),
+            Some(p),
+        )
+    })
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    username: String,
+    display_name: String,
+    email: String,
+    admin: bool,
+    created: String,
+}
+
+async fn account_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    q: PageQuery,
+    problem: Option<Problem>,
+) -> Response {
+    let user = match s
+        .app
+        .get_user(&session.caller, &session.caller.principal.username)
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return fail(&e, Some(session)),
+    };
+    let page = AccountPage {
+        chrome: Chrome::new("Account", "account", Some(session))
+            .notice(q.notice)
+            .problem(problem.as_ref()),
+        username: user.username,
+        display_name: user.display_name,
+        email: user.email,
+        admin: user.platform_admin,
+        created: when(user.created_at),
+    };
+    render(status(problem.as_ref()), &page)
+}
+
+/// `GET /account`.
+pub async fn account(
+    State(s): State<AppState>,
+    Visitor(session): Visitor,
+    q: PageQuery,
+) -> Response {
+    account_page(&s, &session, q, None).await
+}
+
+/// The change-password form.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    repeat: String,
+}
+
+/// `POST /account/password`: on success every session ended, so the visitor logs in again.
+pub async fn change_password(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<PasswordForm>,
+) -> Response {
+    if f.new != f.repeat {
+        return account_page(
+            &s,
+            &session,
+            PageQuery::default(),
+            Some(Problem::input("the two new passwords differ")),
+        )
+        .await;
+    }
+    match s
+        .app
+        .change_own_password(&session.caller, &f.current, &f.new)
+        .await
+    {
+        Ok(()) => {
+            let mut resp = done("/login", "password-changed");
+            resp.headers_mut()
+                .insert(header::SET_COOKIE, clear_session_cookie());
+            resp
+        }
+        Err(e) => match triage(e, Some(&session)) {
+            Ok(problem) => account_page(&s, &session, PageQuery::default(), Some(problem)).await,
+            Err(page) => page,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(revoked: bool, expires: i64) -> ApiToken {
+        ApiToken {
+            id: "tok_1".into(),
+            user_id: "usr_1".into(),
+            name: "laptop".into(),
+            scope: TokenScope::Read,
+            projects: vec![],
+            created_at: Timestamp(0),
+            expires_at: Timestamp(expires),
+            last_used_at: None,
+            revoked_at: revoked.then_some(Timestamp(5)),
+        }
+    }
+
+    #[test]
+    fn token_states() {
+        assert_eq!(token_state(&token(false, 100), Timestamp(10)), "active");
+        assert_eq!(token_state(&token(false, 100), Timestamp(100)), "expired");
+        assert_eq!(token_state(&token(true, 100), Timestamp(10)), "revoked");
+        let row = token_row(token(false, 100), Timestamp(10));
+        assert!(row.live);
+        assert_eq!(row.last_used, "never");
+        assert_eq!(row.projects, "all your projects");
+    }
+
+    #[test]
+    fn parses_token_form_fields() {
+        assert_eq!(parse_projects(" a, b ,,c "), vec!["a", "b", "c"]);
+        assert!(parse_projects("  ").is_empty());
+        assert_eq!(parse_days(""), Ok(None));
+        assert_eq!(parse_days(" 7 "), Ok(Some(7)));
+        assert!(parse_days("seven").is_err());
+        assert!(parse_days("-1").is_err());
+    }
+}

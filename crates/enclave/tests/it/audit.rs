@@ -1,0 +1,90 @@
+//! The audit chokepoint: every change and every denial leaves a record; no secret leaks into
+//! the trail, the logs or the store's raw files.
+
+use crate::BIN;
+use enclave_store::Store;
+use enclave_testkit::{Server, PASSWORD};
+use serde_json::json;
+
+async fn records(s: &Server) -> Vec<(i64, enclave_core::audit::AuditRecord)> {
+    let store = Store::open(&s.data_dir.join("enclave.db")).await.unwrap();
+    let r = store.audit_after(0, 10_000).await.unwrap();
+    store.close().await;
+    r
+}
+
+#[tokio::test]
+async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
+    let s = Server::start(BIN);
+    let admin = s.admin().await;
+    let steps: Vec<(&str, &str, Option<serde_json::Value>, &str)> = vec![
+        ("POST", "/api/v1/users", Some(json!({"username": "erin", "password": PASSWORD})), "user.create"),
+        ("PATCH", "/api/v1/users/erin", Some(json!({"display_name": "Erin"})), "user.update"),
+        ("POST", "/api/v1/users/erin/password", Some(json!({"password": "Fresh-Passphrase-Nine-3"})), "user.reset_password"),
+        ("POST", "/api/v1/users/erin/unlock", None, "user.unlock"),
+        ("POST", "/api/v1/users/erin/revoke-sessions", None, "user.revoke_sessions"),
+        ("POST", "/api/v1/groups", Some(json!({"name": "ops"})), "group.create"),
+        ("PATCH", "/api/v1/groups/ops", Some(json!({"description": "d"})), "group.update"),
+        ("PUT", "/api/v1/groups/ops/members/erin", None, "group.add_member"),
+        ("DELETE", "/api/v1/groups/ops/members/erin", None, "group.remove_member"),
+        ("DELETE", "/api/v1/groups/ops", None, "group.delete"),
+        ("POST", "/api/v1/projects", Some(json!({"name": "p1"})), "project.create"),
+        ("PATCH", "/api/v1/projects/p1", Some(json!({"description": "d"})), "project.update"),
+        ("PUT", "/api/v1/projects/p1/members/erin", Some(json!({"role": "viewer"})), "project.set_member"),
+        ("DELETE", "/api/v1/projects/p1/members/erin", None, "project.remove_member"),
+        ("DELETE", "/api/v1/projects/p1", None, "project.delete"),
+        ("POST", "/api/v1/tokens", Some(json!({"name": "extra"})), "token.create"),
+        ("DELETE", "/api/v1/users/erin", None, "user.delete"),
+    ];
+    let mut token_secrets = vec![admin.token.clone()];
+    for (method, path, body, action) in steps {
+        let before = records(&s).await.len();
+        let (st, b) = admin.call(method, path, body).await;
+        assert!(st < 300, "{method} {path}: {st} {b}");
+        if let Some(t) = b.get("token").and_then(|t| t.as_str()) {
+            token_secrets.push(t.to_string());
+        }
+        let after = records(&s).await;
+        assert_eq!(after.len(), before + 1, "{method} {path} wrote exactly one record");
+        let rec = &after.last().unwrap().1;
+        assert_eq!(rec.action, action, "{method} {path}");
+        assert_eq!(rec.actor, "admin");
+        assert_eq!(rec.outcome.as_str(), "success");
+        assert_eq!(rec.source, "127.0.0.1");
+        assert!(rec.auth.starts_with("token:tok_"));
+        assert!(rec.request_id.starts_with("req_"));
+    }
+    // A denial is recorded too.
+    let bob = admin.user(&s, "bob").await;
+    token_secrets.push(bob.token.clone());
+    assert_eq!(bob.post("/api/v1/groups", json!({"name": "nope"})).await.0, 403);
+    let last = records(&s).await.pop().unwrap().1;
+    assert_eq!((last.action.as_str(), last.outcome.as_str(), last.actor.as_str()), ("group.create", "denied", "bob"));
+    // Failed and successful logins are recorded, without the password.
+    let r = s.client().post(s.url("/api/v1/auth/session")).json(&json!({"username": "bob", "password": "Wrong-Password-999"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s.client().post(s.url("/api/v1/auth/session")).json(&json!({"username": "bob", "password": PASSWORD})).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().split('=').nth(1).unwrap().to_string();
+    let all = records(&s).await;
+    assert!(all.iter().any(|(_, r)| r.action == "auth.login" && r.outcome.as_str() == "failure" && r.actor == "bob"));
+    assert!(all.iter().any(|(_, r)| r.action == "auth.login" && r.outcome.as_str() == "success" && r.actor == "bob"));
+
+    // No secret anywhere: audit trail, logs, raw store files.
+    let mut secrets: Vec<String> = vec![PASSWORD.into(), "Fresh-Passphrase-Nine-3".into(), "Wrong-Password-999".into(), cookie, s.setup_token()];
+    secrets.extend(token_secrets.iter().cloned());
+    secrets.extend(token_secrets.iter().map(|t| t.trim_start_matches("enc_pat_").to_string()));
+    let trail: String = all.iter().map(|(_, r)| format!("{r:?}")).collect();
+    let logs = s.stderr.lock().unwrap().join("\n");
+    let mut raw = Vec::new();
+    for f in ["enclave.db", "enclave.db-wal"] {
+        if let Ok(bytes) = std::fs::read(s.data_dir.join(f)) {
+            raw.extend(bytes);
+        }
+    }
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    for secret in &secrets {
+        assert!(!trail.contains(secret.as_str()), "secret in audit trail");
+        assert!(!logs.contains(secret.as_str()), "secret in logs");
+        assert!(!raw.contains(secret.as_str()), "secret in store files");
+    }
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests: each starts the real `enclave` binary (see `enclave-testkit`) and talks to
+//! it over HTTPS on loopback, through the API, the CLI and the console.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod api;
+mod audit;
+mod auth;
+mod cli;
+mod console;
+mod serve;
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_enclave");
