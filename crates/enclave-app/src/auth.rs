@@ -94,7 +94,12 @@ impl App {
     /// Checks a username and password. Unknown users, wrong passwords and disabled accounts give
     /// the same answer in the same time. Failures count towards per-account and per-address
     /// lockouts; every attempt is audited.
-    pub async fn check_password(&self, username: &str, password: &str, meta: &RequestMeta) -> Result<User> {
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         let now = self.now();
         // Bound what reaches the audit trail and the store: an over-long name is not a user.
         let name: String = username.chars().take(64).collect();
@@ -104,7 +109,13 @@ impl App {
         let acct = self.store.throttle(&akey).await?;
         let addr = self.store.throttle(&skey).await?;
         if s.account_throttle.is_locked(&acct, now) || s.address_throttle.is_locked(&addr, now) {
-            let rec = self.anonymous_record(meta, &name, "auth.login", Outcome::Failure, detail!("reason" => "locked"));
+            let rec = self.anonymous_record(
+                meta,
+                &name,
+                "auth.login",
+                Outcome::Failure,
+                detail!("reason" => "locked"),
+            );
             self.audit(rec).await?;
             return Err(locked());
         }
@@ -115,12 +126,22 @@ impl App {
         };
         let usable = password.len() <= 4 * password::MAX_LEN && !password.is_empty();
         let hash = creds.as_ref().and_then(|c| c.password_hash.as_deref());
-        let verified = self.hasher.verify(if usable { password } else { "" }, hash).await? && usable;
+        let verified = self
+            .hasher
+            .verify(if usable { password } else { "" }, hash)
+            .await?
+            && usable;
         match creds {
             Some(c) if verified && !c.user.disabled => {
                 let mut tx = self.store.write().await?;
                 tx.clear_throttle(&akey).await?;
-                let rec = self.anonymous_record(meta, &name, "auth.login", Outcome::Success, detail!("method" => "password"));
+                let rec = self.anonymous_record(
+                    meta,
+                    &name,
+                    "auth.login",
+                    Outcome::Success,
+                    detail!("method" => "password"),
+                );
                 self.commit(tx, rec).await?;
                 Ok(c.user)
             }
@@ -152,26 +173,50 @@ impl App {
     }
 
     /// Password login that opens a session.
-    pub async fn login_session(&self, username: &str, password: &str, meta: &RequestMeta) -> Result<LoginOutcome> {
+    pub async fn login_session(
+        &self,
+        username: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome> {
         let user = self.check_password(username, password, meta).await?;
         self.open_session(&user, AuthMethod::Password, meta).await
     }
 
     /// Opens a session for an already authenticated user (a fresh id every login).
-    pub async fn open_session(&self, user: &User, method: AuthMethod, meta: &RequestMeta) -> Result<LoginOutcome> {
+    pub async fn open_session(
+        &self,
+        user: &User,
+        method: AuthMethod,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome> {
         let now = self.now();
         let secret = secrets::new_secret()?;
         let id = secrets::new_id("ses")?;
         let mut tx = self.store.write().await?;
-        tx.insert_session(&id, &hash_secret(&secret), &user.id, method.as_str(), &meta.source, now)
-            .await?;
+        tx.insert_session(
+            &id,
+            &hash_secret(&secret),
+            &user.id,
+            method.as_str(),
+            &meta.source,
+            now,
+        )
+        .await?;
         let caller = Caller {
             principal: principal(user, Credential::Session),
             session_id: Some(id.clone()),
             token_id: None,
             meta: meta.clone(),
         };
-        let rec = caller.record(self, "session.create", label("user", &user.username), None, Outcome::Success, detail!("method" => method.as_str(), "session" => id));
+        let rec = caller.record(
+            self,
+            "session.create",
+            label("user", &user.username),
+            None,
+            Outcome::Success,
+            detail!("method" => method.as_str(), "session" => id),
+        );
         self.commit(tx, rec).await?;
         Ok(LoginOutcome {
             csrf_token: csrf_token_for(&secret),
@@ -182,7 +227,11 @@ impl App {
 
     /// Resolves a session cookie value into a caller; `None` when unknown, expired or the
     /// account is disabled.
-    pub async fn authenticate_session(&self, secret: &str, meta: &RequestMeta) -> Result<Option<Caller>> {
+    pub async fn authenticate_session(
+        &self,
+        secret: &str,
+        meta: &RequestMeta,
+    ) -> Result<Option<Caller>> {
         if !plausible_secret(secret) {
             return Ok(None);
         }
@@ -190,7 +239,12 @@ impl App {
             return Ok(None);
         };
         let now = self.now();
-        if user.disabled || !self.settings.sessions.is_live(session.created_at, session.last_seen_at, now) {
+        if user.disabled
+            || !self
+                .settings
+                .sessions
+                .is_live(session.created_at, session.last_seen_at, now)
+        {
             return Ok(None);
         }
         if now >= session.last_seen_at.plus(TOUCH_INTERVAL) {
@@ -208,7 +262,11 @@ impl App {
 
     /// Resolves a bearer token into a caller; `None` when malformed, unknown, expired, revoked
     /// or the account is disabled.
-    pub async fn authenticate_token(&self, token: &str, meta: &RequestMeta) -> Result<Option<Caller>> {
+    pub async fn authenticate_token(
+        &self,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<Option<Caller>> {
         let Some(secret) = token.strip_prefix(TOKEN_PREFIX) else {
             return Ok(None);
         };
@@ -222,7 +280,9 @@ impl App {
         if user.disabled || t.revoked_at.is_some() || !not_expired(t.expires_at, now) {
             return Ok(None);
         }
-        if t.last_used_at.is_none_or(|last| now >= last.plus(TOUCH_INTERVAL)) {
+        if t.last_used_at
+            .is_none_or(|last| now >= last.plus(TOUCH_INTERVAL))
+        {
             let mut tx = self.store.write().await?;
             tx.touch_token(&t.id, now).await?;
             tx.commit().await?;
@@ -254,23 +314,58 @@ impl App {
         } else {
             return Err(Error::unauthenticated());
         };
-        let rec = caller.record(self, "auth.logout", resource, None, Outcome::Success, detail!());
+        let rec = caller.record(
+            self,
+            "auth.logout",
+            resource,
+            None,
+            Outcome::Success,
+            detail!(),
+        );
         self.commit(tx, rec).await
     }
 
     /// Changes the caller's own password after checking the current one; ends all sessions
     /// of the account.
-    pub async fn change_own_password(&self, caller: &Caller, current: &str, new: &str) -> Result<()> {
+    pub async fn change_own_password(
+        &self,
+        caller: &Caller,
+        current: &str,
+        new: &str,
+    ) -> Result<()> {
         let me = caller.principal.user_id.clone();
-        self.authorize(caller, Action::SelfChangePassword, &Resource::User { user_id: me.clone() }, &label("user", &caller.principal.username), None, false)
-            .await?;
+        self.authorize(
+            caller,
+            Action::SelfChangePassword,
+            &Resource::User {
+                user_id: me.clone(),
+            },
+            &label("user", &caller.principal.username),
+            None,
+            false,
+        )
+        .await?;
         let Some(creds) = self.store.user_by_id(&me).await? else {
             return Err(Error::unauthenticated());
         };
-        if !self.hasher.verify(current, creds.password_hash.as_deref()).await? {
-            let rec = caller.record(self, Action::SelfChangePassword.as_str(), label("user", &caller.principal.username), None, Outcome::Failure, detail!("reason" => "current password wrong"));
+        if !self
+            .hasher
+            .verify(current, creds.password_hash.as_deref())
+            .await?
+        {
+            let rec = caller.record(
+                self,
+                Action::SelfChangePassword.as_str(),
+                label("user", &caller.principal.username),
+                None,
+                Outcome::Failure,
+                detail!("reason" => "current password wrong"),
+            );
             self.audit(rec).await?;
-            return Err(Error::invalid("current_password", "the current password is not correct"));
+            return Err(Error::invalid(
+                "current_password",
+                "the current password is not correct",
+            ));
         }
         check_new_password(new, &creds.user.username)?;
         let hash = self.hasher.hash(new).await?;
@@ -278,12 +373,23 @@ impl App {
         let mut tx = self.store.write().await?;
         tx.set_password(&me, &hash, now).await?;
         let ended = tx.delete_sessions_of(&me).await?;
-        let rec = caller.record(self, Action::SelfChangePassword.as_str(), label("user", &caller.principal.username), None, Outcome::Success, detail!("sessions_ended" => ended));
+        let rec = caller.record(
+            self,
+            Action::SelfChangePassword.as_str(),
+            label("user", &caller.principal.username),
+            None,
+            Outcome::Success,
+            detail!("sessions_ended" => ended),
+        );
         self.commit(tx, rec).await
     }
 }
 
-fn locks_now(rule: &ThrottleRule, s: &enclave_core::throttle::ThrottleState, now: Timestamp) -> bool {
+fn locks_now(
+    rule: &ThrottleRule,
+    s: &enclave_core::throttle::ThrottleState,
+    now: Timestamp,
+) -> bool {
     rule.is_locked(s, now) && s.failures == rule.max_failures
 }
 

@@ -9,8 +9,15 @@ use enclave_core::{names, Error, ErrorCode, Result};
 
 impl App {
     async fn find_group(&self, caller: &Caller, action: Action, name: &str) -> Result<Group> {
-        self.authorize(caller, action, &Resource::Group, &label("group", name), None, false)
-            .await?;
+        self.authorize(
+            caller,
+            action,
+            &Resource::Group,
+            &label("group", name),
+            None,
+            false,
+        )
+        .await?;
         names::slug("name", name).map_err(|_| Error::not_found("group", name))?;
         self.store
             .group_by_name(name)
@@ -20,8 +27,15 @@ impl App {
 
     /// Lists groups.
     pub async fn list_groups(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Group>> {
-        self.authorize(caller, Action::GroupList, &Resource::Platform, "platform:groups", None, false)
-            .await?;
+        self.authorize(
+            caller,
+            Action::GroupList,
+            &Resource::Platform,
+            "platform:groups",
+            None,
+            false,
+        )
+        .await?;
         Ok(self.store.list_groups(page).await?)
     }
 
@@ -31,19 +45,44 @@ impl App {
     }
 
     /// Creates a group.
-    pub async fn create_group(&self, caller: &Caller, name: &str, description: &str) -> Result<Group> {
-        self.authorize(caller, Action::GroupCreate, &Resource::Platform, &label("group", name), None, false)
-            .await?;
+    pub async fn create_group(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: &str,
+    ) -> Result<Group> {
+        self.authorize(
+            caller,
+            Action::GroupCreate,
+            &Resource::Platform,
+            &label("group", name),
+            None,
+            false,
+        )
+        .await?;
         names::slug("name", name)?;
         names::text("description", description, false)?;
         let id = secrets::new_id("grp")?;
         let now = self.now();
         let mut tx = self.store.write().await?;
-        tx.insert_group(&id, name, description, now).await.map_err(|e| match e {
-            enclave_store::StoreError::Conflict => Error::new(ErrorCode::Conflict, format!("a group named '{name}' already exists")).with("field", "name"),
-            e => e.into(),
-        })?;
-        let rec = caller.record(self, Action::GroupCreate.as_str(), label("group", name), None, Outcome::Success, detail!());
+        tx.insert_group(&id, name, description, now)
+            .await
+            .map_err(|e| match e {
+                enclave_store::StoreError::Conflict => Error::new(
+                    ErrorCode::Conflict,
+                    format!("a group named '{name}' already exists"),
+                )
+                .with("field", "name"),
+                e => e.into(),
+            })?;
+        let rec = caller.record(
+            self,
+            Action::GroupCreate.as_str(),
+            label("group", name),
+            None,
+            Outcome::Success,
+            detail!(),
+        );
         self.commit(tx, rec).await?;
         Ok(Group {
             id,
@@ -55,7 +94,12 @@ impl App {
     }
 
     /// Updates a group's description.
-    pub async fn update_group(&self, caller: &Caller, name: &str, description: Option<&str>) -> Result<Group> {
+    pub async fn update_group(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Group> {
         let mut g = self.find_group(caller, Action::GroupUpdate, name).await?;
         if let Some(d) = description {
             names::text("description", d, false)?;
@@ -63,7 +107,14 @@ impl App {
         }
         let mut tx = self.store.write().await?;
         tx.update_group(&g.id, &g.description).await?;
-        let rec = caller.record(self, Action::GroupUpdate.as_str(), label("group", name), None, Outcome::Success, detail!());
+        let rec = caller.record(
+            self,
+            Action::GroupUpdate.as_str(),
+            label("group", name),
+            None,
+            Outcome::Success,
+            detail!(),
+        );
         self.commit(tx, rec).await?;
         Ok(g)
     }
@@ -73,35 +124,75 @@ impl App {
         let g = self.find_group(caller, Action::GroupDelete, name).await?;
         let mut tx = self.store.write().await?;
         tx.delete_group(&g.id).await?;
-        let rec = caller.record(self, Action::GroupDelete.as_str(), label("group", name), None, Outcome::Success, detail!("members" => g.member_count));
+        let rec = caller.record(
+            self,
+            Action::GroupDelete.as_str(),
+            label("group", name),
+            None,
+            Outcome::Success,
+            detail!("members" => g.member_count),
+        );
         self.commit(tx, rec).await
     }
 
     /// Lists a group's members.
-    pub async fn group_members(&self, caller: &Caller, name: &str, page: &PageRequest) -> Result<Page<String>> {
+    pub async fn group_members(
+        &self,
+        caller: &Caller,
+        name: &str,
+        page: &PageRequest,
+    ) -> Result<Page<String>> {
         let g = self.find_group(caller, Action::GroupRead, name).await?;
         Ok(self.store.group_members(&g.id, page).await?)
     }
 
     /// Adds a user to a group (idempotent).
-    pub async fn add_group_member(&self, caller: &Caller, name: &str, username: &str) -> Result<()> {
-        let g = self.find_group(caller, Action::GroupManageMembers, name).await?;
+    pub async fn add_group_member(
+        &self,
+        caller: &Caller,
+        name: &str,
+        username: &str,
+    ) -> Result<()> {
+        let g = self
+            .find_group(caller, Action::GroupManageMembers, name)
+            .await?;
         let user = self.find_user(username).await?;
         let mut tx = self.store.write().await?;
         let added = tx.add_group_member(&g.id, &user.id, self.now()).await?;
-        let rec = caller.record(self, "group.add_member", label("group", name), None, Outcome::Success, detail!("user" => username, "changed" => added));
+        let rec = caller.record(
+            self,
+            "group.add_member",
+            label("group", name),
+            None,
+            Outcome::Success,
+            detail!("user" => username, "changed" => added),
+        );
         self.commit(tx, rec).await
     }
 
     /// Removes a user from a group.
-    pub async fn remove_group_member(&self, caller: &Caller, name: &str, username: &str) -> Result<()> {
-        let g = self.find_group(caller, Action::GroupManageMembers, name).await?;
+    pub async fn remove_group_member(
+        &self,
+        caller: &Caller,
+        name: &str,
+        username: &str,
+    ) -> Result<()> {
+        let g = self
+            .find_group(caller, Action::GroupManageMembers, name)
+            .await?;
         let user = self.find_user(username).await?;
         let mut tx = self.store.write().await?;
         if !tx.remove_group_member(&g.id, &user.id).await? {
             return Err(Error::not_found("member", username));
         }
-        let rec = caller.record(self, "group.remove_member", label("group", name), None, Outcome::Success, detail!("user" => username));
+        let rec = caller.record(
+            self,
+            "group.remove_member",
+            label("group", name),
+            None,
+            Outcome::Success,
+            detail!("user" => username),
+        );
         self.commit(tx, rec).await
     }
 }

@@ -27,13 +27,13 @@ use enclave_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use auth::csrf_token_for;
 pub use auth::{AuthMethod, LoginOutcome};
 pub use chokepoint::{Caller, RequestMeta};
 pub use passwords::PasswordHasher;
 pub use projects::ProjectView;
 pub use tokens::TokenCreated;
 pub use users::{NewUser, UserPatch};
-pub use auth::csrf_token_for;
 
 /// Tunable rules of the application, filled from the configuration.
 #[derive(Debug, Clone)]
@@ -107,7 +107,11 @@ pub struct App {
 
 impl App {
     /// Wires the application.
-    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> enclave_core::Result<App> {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> enclave_core::Result<App> {
         let hasher = PasswordHasher::new(settings.hash_concurrency, settings.hash_queue)?;
         Ok(App {
             store,

@@ -70,7 +70,9 @@ impl PasswordHasher {
         let _left = scopeguard(self.waiting.clone());
         if waiting >= self.queue + self.permits.available_permits().max(1) && waiting >= self.queue
         {
-            return Err(Error::unavailable("password hashing (too many logins at once)"));
+            return Err(Error::unavailable(
+                "password hashing (too many logins at once)",
+            ));
         }
         let _permit = self
             .permits

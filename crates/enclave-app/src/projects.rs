@@ -19,14 +19,23 @@ pub struct ProjectView {
 impl App {
     /// Loads a project and authorizes `action` on it. Non-members get `not_found`, so that
     /// projects stay invisible to other tenants.
-    async fn find_project(&self, caller: &Caller, action: Action, name: &str) -> Result<ProjectView> {
+    async fn find_project(
+        &self,
+        caller: &Caller,
+        action: Action,
+        name: &str,
+    ) -> Result<ProjectView> {
         let project = if names::slug("name", name).is_ok() {
             self.store.project_by_name(name).await?
         } else {
             None
         };
         let role = match &project {
-            Some(p) => self.store.project_role(&p.id, &caller.principal.user_id).await?,
+            Some(p) => {
+                self.store
+                    .project_role(&p.id, &caller.principal.user_id)
+                    .await?
+            }
             None => None,
         };
         let resource = Resource::Project {
@@ -34,8 +43,15 @@ impl App {
             role,
         };
         let hide = role.is_none();
-        self.authorize(caller, action, &resource, &label("project", name), Some(name), hide)
-            .await?;
+        self.authorize(
+            caller,
+            action,
+            &resource,
+            &label("project", name),
+            Some(name),
+            hide,
+        )
+        .await?;
         let project = project.ok_or_else(|| Error::not_found("project", name))?;
         Ok(ProjectView {
             project,
@@ -45,9 +61,20 @@ impl App {
 
     /// Lists the projects the caller can see: all for platform admins, otherwise those where
     /// the caller has a role; a project-limited token narrows this further.
-    pub async fn list_projects(&self, caller: &Caller, page: &PageRequest) -> Result<Page<ProjectView>> {
-        self.authorize(caller, Action::ProjectList, &Resource::Platform, "platform:projects", None, false)
-            .await?;
+    pub async fn list_projects(
+        &self,
+        caller: &Caller,
+        page: &PageRequest,
+    ) -> Result<Page<ProjectView>> {
+        self.authorize(
+            caller,
+            Action::ProjectList,
+            &Resource::Platform,
+            "platform:projects",
+            None,
+            false,
+        )
+        .await?;
         let member = if caller.principal.platform_admin {
             None
         } else {
@@ -66,11 +93,18 @@ impl App {
             let your_role = match (role, member) {
                 (Some(r), _) => Some(r),
                 (None, Some(_)) => None,
-                (None, None) => self.store.project_role(&project.id, &caller.principal.user_id).await?,
+                (None, None) => {
+                    self.store
+                        .project_role(&project.id, &caller.principal.user_id)
+                        .await?
+                }
             };
             items.push(ProjectView { project, your_role });
         }
-        Ok(Page { items, next: page.next })
+        Ok(Page {
+            items,
+            next: page.next,
+        })
     }
 
     /// Reads a project.
@@ -79,13 +113,29 @@ impl App {
     }
 
     /// Creates a project; `owner` (default: the caller) becomes its first owner.
-    pub async fn create_project(&self, caller: &Caller, name: &str, description: &str, owner: Option<&str>) -> Result<ProjectView> {
-        self.authorize(caller, Action::ProjectCreate, &Resource::Platform, &label("project", name), Some(name), false)
-            .await?;
+    pub async fn create_project(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: &str,
+        owner: Option<&str>,
+    ) -> Result<ProjectView> {
+        self.authorize(
+            caller,
+            Action::ProjectCreate,
+            &Resource::Platform,
+            &label("project", name),
+            Some(name),
+            false,
+        )
+        .await?;
         names::slug("name", name)?;
         names::text("description", description, false)?;
         let owner_user = match owner {
-            Some(o) => self.find_user(o).await.map_err(|_| Error::invalid("owner", format!("owner '{o}' is not a user")))?,
+            Some(o) => self
+                .find_user(o)
+                .await
+                .map_err(|_| Error::invalid("owner", format!("owner '{o}' is not a user")))?,
             None => self
                 .store
                 .user_by_name(&caller.principal.username)
@@ -95,12 +145,26 @@ impl App {
         let id = secrets::new_id("prj")?;
         let now = self.now();
         let mut tx = self.store.write().await?;
-        tx.insert_project(&id, name, description, now).await.map_err(|e| match e {
-            enclave_store::StoreError::Conflict => Error::new(ErrorCode::Conflict, format!("a project named '{name}' already exists")).with("field", "name"),
-            e => e.into(),
-        })?;
-        tx.set_project_member(&id, &owner_user.id, ProjectRole::Owner, now).await?;
-        let rec = caller.record(self, Action::ProjectCreate.as_str(), label("project", name), Some(name), Outcome::Success, detail!("owner" => owner_user.username.clone()));
+        tx.insert_project(&id, name, description, now)
+            .await
+            .map_err(|e| match e {
+                enclave_store::StoreError::Conflict => Error::new(
+                    ErrorCode::Conflict,
+                    format!("a project named '{name}' already exists"),
+                )
+                .with("field", "name"),
+                e => e.into(),
+            })?;
+        tx.set_project_member(&id, &owner_user.id, ProjectRole::Owner, now)
+            .await?;
+        let rec = caller.record(
+            self,
+            Action::ProjectCreate.as_str(),
+            label("project", name),
+            Some(name),
+            Outcome::Success,
+            detail!("owner" => owner_user.username.clone()),
+        );
         self.commit(tx, rec).await?;
         let your_role = (owner_user.id == caller.principal.user_id).then_some(ProjectRole::Owner);
         Ok(ProjectView {
@@ -117,61 +181,122 @@ impl App {
     }
 
     /// Updates a project's description.
-    pub async fn update_project(&self, caller: &Caller, name: &str, description: Option<&str>) -> Result<ProjectView> {
-        let mut v = self.find_project(caller, Action::ProjectUpdate, name).await?;
+    pub async fn update_project(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<ProjectView> {
+        let mut v = self
+            .find_project(caller, Action::ProjectUpdate, name)
+            .await?;
         if let Some(d) = description {
             names::text("description", d, false)?;
             v.project.description = d.to_string();
         }
         let mut tx = self.store.write().await?;
-        tx.update_project(&v.project.id, &v.project.description).await?;
-        let rec = caller.record(self, Action::ProjectUpdate.as_str(), label("project", name), Some(name), Outcome::Success, detail!());
+        tx.update_project(&v.project.id, &v.project.description)
+            .await?;
+        let rec = caller.record(
+            self,
+            Action::ProjectUpdate.as_str(),
+            label("project", name),
+            Some(name),
+            Outcome::Success,
+            detail!(),
+        );
         self.commit(tx, rec).await?;
         Ok(v)
     }
 
     /// Deletes a project and its memberships.
     pub async fn delete_project(&self, caller: &Caller, name: &str) -> Result<()> {
-        let v = self.find_project(caller, Action::ProjectDelete, name).await?;
+        let v = self
+            .find_project(caller, Action::ProjectDelete, name)
+            .await?;
         let mut tx = self.store.write().await?;
         tx.delete_project(&v.project.id).await?;
-        let rec = caller.record(self, Action::ProjectDelete.as_str(), label("project", name), Some(name), Outcome::Success, detail!());
+        let rec = caller.record(
+            self,
+            Action::ProjectDelete.as_str(),
+            label("project", name),
+            Some(name),
+            Outcome::Success,
+            detail!(),
+        );
         self.commit(tx, rec).await
     }
 
     /// Lists a project's members with their roles.
-    pub async fn project_members(&self, caller: &Caller, name: &str, page: &PageRequest) -> Result<Page<(String, ProjectRole)>> {
+    pub async fn project_members(
+        &self,
+        caller: &Caller,
+        name: &str,
+        page: &PageRequest,
+    ) -> Result<Page<(String, ProjectRole)>> {
         let v = self.find_project(caller, Action::ProjectRead, name).await?;
         Ok(self.store.project_members(&v.project.id, page).await?)
     }
 
     /// Adds a member or changes a member's role. A project never loses its last owner.
-    pub async fn set_project_member(&self, caller: &Caller, name: &str, username: &str, role: ProjectRole) -> Result<()> {
-        let v = self.find_project(caller, Action::ProjectManageMembers, name).await?;
+    pub async fn set_project_member(
+        &self,
+        caller: &Caller,
+        name: &str,
+        username: &str,
+        role: ProjectRole,
+    ) -> Result<()> {
+        let v = self
+            .find_project(caller, Action::ProjectManageMembers, name)
+            .await?;
         let user = self.find_user(username).await?;
         let mut tx = self.store.write().await?;
         let current = self.store.project_role(&v.project.id, &user.id).await?;
-        if current == Some(ProjectRole::Owner) && role != ProjectRole::Owner && tx.count_owners(&v.project.id).await? <= 1 {
-            return Err(Error::new(ErrorCode::Conflict, "a project needs at least one owner; make someone else owner first"));
+        if current == Some(ProjectRole::Owner)
+            && role != ProjectRole::Owner
+            && tx.count_owners(&v.project.id).await? <= 1
+        {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "a project needs at least one owner; make someone else owner first",
+            ));
         }
-        tx.set_project_member(&v.project.id, &user.id, role, self.now()).await?;
+        tx.set_project_member(&v.project.id, &user.id, role, self.now())
+            .await?;
         let rec = caller.record(self, "project.set_member", label("project", name), Some(name), Outcome::Success, detail!("user" => username, "role" => role.as_str(), "previous" => current.map(|r| r.as_str())));
         self.commit(tx, rec).await
     }
 
     /// Removes a member. A project never loses its last owner.
-    pub async fn remove_project_member(&self, caller: &Caller, name: &str, username: &str) -> Result<()> {
-        let v = self.find_project(caller, Action::ProjectManageMembers, name).await?;
+    pub async fn remove_project_member(
+        &self,
+        caller: &Caller,
+        name: &str,
+        username: &str,
+    ) -> Result<()> {
+        let v = self
+            .find_project(caller, Action::ProjectManageMembers, name)
+            .await?;
         let user = self.find_user(username).await?;
         let mut tx = self.store.write().await?;
         let current = self.store.project_role(&v.project.id, &user.id).await?;
         if current == Some(ProjectRole::Owner) && tx.count_owners(&v.project.id).await? <= 1 {
-            return Err(Error::new(ErrorCode::Conflict, "a project needs at least one owner; make someone else owner first"));
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "a project needs at least one owner; make someone else owner first",
+            ));
         }
         if !tx.remove_project_member(&v.project.id, &user.id).await? {
             return Err(Error::not_found("member", username));
         }
-        let rec = caller.record(self, "project.remove_member", label("project", name), Some(name), Outcome::Success, detail!("user" => username));
+        let rec = caller.record(
+            self,
+            "project.remove_member",
+            label("project", name),
+            Some(name),
+            Outcome::Success,
+            detail!("user" => username),
+        );
         self.commit(tx, rec).await
     }
 }

@@ -58,7 +58,9 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 
 /// Whether `s` looks like a secret produced by [`new_secret`] (cheap check before a lookup).
 pub fn plausible_secret(s: &str) -> bool {
-    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

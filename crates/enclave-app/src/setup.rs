@@ -31,9 +31,20 @@ impl App {
         let secret = secrets::new_secret()?;
         let now = self.now();
         let mut tx = self.store.write().await?;
-        tx.insert_setup_token(&secrets::new_id("stp")?, &hash_secret(&secret), now, now.plus(self.settings.setup_ttl))
-            .await?;
-        let rec = system_record(self, "setup.issue_link", "platform:setup", Outcome::Success, &RequestMeta::local());
+        tx.insert_setup_token(
+            &secrets::new_id("stp")?,
+            &hash_secret(&secret),
+            now,
+            now.plus(self.settings.setup_ttl),
+        )
+        .await?;
+        let rec = system_record(
+            self,
+            "setup.issue_link",
+            "platform:setup",
+            Outcome::Success,
+            &RequestMeta::local(),
+        );
         self.commit(tx, rec).await?;
         Ok(Some(secret))
     }
@@ -50,7 +61,13 @@ impl App {
     }
 
     /// Creates the first platform admin with a setup token. Works once.
-    pub async fn complete_setup(&self, token: &str, username: &str, password: &str, meta: &RequestMeta) -> Result<User> {
+    pub async fn complete_setup(
+        &self,
+        token: &str,
+        username: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         let input = NewUser {
             username: username.to_string(),
             password: password.to_string(),
@@ -74,7 +91,13 @@ impl App {
             return Err(unavailable());
         }
         tx.insert_user(&user, Some(&hash)).await?;
-        let mut rec = system_record(self, "setup.create_admin", &label("user", username), Outcome::Success, meta);
+        let mut rec = system_record(
+            self,
+            "setup.create_admin",
+            &label("user", username),
+            Outcome::Success,
+            meta,
+        );
         rec.auth = "setup-token".into();
         rec.actor = username.to_string();
         self.commit(tx, rec).await?;
@@ -94,17 +117,34 @@ impl App {
         let hash = self.hasher.hash(password).await?;
         let user = self.user_record(&input)?;
         let mut tx = self.store.write().await?;
-        tx.insert_user(&user, Some(&hash)).await.map_err(|e| match e {
-            enclave_store::StoreError::Conflict => Error::new(ErrorCode::Conflict, format!("a user named '{username}' already exists")),
-            e => e.into(),
-        })?;
-        let rec = system_record(self, "setup.bootstrap_admin", &label("user", username), Outcome::Success, &RequestMeta::local());
+        tx.insert_user(&user, Some(&hash))
+            .await
+            .map_err(|e| match e {
+                enclave_store::StoreError::Conflict => Error::new(
+                    ErrorCode::Conflict,
+                    format!("a user named '{username}' already exists"),
+                ),
+                e => e.into(),
+            })?;
+        let rec = system_record(
+            self,
+            "setup.bootstrap_admin",
+            &label("user", username),
+            Outcome::Success,
+            &RequestMeta::local(),
+        );
         self.commit(tx, rec).await?;
         Ok(user)
     }
 }
 
-fn system_record(app: &App, action: &str, resource: &str, outcome: Outcome, meta: &RequestMeta) -> AuditRecord {
+fn system_record(
+    app: &App,
+    action: &str,
+    resource: &str,
+    outcome: Outcome,
+    meta: &RequestMeta,
+) -> AuditRecord {
     AuditRecord {
         at: app.now(),
         actor: "system".into(),

@@ -31,18 +31,33 @@ impl App {
         expires_in_days: Option<u32>,
     ) -> Result<TokenCreated> {
         let me = caller.principal.user_id.clone();
-        self.authorize(caller, Action::TokenCreate, &Resource::User { user_id: me.clone() }, &label("user", &caller.principal.username), None, false)
-            .await?;
+        self.authorize(
+            caller,
+            Action::TokenCreate,
+            &Resource::User {
+                user_id: me.clone(),
+            },
+            &label("user", &caller.principal.username),
+            None,
+            false,
+        )
+        .await?;
         names::text("name", name, true)?;
         if projects.len() > MAX_TOKEN_PROJECTS {
-            return Err(Error::invalid("projects", format!("a token can be limited to at most {MAX_TOKEN_PROJECTS} projects")));
+            return Err(Error::invalid(
+                "projects",
+                format!("a token can be limited to at most {MAX_TOKEN_PROJECTS} projects"),
+            ));
         }
         for p in &projects {
             names::slug("projects", p)?;
             // Only projects the caller can see; otherwise the name is refused like a typo.
-            self.get_project(caller, p)
-                .await
-                .map_err(|_| Error::invalid("projects", format!("project '{p}' does not exist or you are not a member")))?;
+            self.get_project(caller, p).await.map_err(|_| {
+                Error::invalid(
+                    "projects",
+                    format!("project '{p}' does not exist or you are not a member"),
+                )
+            })?;
         }
         let now = self.now();
         let expires_at = self.settings.tokens.expiry(now, expires_in_days)?;
@@ -66,7 +81,14 @@ impl App {
     }
 
     /// Password login that issues a full-scope token (for the CLI).
-    pub async fn login_token(&self, username: &str, password: &str, name: &str, expires_in_days: Option<u32>, meta: &RequestMeta) -> Result<TokenCreated> {
+    pub async fn login_token(
+        &self,
+        username: &str,
+        password: &str,
+        name: &str,
+        expires_in_days: Option<u32>,
+        meta: &RequestMeta,
+    ) -> Result<TokenCreated> {
         names::text("name", name, true)?;
         let user = self.check_password(username, password, meta).await?;
         let caller = Caller {
@@ -75,23 +97,47 @@ impl App {
             token_id: None,
             meta: meta.clone(),
         };
-        self.create_token(&caller, name, TokenScope::Full, Vec::new(), expires_in_days).await
+        self.create_token(&caller, name, TokenScope::Full, Vec::new(), expires_in_days)
+            .await
     }
 
     /// The caller's tokens.
     pub async fn list_tokens(&self, caller: &Caller, page: &PageRequest) -> Result<Page<ApiToken>> {
         let me = caller.principal.user_id.clone();
-        self.authorize(caller, Action::TokenRead, &Resource::Token { owner_id: me.clone() }, "platform:tokens", None, false)
-            .await?;
+        self.authorize(
+            caller,
+            Action::TokenRead,
+            &Resource::Token {
+                owner_id: me.clone(),
+            },
+            "platform:tokens",
+            None,
+            false,
+        )
+        .await?;
         Ok(self.store.tokens_of(&me, page).await?)
     }
 
     async fn own_token(&self, caller: &Caller, action: Action, id: &str) -> Result<ApiToken> {
         let valid_id = id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        let token = if valid_id { self.store.token_by_id(id).await? } else { None };
-        let owner_id = token.as_ref().map(|t| t.user_id.clone()).unwrap_or_default();
-        self.authorize(caller, action, &Resource::Token { owner_id }, &label("token", id), None, true)
-            .await?;
+        let token = if valid_id {
+            self.store.token_by_id(id).await?
+        } else {
+            None
+        };
+        let owner_id = token
+            .as_ref()
+            .map(|t| t.user_id.clone())
+            .unwrap_or_default();
+        self.authorize(
+            caller,
+            action,
+            &Resource::Token { owner_id },
+            &label("token", id),
+            None,
+            true,
+        )
+        .await?;
         token.ok_or_else(|| Error::not_found("token", id))
     }
 
@@ -105,7 +151,14 @@ impl App {
         let t = self.own_token(caller, Action::TokenRevoke, id).await?;
         let mut tx = self.store.write().await?;
         let live = tx.revoke_token(&t.id, self.now()).await?;
-        let rec = caller.record(self, Action::TokenRevoke.as_str(), label("token", id), None, Outcome::Success, detail!("was_live" => live));
+        let rec = caller.record(
+            self,
+            Action::TokenRevoke.as_str(),
+            label("token", id),
+            None,
+            Outcome::Success,
+            detail!("was_live" => live),
+        );
         self.commit(tx, rec).await
     }
 }

@@ -36,7 +36,6 @@ pub struct UserPatch {
     pub platform_admin: Option<bool>,
 }
 
-
 impl App {
     pub(crate) fn validate_new_user(&self, u: &NewUser) -> Result<()> {
         names::username("username", &u.username)?;
@@ -59,8 +58,15 @@ impl App {
 
     /// Lists accounts.
     pub async fn list_users(&self, caller: &Caller, page: &PageRequest) -> Result<Page<User>> {
-        self.authorize(caller, Action::UserList, &Resource::Platform, "platform:users", None, false)
-            .await?;
+        self.authorize(
+            caller,
+            Action::UserList,
+            &Resource::Platform,
+            "platform:users",
+            None,
+            false,
+        )
+        .await?;
         Ok(self.store.list_users(page).await?)
     }
 
@@ -70,13 +76,23 @@ impl App {
         let target = Resource::User {
             user_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
         };
-        let action = if user.as_ref().is_ok_and(|u| u.id == caller.principal.user_id) {
+        let action = if user
+            .as_ref()
+            .is_ok_and(|u| u.id == caller.principal.user_id)
+        {
             Action::SelfRead
         } else {
             Action::UserRead
         };
-        self.authorize(caller, action, &target, &label("user", username), None, true)
-            .await?;
+        self.authorize(
+            caller,
+            action,
+            &target,
+            &label("user", username),
+            None,
+            true,
+        )
+        .await?;
         user
     }
 
@@ -90,25 +106,52 @@ impl App {
 
     /// Creates an account.
     pub async fn create_user(&self, caller: &Caller, input: NewUser) -> Result<User> {
-        self.authorize(caller, Action::UserCreate, &Resource::Platform, &label("user", &input.username), None, false)
-            .await?;
+        self.authorize(
+            caller,
+            Action::UserCreate,
+            &Resource::Platform,
+            &label("user", &input.username),
+            None,
+            false,
+        )
+        .await?;
         self.validate_new_user(&input)?;
         let user = self.user_record(&input)?;
         let hash = self.hasher.hash(&input.password).await?;
         let mut tx = self.store.write().await?;
-        tx.insert_user(&user, Some(&hash)).await.map_err(|e| match e {
-            enclave_store::StoreError::Conflict => Error::new(ErrorCode::Conflict, format!("a user named '{}' already exists", input.username)).with("field", "username"),
-            e => e.into(),
-        })?;
-        let rec = caller.record(self, Action::UserCreate.as_str(), label("user", &user.username), None, Outcome::Success, detail!("platform_admin" => user.platform_admin));
+        tx.insert_user(&user, Some(&hash))
+            .await
+            .map_err(|e| match e {
+                enclave_store::StoreError::Conflict => Error::new(
+                    ErrorCode::Conflict,
+                    format!("a user named '{}' already exists", input.username),
+                )
+                .with("field", "username"),
+                e => e.into(),
+            })?;
+        let rec = caller.record(
+            self,
+            Action::UserCreate.as_str(),
+            label("user", &user.username),
+            None,
+            Outcome::Success,
+            detail!("platform_admin" => user.platform_admin),
+        );
         self.commit(tx, rec).await?;
         Ok(user)
     }
 
     /// Updates an account. Disabling ends its sessions and revokes its tokens. The last enabled
     /// platform admin cannot be disabled or demoted.
-    pub async fn update_user(&self, caller: &Caller, username: &str, patch: UserPatch) -> Result<User> {
-        let mut user = self.find_user_authorized(caller, Action::UserUpdate, username).await?;
+    pub async fn update_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        patch: UserPatch,
+    ) -> Result<User> {
+        let mut user = self
+            .find_user_authorized(caller, Action::UserUpdate, username)
+            .await?;
         if let Some(d) = &patch.display_name {
             names::text("display_name", d, false)?;
             user.display_name = d.clone();
@@ -126,8 +169,14 @@ impl App {
         }
         let now = self.now();
         let mut tx = self.store.write().await?;
-        if was_active_admin && (!user.platform_admin || user.disabled) && tx.other_admins(&user.id).await? == 0 {
-            return Err(Error::new(ErrorCode::Conflict, "this is the last enabled platform admin; make another user admin first"));
+        if was_active_admin
+            && (!user.platform_admin || user.disabled)
+            && tx.other_admins(&user.id).await? == 0
+        {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "this is the last enabled platform admin; make another user admin first",
+            ));
         }
         tx.update_user(&user, now).await?;
         let mut d = detail!();
@@ -146,55 +195,111 @@ impl App {
             d.insert("sessions_ended".into(), s.into());
             d.insert("tokens_revoked".into(), t.into());
         }
-        let rec = caller.record(self, Action::UserUpdate.as_str(), label("user", username), None, Outcome::Success, d);
+        let rec = caller.record(
+            self,
+            Action::UserUpdate.as_str(),
+            label("user", username),
+            None,
+            Outcome::Success,
+            d,
+        );
         self.commit(tx, rec).await?;
         Ok(user)
     }
 
-    async fn find_user_authorized(&self, caller: &Caller, action: Action, username: &str) -> Result<User> {
+    async fn find_user_authorized(
+        &self,
+        caller: &Caller,
+        action: Action,
+        username: &str,
+    ) -> Result<User> {
         let user = self.find_user(username).await;
         let target = Resource::User {
             user_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
         };
-        self.authorize(caller, action, &target, &label("user", username), None, false)
-            .await?;
+        self.authorize(
+            caller,
+            action,
+            &target,
+            &label("user", username),
+            None,
+            false,
+        )
+        .await?;
         user
     }
 
     /// Deletes an account with its sessions, tokens and memberships. Admins cannot delete
     /// themselves (use another admin), so the platform never loses its last admin this way.
     pub async fn delete_user(&self, caller: &Caller, username: &str) -> Result<()> {
-        let user = self.find_user_authorized(caller, Action::UserDelete, username).await?;
+        let user = self
+            .find_user_authorized(caller, Action::UserDelete, username)
+            .await?;
         if user.id == caller.principal.user_id {
-            return Err(Error::new(ErrorCode::Conflict, "you cannot delete your own account; ask another platform admin"));
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "you cannot delete your own account; ask another platform admin",
+            ));
         }
         let mut tx = self.store.write().await?;
         if user.platform_admin && !user.disabled && tx.other_admins(&user.id).await? == 0 {
-            return Err(Error::new(ErrorCode::Conflict, "this is the last enabled platform admin"));
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "this is the last enabled platform admin",
+            ));
         }
         tx.delete_user(&user.id).await?;
-        let rec = caller.record(self, Action::UserDelete.as_str(), label("user", username), None, Outcome::Success, detail!());
+        let rec = caller.record(
+            self,
+            Action::UserDelete.as_str(),
+            label("user", username),
+            None,
+            Outcome::Success,
+            detail!(),
+        );
         self.commit(tx, rec).await
     }
 
     /// Sets another user's password (admin reset); ends the user's sessions.
-    pub async fn reset_password(&self, caller: &Caller, username: &str, password: &str) -> Result<()> {
-        let user = self.find_user_authorized(caller, Action::UserResetPassword, username).await?;
+    pub async fn reset_password(
+        &self,
+        caller: &Caller,
+        username: &str,
+        password: &str,
+    ) -> Result<()> {
+        let user = self
+            .find_user_authorized(caller, Action::UserResetPassword, username)
+            .await?;
         check_new_password(password, &user.username)?;
         let hash = self.hasher.hash(password).await?;
         let mut tx = self.store.write().await?;
         tx.set_password(&user.id, &hash, self.now()).await?;
         let ended = tx.delete_sessions_of(&user.id).await?;
-        let rec = caller.record(self, Action::UserResetPassword.as_str(), label("user", username), None, Outcome::Success, detail!("sessions_ended" => ended));
+        let rec = caller.record(
+            self,
+            Action::UserResetPassword.as_str(),
+            label("user", username),
+            None,
+            Outcome::Success,
+            detail!("sessions_ended" => ended),
+        );
         self.commit(tx, rec).await
     }
 
     /// Clears a login lockout on an account.
     pub async fn unlock_user(&self, caller: &Caller, username: &str) -> Result<()> {
-        self.find_user_authorized(caller, Action::UserUnlock, username).await?;
+        self.find_user_authorized(caller, Action::UserUnlock, username)
+            .await?;
         let mut tx = self.store.write().await?;
         let was = tx.clear_throttle(&account_key(username)).await?;
-        let rec = caller.record(self, Action::UserUnlock.as_str(), label("user", username), None, Outcome::Success, detail!("had_failures" => was));
+        let rec = caller.record(
+            self,
+            Action::UserUnlock.as_str(),
+            label("user", username),
+            None,
+            Outcome::Success,
+            detail!("had_failures" => was),
+        );
         self.commit(tx, rec).await
     }
 
@@ -206,10 +311,19 @@ impl App {
 
     /// Ends every session of a user.
     pub async fn revoke_sessions(&self, caller: &Caller, username: &str) -> Result<()> {
-        let user = self.find_user_authorized(caller, Action::UserRevokeSessions, username).await?;
+        let user = self
+            .find_user_authorized(caller, Action::UserRevokeSessions, username)
+            .await?;
         let mut tx = self.store.write().await?;
         let n = tx.delete_sessions_of(&user.id).await?;
-        let rec = caller.record(self, Action::UserRevokeSessions.as_str(), label("user", username), None, Outcome::Success, detail!("sessions_ended" => n));
+        let rec = caller.record(
+            self,
+            Action::UserRevokeSessions.as_str(),
+            label("user", username),
+            None,
+            Outcome::Success,
+            detail!("sessions_ended" => n),
+        );
         self.commit(tx, rec).await
     }
 }

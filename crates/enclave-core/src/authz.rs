@@ -318,14 +318,16 @@ mod tests {
             user_id: "u2".into(),
         };
         assert!(!decide(&p, Action::SelfChangePassword, &other).allowed);
-        assert!(!decide(
-            &p,
-            Action::TokenRevoke,
-            &Resource::Token {
-                owner_id: "u2".into()
-            }
-        )
-        .allowed);
+        assert!(
+            !decide(
+                &p,
+                Action::TokenRevoke,
+                &Resource::Token {
+                    owner_id: "u2".into()
+                }
+            )
+            .allowed
+        );
     }
 
     #[test]

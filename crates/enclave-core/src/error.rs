@@ -92,8 +92,11 @@ impl Error {
 
     /// `what` does not exist (or is not visible).
     pub fn not_found(what: &str, name: &str) -> Self {
-        Error::new(ErrorCode::NotFound, format!("{what} '{name}' was not found"))
-            .with("resource", what)
+        Error::new(
+            ErrorCode::NotFound,
+            format!("{what} '{name}' was not found"),
+        )
+        .with("resource", what)
     }
 
     /// The policy refused the action.

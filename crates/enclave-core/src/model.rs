@@ -189,7 +189,10 @@ impl PageRequest {
         }
         if let Some(a) = &after {
             if a.len() > 256 || a.chars().any(char::is_control) {
-                return Err(crate::Error::invalid("after", "after is not a valid cursor"));
+                return Err(crate::Error::invalid(
+                    "after",
+                    "after is not a valid cursor",
+                ));
             }
         }
         Ok(PageRequest { limit, after })

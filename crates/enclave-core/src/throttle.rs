@@ -27,12 +27,6 @@ pub struct ThrottleState {
     pub locked_until: Option<Timestamp>,
 }
 
-impl Default for Timestamp {
-    fn default() -> Self {
-        Timestamp(0)
-    }
-}
-
 impl ThrottleRule {
     /// Whether the key is locked at `now`.
     pub fn is_locked(&self, state: &ThrottleState, now: Timestamp) -> bool {

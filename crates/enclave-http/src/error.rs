@@ -55,7 +55,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Unknown paths: JSON under `/api/`, a short text elsewhere.
 pub async fn not_found_fallback(uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/api/") {
-        ApiError(Error::new(ErrorCode::NotFound, "no such API endpoint; see /api/v1/openapi.json")).into_response()
+        ApiError(Error::new(
+            ErrorCode::NotFound,
+            "no such API endpoint; see /api/v1/openapi.json",
+        ))
+        .into_response()
     } else {
         (StatusCode::NOT_FOUND, "not found\n").into_response()
     }

@@ -39,7 +39,9 @@ pub(crate) async fn apply(store: &Store) -> StoreResult<()> {
             known = latest_version(),
             "database is newer than this binary"
         );
-        return Err(StoreError::Corrupt("schema_migrations (database newer than binary)"));
+        return Err(StoreError::Corrupt(
+            "schema_migrations (database newer than binary)",
+        ));
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         let mut tx = store

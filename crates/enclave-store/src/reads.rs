@@ -266,14 +266,13 @@ impl Store {
         project_id: &str,
         user_id: &str,
     ) -> StoreResult<Option<ProjectRole>> {
-        let row = sqlx::query(
-            "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2",
-        )
-        .bind(project_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let row =
+            sqlx::query("SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2")
+                .bind(project_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
         row.map(|r| role(&r.try_get::<String, _>("role").map_err(map_err)?))
             .transpose()
     }
@@ -352,7 +351,11 @@ impl Store {
     }
 
     /// A user's tokens (including expired and revoked), ordered by id.
-    pub async fn tokens_of(&self, user_id: &str, page: &PageRequest) -> StoreResult<Page<ApiToken>> {
+    pub async fn tokens_of(
+        &self,
+        user_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ApiToken>> {
         let rows = sqlx::query(
             "SELECT t.id, t.user_id, t.name, t.scope, t.projects, t.created_at, t.expires_at,
                t.last_used_at, t.revoked_at FROM api_tokens t
@@ -405,19 +408,23 @@ impl Store {
     }
 
     /// A setup token by hash: `(id, expires_at, used)`.
-    pub async fn setup_token(&self, secret_hash: &str) -> StoreResult<Option<(String, Timestamp, bool)>> {
-        let row = sqlx::query(
-            "SELECT id, expires_at, used_at FROM setup_tokens WHERE secret_hash = $1",
-        )
-        .bind(secret_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+    pub async fn setup_token(
+        &self,
+        secret_hash: &str,
+    ) -> StoreResult<Option<(String, Timestamp, bool)>> {
+        let row =
+            sqlx::query("SELECT id, expires_at, used_at FROM setup_tokens WHERE secret_hash = $1")
+                .bind(secret_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
         row.map(|r| {
             Ok((
                 r.try_get("id").map_err(map_err)?,
                 Timestamp(r.try_get("expires_at").map_err(map_err)?),
-                r.try_get::<Option<i64>, _>("used_at").map_err(map_err)?.is_some(),
+                r.try_get::<Option<i64>, _>("used_at")
+                    .map_err(map_err)?
+                    .is_some(),
             ))
         })
         .transpose()

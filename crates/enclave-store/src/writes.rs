@@ -95,7 +95,12 @@ impl WriteTx {
     }
 
     /// Replaces a user's password hash.
-    pub async fn set_password(&mut self, user_id: &str, hash: &str, now: Timestamp) -> StoreResult<u64> {
+    pub async fn set_password(
+        &mut self,
+        user_id: &str,
+        hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
         exec!(
             self,
             "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
@@ -178,7 +183,11 @@ impl WriteTx {
     }
 
     /// Removes a member; returns whether one was removed.
-    pub async fn remove_group_member(&mut self, group_id: &str, user_id: &str) -> StoreResult<bool> {
+    pub async fn remove_group_member(
+        &mut self,
+        group_id: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
         let n = exec!(
             self,
             "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2",
@@ -243,7 +252,11 @@ impl WriteTx {
     }
 
     /// Removes a member; returns whether one was removed.
-    pub async fn remove_project_member(&mut self, project_id: &str, user_id: &str) -> StoreResult<bool> {
+    pub async fn remove_project_member(
+        &mut self,
+        project_id: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
         let n = exec!(
             self,
             "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
@@ -396,7 +409,11 @@ impl WriteTx {
     }
 
     /// Removes throttle rows whose window and lockout both ended before `before`.
-    pub async fn prune_throttle(&mut self, window_start_before: Timestamp, now: Timestamp) -> StoreResult<u64> {
+    pub async fn prune_throttle(
+        &mut self,
+        window_start_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
         exec!(
             self,
             "DELETE FROM login_throttle WHERE window_start < $1

@@ -300,7 +300,10 @@ impl Api {
     /// Creates a user with the kit's password and logs in as that user.
     pub async fn user(&self, server: &Server, username: &str) -> Api {
         let (s, b) = self
-            .post("/api/v1/users", json!({"username": username, "password": PASSWORD}))
+            .post(
+                "/api/v1/users",
+                json!({"username": username, "password": PASSWORD}),
+            )
             .await;
         assert_eq!(s, 201, "create user: {b}");
         server.login(username, PASSWORD).await

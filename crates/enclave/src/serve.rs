@@ -63,7 +63,10 @@ fn init_logging(format: LogFormat, level: &str) {
 /// Creates the data directory with mode 0700 (or tightens an existing one).
 fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
     if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
@@ -81,8 +84,12 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 async fn open_app(cfg_settings: Settings, data_dir: &Path) -> Result<App, String> {
-    prepare_data_dir(data_dir)
-        .map_err(|e| format!("cannot create the data directory {}: {e}", data_dir.display()))?;
+    prepare_data_dir(data_dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
     let db = data_dir.join(DB_FILE);
     if !db.exists() {
         // SQLite gives the WAL and shared-memory files the main file's mode: make it private.
@@ -132,7 +139,10 @@ pub async fn bootstrap(data_dir: &Path, username: &str, password_file: &Path) ->
     let password = match std::fs::read_to_string(password_file) {
         Ok(p) => zeroize::Zeroizing::new(p),
         Err(e) => {
-            eprintln!("error: cannot read the password file {}: {e}", password_file.display());
+            eprintln!(
+                "error: cannot read the password file {}: {e}",
+                password_file.display()
+            );
             return EXIT_FAIL;
         }
     };
@@ -233,7 +243,10 @@ pub async fn serve(flags: Overrides) -> i32 {
         return code;
     }
     if let Some(cert) = listener.cert_path() {
-        println!("TLS certificate: {} (pass it to `enclave login --ca`)", cert.display());
+        println!(
+            "TLS certificate: {} (pass it to `enclave login --ca`)",
+            cert.display()
+        );
     }
     println!("Enclave listening on {scheme}://{addr}");
     let _ = std::io::stdout().flush();
@@ -289,7 +302,10 @@ async fn announce_setup(app: &App, data_dir: &Path, base: &str) -> Result<(), i3
             let mins = app.settings().setup_ttl.as_secs() / 60;
             println!("No admin exists yet. Open this one-time setup URL within {mins} minutes to create the first platform admin:");
             println!("  {url}");
-            println!("(also saved in {}; restart the server for a new link)", file.display());
+            println!(
+                "(also saved in {}; restart the server for a new link)",
+                file.display()
+            );
             Ok(())
         }
         Ok(None) => {

@@ -30,17 +30,22 @@ fn json_error(rej: &JsonRejection) -> Error {
         ),
         JsonRejection::JsonDataError(e) => Error::new(
             ErrorCode::InvalidRequest,
-            format!("the JSON body does not match the expected shape: {}", clip(&e.body_text())),
+            format!(
+                "the JSON body does not match the expected shape: {}",
+                clip(&e.body_text())
+            ),
         ),
         JsonRejection::JsonSyntaxError(e) => Error::new(
             ErrorCode::InvalidRequest,
             format!("the body is not valid JSON: {}", clip(&e.body_text())),
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Error::new(
-            ErrorCode::PayloadTooLarge,
-            "the request body is too large",
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+        }
+        other => Error::new(
+            ErrorCode::InvalidRequest,
+            format!("unreadable body: {}", clip(&other.body_text())),
         ),
-        other => Error::new(ErrorCode::InvalidRequest, format!("unreadable body: {}", clip(&other.body_text()))),
     }
 }
 
@@ -62,7 +67,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
                 ErrorCode::InvalidRequest,
                 format!("bad query string: {}", clip(&e.body_text())),
             ))),
-            Err(e) => Err(ApiError(Error::new(ErrorCode::InvalidRequest, clip(&e.body_text())))),
+            Err(e) => Err(ApiError(Error::new(
+                ErrorCode::InvalidRequest,
+                clip(&e.body_text()),
+            ))),
         }
     }
 }

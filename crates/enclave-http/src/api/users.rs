@@ -13,20 +13,31 @@ use enclave_app::{NewUser, UserPatch};
 /// Lists accounts (platform admins).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListQuery),
     responses((status = 200, body = List<UserOut>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(State(s): State<AppState>, Authed(c): Authed, Q(q): Q<ListQuery>) -> ApiResult<Json<List<UserOut>>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Q(q): Q<ListQuery>,
+) -> ApiResult<Json<List<UserOut>>> {
     let page = s.app.list_users(&c, &q.page()?).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for u in page.items {
         let locked = s.app.is_locked(&u.username).await?;
         items.push(UserOut::new(u, locked));
     }
-    Ok(Json(List { items, next: page.next }))
+    Ok(Json(List {
+        items,
+        next: page.next,
+    }))
 }
 
 /// Creates an account (platform admins).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
     responses((status = 201, body = UserOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create(State(s): State<AppState>, Authed(c): Authed, Body(b): Body<CreateUser>) -> ApiResult<(StatusCode, Json<UserOut>)> {
+pub async fn create(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Body(b): Body<CreateUser>,
+) -> ApiResult<(StatusCode, Json<UserOut>)> {
     let input = NewUser {
         username: b.username,
         password: b.password,
@@ -41,7 +52,11 @@ pub async fn create(State(s): State<AppState>, Authed(c): Authed, Body(b): Body<
 /// Reads an account (platform admins, or the account itself).
 #[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)),
     responses((status = 200, body = UserOut), (status = 404, body = ErrorBody)))]
-pub async fn get(State(s): State<AppState>, Authed(c): Authed, Path(username): Path<String>) -> ApiResult<Json<UserOut>> {
+pub async fn get(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+) -> ApiResult<Json<UserOut>> {
     let u = s.app.get_user(&c, &username).await?;
     let locked = s.app.is_locked(&u.username).await?;
     Ok(Json(UserOut::new(u, locked)))
@@ -50,7 +65,12 @@ pub async fn get(State(s): State<AppState>, Authed(c): Authed, Path(username): P
 /// Updates an account; disabling it ends its sessions and revokes its tokens.
 #[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)), request_body = UpdateUser,
     responses((status = 200, body = UserOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn update(State(s): State<AppState>, Authed(c): Authed, Path(username): Path<String>, Body(b): Body<UpdateUser>) -> ApiResult<Json<UserOut>> {
+pub async fn update(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+    Body(b): Body<UpdateUser>,
+) -> ApiResult<Json<UserOut>> {
     let patch = UserPatch {
         display_name: b.display_name,
         email: b.email,
@@ -65,7 +85,11 @@ pub async fn update(State(s): State<AppState>, Authed(c): Authed, Path(username)
 /// Deletes an account.
 #[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete(State(s): State<AppState>, Authed(c): Authed, Path(username): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
     s.app.delete_user(&c, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -73,7 +97,12 @@ pub async fn delete(State(s): State<AppState>, Authed(c): Authed, Path(username)
 /// Sets a new password for an account; its sessions end.
 #[utoipa::path(post, path = "/api/v1/users/{username}/password", tag = "users", params(("username" = String, Path)), request_body = ResetPassword,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn reset_password(State(s): State<AppState>, Authed(c): Authed, Path(username): Path<String>, Body(b): Body<ResetPassword>) -> ApiResult<StatusCode> {
+pub async fn reset_password(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+    Body(b): Body<ResetPassword>,
+) -> ApiResult<StatusCode> {
     s.app.reset_password(&c, &username, &b.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -81,7 +110,11 @@ pub async fn reset_password(State(s): State<AppState>, Authed(c): Authed, Path(u
 /// Clears the login lockout of an account.
 #[utoipa::path(post, path = "/api/v1/users/{username}/unlock", tag = "users", params(("username" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn unlock(State(s): State<AppState>, Authed(c): Authed, Path(username): Path<String>) -> ApiResult<StatusCode> {
+pub async fn unlock(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
     s.app.unlock_user(&c, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -89,7 +122,11 @@ pub async fn unlock(State(s): State<AppState>, Authed(c): Authed, Path(username)
 /// Ends every session of an account.
 #[utoipa::path(post, path = "/api/v1/users/{username}/revoke-sessions", tag = "users", params(("username" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn revoke_sessions(State(s): State<AppState>, Authed(c): Authed, Path(username): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke_sessions(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
     s.app.revoke_sessions(&c, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }

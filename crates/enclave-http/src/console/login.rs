@@ -1,7 +1,7 @@
 //! Login, logout and the first-start setup of the first admin.
 
 use super::guard::{Button, MaybeVisitor, PageQuery, Post, PublicPost};
-use super::page::{done, fail, render, status_code, Chrome, Problem};
+use super::page::{done, fail, in_form, render, Chrome, Problem};
 use crate::auth::{clear_session_cookie, set_session_cookie, Meta};
 use crate::AppState;
 use askama::Template;
@@ -9,7 +9,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use enclave_app::LoginOutcome;
-use enclave_core::Error;
 use serde::Deserialize;
 
 #[derive(Template)]
@@ -31,14 +30,6 @@ fn login_page(
         username,
     };
     render(super::page::status(problem), &page)
-}
-
-/// The problem of a failed login or setup, shown above its form.
-fn problem_of(e: Error) -> Problem {
-    Problem {
-        status: status_code(e.code),
-        message: e.message,
-    }
 }
 
 /// `GET /login`.
@@ -83,7 +74,7 @@ pub async fn login(
 ) -> Response {
     match s.app.login_session(&f.username, &f.password, &meta).await {
         Ok(outcome) => signed_in(&outcome),
-        Err(e) => login_page(f.username, None, Some(&problem_of(e))),
+        Err(e) => login_page(f.username, None, Some(&Problem::of(e))),
     }
 }
 
@@ -196,7 +187,7 @@ pub async fn setup(
             Err(_) => done("/login", "setup-done"),
         },
         Err(e) if e.code == enclave_core::ErrorCode::SetupUnavailable => setup_gone(),
-        Err(e) if super::page::in_form(&e) => setup_page(f.token, f.username, Some(&problem_of(e))),
+        Err(e) if in_form(&e) => setup_page(f.token, f.username, Some(&Problem::of(e))),
         Err(e) => fail(&e, None),
     }
 }

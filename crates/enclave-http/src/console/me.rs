@@ -1,7 +1,7 @@
 //! The visitor's own things: personal API tokens and the account (profile, password).
 
 use super::guard::{Button, PageQuery, Post, Visitor};
-use super::page::{done, fail, finish, next_href, render, status, triage, when, Chrome, Problem};
+use super::page::{done, fail, finish, in_form, next_href, render, status, when, Chrome, Problem};
 use super::projects::LIST_LIMIT;
 use crate::auth::{clear_session_cookie, ConsoleSession};
 use crate::AppState;
@@ -197,7 +197,7 @@ pub async fn create_token(
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    match created.map_err(|e| triage(e, Some(&session))) {
+    match created {
         Ok(c) => {
             let page = TokenCreatedPage {
                 chrome: Chrome::new("Token created", "tokens", Some(&session)),
@@ -212,16 +212,23 @@ pub async fn create_token(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
-        Err(Ok(problem)) => {
+        Err(e) if in_form(&e) => {
             let draft = TokenDraft {
                 name: f.name,
                 scope: f.scope,
                 projects: f.projects,
                 expires_in_days: f.expires_in_days,
             };
-            tokens_page(&s, &session, PageQuery::default(), draft, Some(problem)).await
+            tokens_page(
+                &s,
+                &session,
+                PageQuery::default(),
+                draft,
+                Some(Problem::of(e)),
+            )
+            .await
         }
-        Err(Err(page)) => page,
+        Err(e) => fail(&e, Some(&session)),
     }
 }
 
@@ -327,10 +334,10 @@ pub async fn change_password(
                 .insert(header::SET_COOKIE, clear_session_cookie());
             resp
         }
-        Err(e) => match triage(e, Some(&session)) {
-            Ok(problem) => account_page(&s, &session, PageQuery::default(), Some(problem)).await,
-            Err(page) => page,
-        },
+        Err(e) if in_form(&e) => {
+            account_page(&s, &session, PageQuery::default(), Some(Problem::of(e))).await
+        }
+        Err(e) => fail(&e, Some(&session)),
     }
 }
 

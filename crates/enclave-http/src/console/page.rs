@@ -212,6 +212,19 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// An application error to show above its form. A missing user named in the form is bad
+    /// input (400), not a missing page.
+    pub fn of(err: Error) -> Problem {
+        let status = match err.code {
+            ErrorCode::NotFound => StatusCode::BAD_REQUEST,
+            code => status_code(code),
+        };
+        Problem {
+            status,
+            message: err.message,
+        }
+    }
+
     /// A problem found by the console itself (the shape of a field).
     pub fn input(message: impl Into<String>) -> Problem {
         Problem {
@@ -248,19 +261,6 @@ pub fn status_code(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// Sorts an action's error: `Ok` to show it above its form on the page again, `Err` with the
-/// page that replaces the form (or the redirect to `/login`).
-pub fn triage(err: Error, session: Option<&ConsoleSession>) -> Result<Problem, Response> {
-    if in_form(&err) {
-        Ok(Problem {
-            status: status_code(err.code),
-            message: err.message,
-        })
-    } else {
-        Err(fail(&err, session))
-    }
-}
-
 /// The end of a form action: on success 303 to `ok_path` with the notice; on an error that
 /// belongs to the form, the page again via `again`; otherwise an error page.
 pub async fn finish<F, Fut>(
@@ -274,10 +274,10 @@ where
     F: FnOnce(Problem) -> Fut,
     Fut: Future<Output = Response>,
 {
-    match result.map_err(|e| triage(e, Some(session))) {
+    match result {
         Ok(()) => done(ok_path, notice),
-        Err(Ok(problem)) => again(problem).await,
-        Err(Err(page)) => page,
+        Err(e) if in_form(&e) => again(Problem::of(e)).await,
+        Err(e) => fail(&e, Some(session)),
     }
 }
 

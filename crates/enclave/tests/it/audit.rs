@@ -18,22 +18,87 @@ async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
     let s = Server::start(BIN);
     let admin = s.admin().await;
     let steps: Vec<(&str, &str, Option<serde_json::Value>, &str)> = vec![
-        ("POST", "/api/v1/users", Some(json!({"username": "erin", "password": PASSWORD})), "user.create"),
-        ("PATCH", "/api/v1/users/erin", Some(json!({"display_name": "Erin"})), "user.update"),
-        ("POST", "/api/v1/users/erin/password", Some(json!({"password": "Fresh-Passphrase-Nine-3"})), "user.reset_password"),
+        (
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": "erin", "password": PASSWORD})),
+            "user.create",
+        ),
+        (
+            "PATCH",
+            "/api/v1/users/erin",
+            Some(json!({"display_name": "Erin"})),
+            "user.update",
+        ),
+        (
+            "POST",
+            "/api/v1/users/erin/password",
+            Some(json!({"password": "Fresh-Passphrase-Nine-3"})),
+            "user.reset_password",
+        ),
         ("POST", "/api/v1/users/erin/unlock", None, "user.unlock"),
-        ("POST", "/api/v1/users/erin/revoke-sessions", None, "user.revoke_sessions"),
-        ("POST", "/api/v1/groups", Some(json!({"name": "ops"})), "group.create"),
-        ("PATCH", "/api/v1/groups/ops", Some(json!({"description": "d"})), "group.update"),
-        ("PUT", "/api/v1/groups/ops/members/erin", None, "group.add_member"),
-        ("DELETE", "/api/v1/groups/ops/members/erin", None, "group.remove_member"),
+        (
+            "POST",
+            "/api/v1/users/erin/revoke-sessions",
+            None,
+            "user.revoke_sessions",
+        ),
+        (
+            "POST",
+            "/api/v1/groups",
+            Some(json!({"name": "ops"})),
+            "group.create",
+        ),
+        (
+            "PATCH",
+            "/api/v1/groups/ops",
+            Some(json!({"description": "d"})),
+            "group.update",
+        ),
+        (
+            "PUT",
+            "/api/v1/groups/ops/members/erin",
+            None,
+            "group.add_member",
+        ),
+        (
+            "DELETE",
+            "/api/v1/groups/ops/members/erin",
+            None,
+            "group.remove_member",
+        ),
         ("DELETE", "/api/v1/groups/ops", None, "group.delete"),
-        ("POST", "/api/v1/projects", Some(json!({"name": "p1"})), "project.create"),
-        ("PATCH", "/api/v1/projects/p1", Some(json!({"description": "d"})), "project.update"),
-        ("PUT", "/api/v1/projects/p1/members/erin", Some(json!({"role": "viewer"})), "project.set_member"),
-        ("DELETE", "/api/v1/projects/p1/members/erin", None, "project.remove_member"),
+        (
+            "POST",
+            "/api/v1/projects",
+            Some(json!({"name": "p1"})),
+            "project.create",
+        ),
+        (
+            "PATCH",
+            "/api/v1/projects/p1",
+            Some(json!({"description": "d"})),
+            "project.update",
+        ),
+        (
+            "PUT",
+            "/api/v1/projects/p1/members/erin",
+            Some(json!({"role": "viewer"})),
+            "project.set_member",
+        ),
+        (
+            "DELETE",
+            "/api/v1/projects/p1/members/erin",
+            None,
+            "project.remove_member",
+        ),
         ("DELETE", "/api/v1/projects/p1", None, "project.delete"),
-        ("POST", "/api/v1/tokens", Some(json!({"name": "extra"})), "token.create"),
+        (
+            "POST",
+            "/api/v1/tokens",
+            Some(json!({"name": "extra"})),
+            "token.create",
+        ),
         ("DELETE", "/api/v1/users/erin", None, "user.delete"),
     ];
     let mut token_secrets = vec![admin.token.clone()];
@@ -45,7 +110,11 @@ async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
             token_secrets.push(t.to_string());
         }
         let after = records(&s).await;
-        assert_eq!(after.len(), before + 1, "{method} {path} wrote exactly one record");
+        assert_eq!(
+            after.len(),
+            before + 1,
+            "{method} {path} wrote exactly one record"
+        );
         let rec = &after.last().unwrap().1;
         assert_eq!(rec.action, action, "{method} {path}");
         assert_eq!(rec.actor, "admin");
@@ -57,22 +126,67 @@ async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
     // A denial is recorded too.
     let bob = admin.user(&s, "bob").await;
     token_secrets.push(bob.token.clone());
-    assert_eq!(bob.post("/api/v1/groups", json!({"name": "nope"})).await.0, 403);
+    assert_eq!(
+        bob.post("/api/v1/groups", json!({"name": "nope"})).await.0,
+        403
+    );
     let last = records(&s).await.pop().unwrap().1;
-    assert_eq!((last.action.as_str(), last.outcome.as_str(), last.actor.as_str()), ("group.create", "denied", "bob"));
+    assert_eq!(
+        (
+            last.action.as_str(),
+            last.outcome.as_str(),
+            last.actor.as_str()
+        ),
+        ("group.create", "denied", "bob")
+    );
     // Failed and successful logins are recorded, without the password.
-    let r = s.client().post(s.url("/api/v1/auth/session")).json(&json!({"username": "bob", "password": "Wrong-Password-999"})).send().await.unwrap();
+    let r = s
+        .client()
+        .post(s.url("/api/v1/auth/session"))
+        .json(&json!({"username": "bob", "password": "Wrong-Password-999"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = s.client().post(s.url("/api/v1/auth/session")).json(&json!({"username": "bob", "password": PASSWORD})).send().await.unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().split('=').nth(1).unwrap().to_string();
+    let r = s
+        .client()
+        .post(s.url("/api/v1/auth/session"))
+        .json(&json!({"username": "bob", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .to_string();
     let all = records(&s).await;
-    assert!(all.iter().any(|(_, r)| r.action == "auth.login" && r.outcome.as_str() == "failure" && r.actor == "bob"));
-    assert!(all.iter().any(|(_, r)| r.action == "auth.login" && r.outcome.as_str() == "success" && r.actor == "bob"));
+    assert!(all.iter().any(|(_, r)| r.action == "auth.login"
+        && r.outcome.as_str() == "failure"
+        && r.actor == "bob"));
+    assert!(all.iter().any(|(_, r)| r.action == "auth.login"
+        && r.outcome.as_str() == "success"
+        && r.actor == "bob"));
 
     // No secret anywhere: audit trail, logs, raw store files.
-    let mut secrets: Vec<String> = vec![PASSWORD.into(), "Fresh-Passphrase-Nine-3".into(), "Wrong-Password-999".into(), cookie, s.setup_token()];
+    let mut secrets: Vec<String> = vec![
+        PASSWORD.into(),
+        "Fresh-Passphrase-Nine-3".into(),
+        "Wrong-Password-999".into(),
+        cookie,
+        s.setup_token(),
+    ];
     secrets.extend(token_secrets.iter().cloned());
-    secrets.extend(token_secrets.iter().map(|t| t.trim_start_matches("enc_pat_").to_string()));
+    secrets.extend(
+        token_secrets
+            .iter()
+            .map(|t| t.trim_start_matches("enc_pat_").to_string()),
+    );
     let trail: String = all.iter().map(|(_, r)| format!("{r:?}")).collect();
     let logs = s.stderr.lock().unwrap().join("\n");
     let mut raw = Vec::new();

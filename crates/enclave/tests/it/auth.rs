@@ -73,7 +73,12 @@ async fn session_cookie_attributes_csrf_and_logout() {
     let pair = cookie_pair(&cookie);
     let c = s.client();
     // Reads work with the cookie alone.
-    let r = c.get(s.url("/api/v1/whoami")).header("cookie", &pair).send().await.unwrap();
+    let r = c
+        .get(s.url("/api/v1/whoami"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let me: Value = r.json().await.unwrap();
     assert_eq!(me["auth"]["method"], "session");
@@ -97,7 +102,12 @@ async fn session_cookie_attributes_csrf_and_logout() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let r = c.get(s.url("/api/v1/groups/data-team")).header("cookie", &pair).send().await.unwrap();
+    let r = c
+        .get(s.url("/api/v1/groups/data-team"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "nothing was created");
     // With the token it works.
     let r = c
@@ -121,7 +131,12 @@ async fn session_cookie_attributes_csrf_and_logout() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = c.get(s.url("/api/v1/whoami")).header("cookie", &pair).send().await.unwrap();
+    let r = c
+        .get(s.url("/api/v1/whoami"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -139,10 +154,20 @@ async fn sessions_expire_when_idle() {
     let (_, _, cookie) = session_login(&s, "admin", PASSWORD).await;
     let pair = cookie_pair(&cookie.unwrap());
     let c = s.client();
-    let r = c.get(s.url("/api/v1/whoami")).header("cookie", &pair).send().await.unwrap();
+    let r = c
+        .get(s.url("/api/v1/whoami"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    let r = c.get(s.url("/api/v1/whoami")).header("cookie", &pair).send().await.unwrap();
+    let r = c
+        .get(s.url("/api/v1/whoami"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -158,11 +183,21 @@ async fn password_change_disable_and_admin_revocation_end_sessions() {
     let whoami = |pair: String| {
         let c = c.clone();
         let url = s.url("/api/v1/whoami");
-        async move { c.get(url).header("cookie", pair).send().await.unwrap().status().as_u16() }
+        async move {
+            c.get(url)
+                .header("cookie", pair)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     // Admin revocation.
     assert_eq!(whoami(pair.clone()).await, 200);
-    let (st, _) = admin.post("/api/v1/users/carol/revoke-sessions", json!({})).await;
+    let (st, _) = admin
+        .post("/api/v1/users/carol/revoke-sessions", json!({}))
+        .await;
     assert_eq!(st, 204);
     assert_eq!(whoami(pair.clone()).await, 401);
     // Password change (wrong current password is refused).
@@ -195,7 +230,13 @@ async fn password_change_disable_and_admin_revocation_end_sessions() {
     let (_, _, cookie) = session_login(&s, "carol", "Another-Long-Passphrase-77").await;
     let pair = cookie_pair(&cookie.unwrap());
     let carol = s.login("carol", "Another-Long-Passphrase-77").await;
-    let (st, _) = admin.call("PATCH", "/api/v1/users/carol", Some(json!({"disabled": true}))).await;
+    let (st, _) = admin
+        .call(
+            "PATCH",
+            "/api/v1/users/carol",
+            Some(json!({"disabled": true})),
+        )
+        .await;
     assert_eq!(st, 200);
     assert_eq!(whoami(pair).await, 401);
     assert_eq!(carol.get("/api/v1/whoami").await.0, 401);
@@ -212,27 +253,50 @@ async fn tokens_scoped_listed_revoked() {
         assert_eq!(st, 201);
     }
     // Read-only token: reads work, changes are forbidden.
-    let (st, t) = admin.post("/api/v1/tokens", json!({"name": "ro", "scope": "read"})).await;
+    let (st, t) = admin
+        .post("/api/v1/tokens", json!({"name": "ro", "scope": "read"}))
+        .await;
     assert_eq!(st, 201);
     let secret = t["token"].as_str().unwrap().to_string();
     assert!(secret.starts_with("enc_pat_"));
-    let ro = enclave_testkit::Api { client: s.client(), base: s.base.clone(), token: secret.clone() };
+    let ro = enclave_testkit::Api {
+        client: s.client(),
+        base: s.base.clone(),
+        token: secret.clone(),
+    };
     assert_eq!(ro.get("/api/v1/projects").await.0, 200);
     let (st, b) = ro.post("/api/v1/groups", json!({"name": "g1"})).await;
     assert_eq!(st, 403, "{b}");
     assert_eq!(b["code"], "forbidden");
     // Project-limited token sees only its project.
     let (_, t) = admin
-        .post("/api/v1/tokens", json!({"name": "alpha-only", "projects": ["alpha"], "expires_in_days": 7}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "alpha-only", "projects": ["alpha"], "expires_in_days": 7}),
+        )
         .await;
-    let limited = enclave_testkit::Api { client: s.client(), base: s.base.clone(), token: t["token"].as_str().unwrap().into() };
+    let limited = enclave_testkit::Api {
+        client: s.client(),
+        base: s.base.clone(),
+        token: t["token"].as_str().unwrap().into(),
+    };
     let (_, list) = limited.get("/api/v1/projects").await;
-    let names: Vec<_> = list["items"].as_array().unwrap().iter().map(|p| p["name"].clone()).collect();
+    let names: Vec<_> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("alpha")]);
     assert_eq!(limited.get("/api/v1/projects/beta").await.0, 403);
     assert_eq!(limited.get("/api/v1/users").await.0, 403);
     // Lifetime limits.
-    let (st, b) = admin.post("/api/v1/tokens", json!({"name": "long", "expires_in_days": 91})).await;
+    let (st, b) = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "long", "expires_in_days": 91}),
+        )
+        .await;
     assert_eq!(st, 400, "{b}");
     assert_eq!(b["details"]["field"], "expires_in_days");
     // Listing shows metadata and last use, never the secret.
@@ -240,15 +304,34 @@ async fn tokens_scoped_listed_revoked() {
     assert_eq!(st, 200);
     let text = list.to_string();
     assert!(!text.contains(&secret));
-    let ro_meta = list["items"].as_array().unwrap().iter().find(|t| t["name"] == "ro").unwrap();
+    let ro_meta = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ro")
+        .unwrap();
     assert!(ro_meta["last_used_at"].is_string(), "{ro_meta}");
     // Revocation takes effect at once.
     let id = ro_meta["id"].as_str().unwrap();
-    assert_eq!(admin.call("DELETE", &format!("/api/v1/tokens/{id}"), None).await.0, 204);
+    assert_eq!(
+        admin
+            .call("DELETE", &format!("/api/v1/tokens/{id}"), None)
+            .await
+            .0,
+        204
+    );
     assert_eq!(ro.get("/api/v1/projects").await.0, 401);
     // Garbage tokens.
-    for bad in ["enc_pat_short", "nonsense", &format!("enc_pat_{}", "A".repeat(43))] {
-        let api = enclave_testkit::Api { client: s.client(), base: s.base.clone(), token: bad.to_string() };
+    for bad in [
+        "enc_pat_short",
+        "nonsense",
+        &format!("enc_pat_{}", "A".repeat(43)),
+    ] {
+        let api = enclave_testkit::Api {
+            client: s.client(),
+            base: s.base.clone(),
+            token: bad.to_string(),
+        };
         assert_eq!(api.get("/api/v1/whoami").await.0, 401);
     }
     // Another user's token id is not visible.

@@ -13,13 +13,23 @@ fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
     }
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().unwrap()
 }
 
 fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
@@ -30,26 +40,96 @@ async fn admin_manages_users_groups_projects_from_the_cli() {
     let ca = s.cert_path();
     let ca = ca.to_str().unwrap();
     // Login stores a private credential file.
-    let o = run(s.cli("adm"), &["login", "--server", &s.base, "--username", "admin", "--password-stdin", "--ca", ca], Some(&format!("{PASSWORD}\n")));
+    let o = run(
+        s.cli("adm"),
+        &[
+            "login",
+            "--server",
+            &s.base,
+            "--username",
+            "admin",
+            "--password-stdin",
+            "--ca",
+            ca,
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
     ok(&o);
     let creds = s.root.path().join("adm/credentials.json");
-    assert_eq!(std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("enc_pat_"), "token never printed");
+    assert_eq!(
+        std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("enc_pat_"),
+        "token never printed"
+    );
     let who = ok(&run(s.cli("adm"), &["whoami", "--output", "json"], None));
     let who: serde_json::Value = serde_json::from_str(&who).unwrap();
     assert_eq!(who["user"]["username"], "admin");
 
-    ok(&run(s.cli("adm"), &["users", "create", "dana", "--password-stdin", "--display-name", "Dana"], Some(&format!("{PASSWORD}\n"))));
-    ok(&run(s.cli("adm"), &["groups", "create", "quants", "--description", "Quant team"], None));
-    ok(&run(s.cli("adm"), &["groups", "add-member", "quants", "dana"], None));
-    ok(&run(s.cli("adm"), &["projects", "create", "churn", "--description", "Churn model"], None));
-    ok(&run(s.cli("adm"), &["projects", "set-member", "churn", "dana", "--role", "member"], None));
-    let list = ok(&run(s.cli("adm"), &["projects", "list", "--output", "json"], None));
+    ok(&run(
+        s.cli("adm"),
+        &[
+            "users",
+            "create",
+            "dana",
+            "--password-stdin",
+            "--display-name",
+            "Dana",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    ok(&run(
+        s.cli("adm"),
+        &["groups", "create", "quants", "--description", "Quant team"],
+        None,
+    ));
+    ok(&run(
+        s.cli("adm"),
+        &["groups", "add-member", "quants", "dana"],
+        None,
+    ));
+    ok(&run(
+        s.cli("adm"),
+        &[
+            "projects",
+            "create",
+            "churn",
+            "--description",
+            "Churn model",
+        ],
+        None,
+    ));
+    ok(&run(
+        s.cli("adm"),
+        &[
+            "projects",
+            "set-member",
+            "churn",
+            "dana",
+            "--role",
+            "member",
+        ],
+        None,
+    ));
+    let list = ok(&run(
+        s.cli("adm"),
+        &["projects", "list", "--output", "json"],
+        None,
+    ));
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list[0]["name"], "churn");
     let members = ok(&run(s.cli("adm"), &["projects", "members", "churn"], None));
-    assert!(members.contains("dana") && members.contains("member"), "{members}");
-    let gm = ok(&run(s.cli("adm"), &["groups", "members", "quants", "--output", "json"], None));
+    assert!(
+        members.contains("dana") && members.contains("member"),
+        "{members}"
+    );
+    let gm = ok(&run(
+        s.cli("adm"),
+        &["groups", "members", "quants", "--output", "json"],
+        None,
+    ));
     assert!(gm.contains("dana"));
     let users = ok(&run(s.cli("adm"), &["users", "list"], None));
     assert!(users.contains("dana") && users.contains("admin"));
@@ -58,36 +138,89 @@ async fn admin_manages_users_groups_projects_from_the_cli() {
     let dup = run(s.cli("adm"), &["groups", "create", "quants"], None);
     assert_eq!(dup.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("conflict"));
-    let usage = run(s.cli("adm"), &["projects", "set-member", "churn", "dana", "--role", "king"], None);
+    let usage = run(
+        s.cli("adm"),
+        &["projects", "set-member", "churn", "dana", "--role", "king"],
+        None,
+    );
     assert_eq!(usage.status.code(), Some(2));
     // A member logs in and sees the project, but cannot create one.
-    ok(&run(s.cli("dana"), &["login", "--server", &s.base, "--username", "dana", "--password-stdin", "--ca", ca], Some(PASSWORD)));
+    ok(&run(
+        s.cli("dana"),
+        &[
+            "login",
+            "--server",
+            &s.base,
+            "--username",
+            "dana",
+            "--password-stdin",
+            "--ca",
+            ca,
+        ],
+        Some(PASSWORD),
+    ));
     let mine = ok(&run(s.cli("dana"), &["projects", "list"], None));
     assert!(mine.contains("churn"));
     let denied = run(s.cli("dana"), &["projects", "create", "other"], None);
     assert_eq!(denied.status.code(), Some(3));
     // Logout revokes the token on the server.
     let token = {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.root.path().join("dana/credentials.json")).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(s.root.path().join("dana/credentials.json")).unwrap(),
+        )
+        .unwrap();
         v["token"].as_str().unwrap().to_string()
     };
     ok(&run(s.cli("dana"), &["logout"], None));
-    let api = enclave_testkit::Api { client: s.client(), base: s.base.clone(), token };
+    let api = enclave_testkit::Api {
+        client: s.client(),
+        base: s.base.clone(),
+        token,
+    };
     assert_eq!(api.get("/api/v1/whoami").await.0, 401);
     let after = run(s.cli("dana"), &["whoami"], None);
     assert_eq!(after.status.code(), Some(1), "not logged in");
     // Without --ca the self-signed certificate is refused with a hint.
-    let no_ca = run(s.cli("nca"), &["login", "--server", &s.base, "--username", "admin", "--password-stdin"], Some(PASSWORD));
+    let no_ca = run(
+        s.cli("nca"),
+        &[
+            "login",
+            "--server",
+            &s.base,
+            "--username",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
     assert_eq!(no_ca.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&no_ca.stderr).contains("--ca"));
     // Wrong password.
-    let bad = run(s.cli("bad"), &["login", "--server", &s.base, "--username", "admin", "--password-stdin", "--ca", ca], Some("Wrong-Password-999"));
+    let bad = run(
+        s.cli("bad"),
+        &[
+            "login",
+            "--server",
+            &s.base,
+            "--username",
+            "admin",
+            "--password-stdin",
+            "--ca",
+            ca,
+        ],
+        Some("Wrong-Password-999"),
+    );
     assert_eq!(bad.status.code(), Some(3));
     // Unreachable server.
     let mut stopped = s;
     let base = stopped.base.clone();
     stopped.stop();
     let down = run(stopped.cli("adm"), &["whoami"], None);
-    assert_eq!(down.status.code(), Some(4), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(
+        down.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     let _ = base;
 }

@@ -100,7 +100,11 @@ async fn admin_bootstrap_from_the_shell() {
         .arg(&pw)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Running it twice with the same name is refused.
     let again = std::process::Command::new(BIN)
         .args(["admin", "bootstrap", "--data-dir"])
@@ -116,13 +120,27 @@ async fn admin_bootstrap_from_the_shell() {
 async fn security_headers_on_every_response_and_health() {
     let s = Server::start(BIN);
     let c = s.client();
-    for path in ["/healthz", "/readyz", "/api/v1/projects", "/nope", "/api/v1/nope", "/login", "/api/v1/openapi.json"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/v1/projects",
+        "/nope",
+        "/api/v1/nope",
+        "/login",
+        "/api/v1/openapi.json",
+    ] {
         let r = c.get(s.url(path)).send().await.unwrap();
         let h = r.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(!csp.contains("unsafe-inline"), "{path}");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}");
-        assert!(h["strict-transport-security"].to_str().unwrap().contains("max-age="), "{path}");
+        assert!(
+            h["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .contains("max-age="),
+            "{path}"
+        );
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         assert!(h.contains_key("x-request-id"), "{path}");
@@ -147,7 +165,13 @@ async fn graceful_shutdown_on_sigterm() {
 #[test]
 fn plain_http_only_on_loopback() {
     let out = std::process::Command::new(BIN)
-        .args(["config", "check", "--listen", "0.0.0.0:8080", "--insecure-plain-http"])
+        .args([
+            "config",
+            "check",
+            "--listen",
+            "0.0.0.0:8080",
+            "--insecure-plain-http",
+        ])
         .env_remove("ENCLAVE_CONFIG")
         .output()
         .unwrap();
@@ -174,7 +198,11 @@ async fn plain_http_on_loopback_works_when_asked() {
 fn config_check_reports_file_key_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("enclave.toml");
-    std::fs::write(&f, "listen = \"127.0.0.1:8443\"\n[sessions]\nidle_timeout = \"soon\"\nbogus = 1\n").unwrap();
+    std::fs::write(
+        &f,
+        "listen = \"127.0.0.1:8443\"\n[sessions]\nidle_timeout = \"soon\"\nbogus = 1\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(BIN)
         .args(["config", "check", "--config"])
         .arg(&f)
@@ -195,7 +223,10 @@ fn config_check_reports_file_key_and_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ENCLAVE_LISTN"));
     // The example configuration is valid.
-    let example = std::process::Command::new(BIN).args(["config", "example"]).output().unwrap();
+    let example = std::process::Command::new(BIN)
+        .args(["config", "example"])
+        .output()
+        .unwrap();
     std::fs::write(&f, &example.stdout).unwrap();
     let out = std::process::Command::new(BIN)
         .args(["config", "check", "--config"])
@@ -203,7 +234,11 @@ fn config_check_reports_file_key_and_reason() {
         .env_remove("ENCLAVE_CONFIG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -217,7 +252,10 @@ async fn given_certificate_is_used_and_reloaded_on_sighup() {
     std::fs::copy(first.data_dir.join("tls/key.pem"), &key).unwrap();
     let opts = Options {
         env: vec![
-            ("ENCLAVE_TLS_CERT_FILE".into(), cert.to_string_lossy().into()),
+            (
+                "ENCLAVE_TLS_CERT_FILE".into(),
+                cert.to_string_lossy().into(),
+            ),
             ("ENCLAVE_TLS_KEY_FILE".into(), key.to_string_lossy().into()),
         ],
         ..Options::default()
@@ -228,7 +266,10 @@ async fn given_certificate_is_used_and_reloaded_on_sighup() {
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
         .build()
         .unwrap();
-    assert_eq!(client.get(s.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(s.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
     // Replace the files with another server's pair and send SIGHUP.
     let other = Server::start(BIN);
     std::fs::copy(other.cert_path(), &cert).unwrap();
@@ -240,7 +281,10 @@ async fn given_certificate_is_used_and_reloaded_on_sighup() {
         .tls_certs_only([reqwest::Certificate::from_pem(&new_pem).unwrap()])
         .build()
         .unwrap();
-    assert_eq!(fresh.get(s.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        fresh.get(s.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
     let stale = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
         .build()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds Enclave in release mode and starts it on its embedded defaults:
+# HTTPS on https://127.0.0.1:8443 with a self-signed certificate, data in ./enclave-data.
+# On first start it prints a one-time setup URL for creating the first platform admin.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: Rust (cargo) is required: https://rustup.rs" >&2
+    exit 1
+fi
+if ! command -v cc >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential >/dev/null
+    else
+        echo "error: a C compiler is required (apt-get install build-essential)" >&2
+        exit 1
+    fi
+fi
+cargo build --release -p enclave
+exec target/release/enclave serve "$@"

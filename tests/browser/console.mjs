@@ -1,0 +1,145 @@
+// Browser test of the web console: a real Enclave server, the real CLI, and Debian's Chromium
+// driven by playwright-core. Follows the README's first-run story: the first admin is created
+// through the setup URL in the browser; a user, a group and a project are created from the CLI;
+// the browser then shows them. Fails on any Content-Security-Policy violation or page error.
+//
+// Usage: node tests/browser/console.mjs path/to/enclave
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const bin = process.argv[2];
+if (!bin) {
+  console.error('usage: node console.mjs ENCLAVE_BINARY');
+  process.exit(2);
+}
+const root = mkdtempSync(join(tmpdir(), 'enclave-browser-'));
+const dataDir = join(root, 'data');
+const configDir = join(root, 'cli');
+const shots = join(process.cwd(), 'target', 'browser');
+mkdirSync(shots, { recursive: true });
+const PASSWORD = 'Amber-Valley-Kestrel-314';
+
+let server;
+let browser;
+const problems = [];
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    server = spawn(bin, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ENCLAVE_CONFIG: '' },
+    });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 60000);
+    server.stdout.on('data', (d) => {
+      out += d.toString();
+      const base = out.match(/Enclave listening on (https:\/\/[0-9.:]+)/);
+      const setup = out.match(/(https:\/\/\S+\/setup\?token=\S+)/);
+      if (base && setup) {
+        clearTimeout(timer);
+        resolve({ base: base[1], setupUrl: setup[1] });
+      }
+    });
+    server.stderr.on('data', () => {});
+    server.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${out}`)));
+  });
+}
+
+function cli(args, input) {
+  const r = spawnSync(bin, args, {
+    input: input ?? '',
+    env: { ...process.env, ENCLAVE_CONFIG_DIR: configDir },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`enclave ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+async function main() {
+  const { base, setupUrl } = await startServer();
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  // The server's certificate is self-signed; the CLI below verifies it with --ca.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+
+  // 1. First admin through the one-time setup URL.
+  await page.goto(setupUrl);
+  await page.fill('#username', 'admin');
+  await page.fill('#password', PASSWORD);
+  await page.fill('#repeat', PASSWORD);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  check(new URL(page.url()).pathname === '/', 'setup logs the new admin in and opens the dashboard');
+  await page.screenshot({ path: join(shots, 'dashboard-empty.png'), fullPage: true });
+
+  // 2. A user, a group and a project from the CLI.
+  const ca = join(dataDir, 'tls', 'cert.pem');
+  cli(['login', '--server', base, '--username', 'admin', '--password-stdin', '--ca', ca], PASSWORD);
+  cli(['users', 'create', 'dana', '--password-stdin', '--display-name', 'Dana Scully'], 'Fox-Trot-Mulder-Files-1013');
+  cli(['groups', 'create', 'analysts', '--description', 'Risk analysts']);
+  cli(['groups', 'add-member', 'analysts', 'dana']);
+  cli(['projects', 'create', 'fraud-detection', '--description', 'Card fraud models']);
+  cli(['projects', 'set-member', 'fraud-detection', 'dana', '--role', 'member']);
+
+  // 3. The browser shows them.
+  await page.goto(`${base}/`);
+  check((await page.content()).includes('fraud-detection'), 'dashboard lists the project made by the CLI');
+  await page.click('a[href="/projects/fraud-detection"]');
+  const project = await page.content();
+  check(project.includes('dana') && project.includes('member'), 'project page lists the member and role');
+  await page.screenshot({ path: join(shots, 'project.png'), fullPage: true });
+  await page.goto(`${base}/admin/users`);
+  check((await page.content()).includes('Dana Scully'), 'users page lists the CLI-created user');
+  await page.goto(`${base}/admin/groups`);
+  check((await page.content()).includes('analysts'), 'groups page lists the CLI-created group');
+  await page.screenshot({ path: join(shots, 'groups.png'), fullPage: true });
+
+  // 4. The stylesheet applied (same origin, allowed by the CSP).
+  const bg = await page.evaluate(() => getComputedStyle(document.body).fontFamily);
+  check(bg && bg.length > 0, 'stylesheet applied');
+
+  // 5. Logout ends the session.
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/logout"] button')]);
+  await page.goto(`${base}/`);
+  check(new URL(page.url()).pathname === '/login', 'after logout the dashboard redirects to login');
+
+  // 6. The member logs in and sees only her project, no admin pages.
+  await page.fill('#username', 'dana');
+  await page.fill('#password', 'Fox-Trot-Mulder-Files-1013');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  check((await page.content()).includes('fraud-detection'), 'member sees her project');
+  const resp = await page.goto(`${base}/admin/users`);
+  check(resp.status() === 403, 'member gets 403 on the users page');
+
+  check(problems.length === 0, `no CSP violations or page errors (${problems.join('; ')})`);
+}
+
+let failed = false;
+try {
+  await main();
+  console.log('browser test passed');
+} catch (e) {
+  failed = true;
+  console.error(e);
+  if (problems.length) console.error(problems.join('\n'));
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  if (server) server.kill('SIGTERM');
+  rmSync(root, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
