@@ -118,3 +118,19 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+#[cfg(feature = "fault-injection")]
+impl Store {
+    /// Test support: makes every later audit insert fail, as a full or broken disk would.
+    pub async fn break_audit_for_tests(&self) -> StoreResult<()> {
+        use sqlx::Executor;
+        self.pool
+            .execute(
+                "CREATE TRIGGER IF NOT EXISTS audit_broken BEFORE INSERT ON audit_events
+                 BEGIN SELECT RAISE(ABORT, 'audit trail unavailable (fault injection)'); END",
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! Use cases under a manual clock: every expiry is tested by moving time, not by sleeping.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use enclave_app::{App, Caller, NewUser, RequestMeta, Settings};
+use enclave_core::model::TokenScope;
+use enclave_core::{Clock, ErrorCode, Timestamp};
+use enclave_store::Store;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PW: &str = "Granite-Orchard-Violet-27";
+
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.as_secs() as i64, Ordering::SeqCst);
+    }
+}
+
+struct Fixture {
+    app: App,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000)));
+    let mut settings = Settings::default();
+    settings.hash_concurrency = 2;
+    let app = App::new(store, clock.clone(), settings).unwrap();
+    Fixture {
+        app,
+        clock,
+        _dir: dir,
+    }
+}
+
+fn meta() -> RequestMeta {
+    RequestMeta {
+        source: "192.0.2.10".into(),
+        request_id: "req_test".into(),
+    }
+}
+
+async fn admin(f: &Fixture) -> Caller {
+    f.app.bootstrap_admin("admin", PW).await.unwrap();
+    f.app
+        .login_session("admin", PW, &meta())
+        .await
+        .unwrap()
+        .caller
+}
+
+#[tokio::test]
+async fn sessions_end_after_idle_and_absolute_timeouts() {
+    let f = fixture().await;
+    admin(&f).await;
+    let s = f.app.login_session("admin", PW, &meta()).await.unwrap();
+    let idle = f.app.settings().sessions.idle;
+    // Activity keeps it alive until the absolute timeout.
+    for _ in 0..30 {
+        f.clock.advance(idle / 2);
+        assert!(f
+            .app
+            .authenticate_session(&s.session_secret, &meta())
+            .await
+            .unwrap()
+            .is_some());
+    }
+    let absolute = f.app.settings().sessions.absolute;
+    f.clock.advance(absolute);
+    assert!(f
+        .app
+        .authenticate_session(&s.session_secret, &meta())
+        .await
+        .unwrap()
+        .is_none());
+    // Idle timeout on a fresh session.
+    let s = f.app.login_session("admin", PW, &meta()).await.unwrap();
+    f.clock.advance(idle - Duration::from_secs(1));
+    assert!(f
+        .app
+        .authenticate_session(&s.session_secret, &meta())
+        .await
+        .unwrap()
+        .is_some());
+    f.clock.advance(idle);
+    assert!(f
+        .app
+        .authenticate_session(&s.session_secret, &meta())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn tokens_expire_and_record_last_use() {
+    let f = fixture().await;
+    let a = admin(&f).await;
+    let t = f
+        .app
+        .create_token(&a, "ci", TokenScope::Read, vec![], Some(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.token.expires_at,
+        f.app.now().plus(Duration::from_secs(2 * 86_400))
+    );
+    let c = f
+        .app
+        .authenticate_token(&t.secret, &meta())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.token_id.as_deref(), Some(t.token.id.as_str()));
+    let listed = f.app.get_token(&a, &t.token.id).await.unwrap();
+    assert_eq!(listed.last_used_at, Some(f.app.now()));
+    f.clock.advance(Duration::from_secs(2 * 86_400));
+    assert!(f
+        .app
+        .authenticate_token(&t.secret, &meta())
+        .await
+        .unwrap()
+        .is_none());
+    // Default and maximum lifetimes.
+    let t = f
+        .app
+        .create_token(&a, "d", TokenScope::Full, vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        t.token.expires_at,
+        f.app.now().plus(Duration::from_secs(30 * 86_400))
+    );
+    let e = f
+        .app
+        .create_token(&a, "x", TokenScope::Full, vec![], Some(91))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+}
+
+#[tokio::test]
+async fn lockout_lasts_its_time_then_lifts() {
+    let f = fixture().await;
+    admin(&f).await;
+    for _ in 0..5 {
+        let e = f
+            .app
+            .check_password("admin", "wrong-wrong-wrong", &meta())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidCredentials);
+    }
+    let e = f
+        .app
+        .check_password("admin", PW, &meta())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::TooManyAttempts);
+    assert!(f.app.is_locked("admin").await.unwrap());
+    f.clock.advance(f.app.settings().account_throttle.lockout);
+    assert!(f.app.check_password("admin", PW, &meta()).await.is_ok());
+    // Failures spread beyond the window never lock.
+    let window = f.app.settings().account_throttle.window;
+    for _ in 0..10 {
+        let _ = f
+            .app
+            .check_password("admin", "wrong-wrong-wrong", &meta())
+            .await;
+        f.clock.advance(window / 4 + Duration::from_secs(1));
+        let _ = f.app.check_password("admin", PW, &meta()).await;
+    }
+    assert!(!f.app.is_locked("admin").await.unwrap());
+}
+
+#[tokio::test]
+async fn setup_token_expires_and_works_once() {
+    let f = fixture().await;
+    let token = f.app.issue_setup_token().await.unwrap().unwrap();
+    assert!(f.app.setup_token_valid(&token).await.unwrap());
+    f.clock.advance(f.app.settings().setup_ttl);
+    assert!(!f.app.setup_token_valid(&token).await.unwrap());
+    let e = f
+        .app
+        .complete_setup(&token, "admin", PW, &meta())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::SetupUnavailable);
+    let token = f.app.issue_setup_token().await.unwrap().unwrap();
+    f.app
+        .complete_setup(&token, "admin", PW, &meta())
+        .await
+        .unwrap();
+    assert!(
+        f.app.issue_setup_token().await.unwrap().is_none(),
+        "no link once an admin exists"
+    );
+    let e = f
+        .app
+        .complete_setup(&token, "other", PW, &meta())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::SetupUnavailable);
+}
+
+#[tokio::test]
+async fn a_failing_audit_write_refuses_the_change() {
+    let f = fixture().await;
+    let a = admin(&f).await;
+    // Make every audit insert fail: the change it accompanies must not happen.
+    f.app.store().break_audit_for_tests().await.unwrap();
+    let e = f
+        .app
+        .create_user(
+            &a,
+            NewUser {
+                username: "eve".into(),
+                password: PW.into(),
+                ..NewUser::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable);
+    assert!(
+        f.app.store().user_by_name("eve").await.unwrap().is_none(),
+        "nothing changed"
+    );
+}
