@@ -123,10 +123,10 @@ async function main() {
   await page.fill('#password', 'Fox-Trot-Mulder-Files-1013');
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
   check((await page.content()).includes('fraud-detection'), 'member sees her project');
+  check(problems.length === 0, `no CSP violations or page errors (${problems.join('; ')})`);
   const resp = await page.goto(`${base}/admin/users`);
   check(resp.status() === 403, 'member gets 403 on the users page');
-
-  check(problems.length === 0, `no CSP violations or page errors (${problems.join('; ')})`);
+  await page.screenshot({ path: join(shots, 'forbidden.png'), fullPage: true });
 }
 
 let failed = false;

@@ -25,6 +25,7 @@ fn login_page(
 ) -> Response {
     let page = LoginPage {
         chrome: Chrome::new("Log in", "", None)
+            .narrow()
             .notice(notice)
             .problem(problem),
         username,
@@ -107,14 +108,16 @@ struct SetupGonePage {
 
 fn setup_gone() -> Response {
     let page = SetupGonePage {
-        chrome: Chrome::new("Setup link not valid", "", None),
+        chrome: Chrome::new("Setup link not valid", "", None).narrow(),
     };
     render(StatusCode::GONE, &page)
 }
 
 fn setup_page(token: String, username: String, problem: Option<&Problem>) -> Response {
     let page = SetupPage {
-        chrome: Chrome::new("Set up Enclave", "", None).problem(problem),
+        chrome: Chrome::new("Set up Enclave", "", None)
+            .narrow()
+            .problem(problem),
         token,
         username,
     };

@@ -30,6 +30,8 @@ pub struct Chrome {
     pub notice: Option<&'static str>,
     /// Error message from the application.
     pub error: Option<String>,
+    /// A narrow single-column page (login, setup, errors).
+    pub narrow: bool,
 }
 
 impl Chrome {
@@ -49,7 +51,14 @@ impl Chrome {
             csrf: session.map(|s| s.csrf.clone()).unwrap_or_default(),
             notice: None,
             error: None,
+            narrow: false,
         }
+    }
+
+    /// Makes the page a narrow single column.
+    pub fn narrow(mut self) -> Chrome {
+        self.narrow = true;
+        self
     }
 
     /// Adds a success notice.
@@ -96,7 +105,7 @@ pub fn error_page(
     session: Option<&ConsoleSession>,
 ) -> Response {
     let page = ErrorPage {
-        chrome: Chrome::new(heading, "", session),
+        chrome: Chrome::new(heading, "", session).narrow(),
         heading,
         message: message.into(),
     };
