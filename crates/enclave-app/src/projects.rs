@@ -75,32 +75,24 @@ impl App {
             false,
         )
         .await?;
-        let member = if caller.principal.platform_admin {
-            None
-        } else {
-            Some(caller.principal.user_id.as_str())
-        };
+        let member_only = !caller.principal.platform_admin;
         let limit: Option<&[String]> = match &caller.principal.credential {
             Credential::Token { projects, .. } if !projects.is_empty() => Some(projects),
             _ => None,
         };
-        let mut page = self.store.list_projects(page, member).await?;
+        let mut page = self
+            .store
+            .list_projects(page, &caller.principal.user_id, member_only)
+            .await?;
+        // A project-limited token sees only its projects (a page may then hold fewer items).
         if let Some(allowed) = limit {
             page.items.retain(|(p, _)| allowed.contains(&p.name));
         }
-        let mut items = Vec::with_capacity(page.items.len());
-        for (project, role) in page.items {
-            let your_role = match (role, member) {
-                (Some(r), _) => Some(r),
-                (None, Some(_)) => None,
-                (None, None) => {
-                    self.store
-                        .project_role(&project.id, &caller.principal.user_id)
-                        .await?
-                }
-            };
-            items.push(ProjectView { project, your_role });
-        }
+        let items = page
+            .items
+            .into_iter()
+            .map(|(project, your_role)| ProjectView { project, your_role })
+            .collect();
         Ok(Page {
             items,
             next: page.next,

@@ -186,6 +186,34 @@ async fn lockout_lasts_its_time_then_lifts() {
 }
 
 #[tokio::test]
+async fn one_source_address_is_throttled_across_usernames() {
+    let f = fixture().await;
+    admin(&f).await;
+    let max = f.app.settings().address_throttle.max_failures;
+    for i in 0..max {
+        // A different (unknown) name each time: only the address counter reaches its limit.
+        let _ = f
+            .app
+            .check_password(&format!("guess{i}"), "wrong-wrong-wrong", &meta())
+            .await;
+    }
+    let e = f
+        .app
+        .check_password("admin", PW, &meta())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::TooManyAttempts);
+    let other = RequestMeta {
+        source: "198.51.100.7".into(),
+        request_id: "req_2".into(),
+    };
+    assert!(
+        f.app.check_password("admin", PW, &other).await.is_ok(),
+        "other addresses unaffected"
+    );
+}
+
+#[tokio::test]
 async fn setup_token_expires_and_works_once() {
     let f = fixture().await;
     let token = f.app.issue_setup_token().await.unwrap().unwrap();

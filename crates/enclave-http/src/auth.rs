@@ -102,11 +102,13 @@ impl FromRequestParts<AppState> for Authed {
     ) -> Result<Self, Self::Rejection> {
         let meta = request_meta(parts);
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            // The scheme name is case-insensitive (RFC 9110).
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim())
                 .ok_or_else(|| ApiError(Error::unauthenticated()))?;
             return match state.app.authenticate_token(token, &meta).await? {
                 Some(c) => Ok(Authed(c)),

@@ -14,11 +14,25 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Adds the request id, then the security headers to whatever the handler returned.
+/// Adds the request id, logs the request (method, path, status, duration; never the query),
+/// then adds the security headers to whatever the handler returned.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = enclave_app::secrets::new_id("req").unwrap_or_else(|_| "req_unknown".into());
     req.extensions_mut().insert(RequestId(id.clone()));
+    // Only the path is logged: query strings can carry one-time tokens (the setup link).
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
+    tracing::info!(
+        target: "enclave::access",
+        request_id = %id,
+        %method,
+        path = %path.chars().take(256).collect::<String>(),
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
     let h = resp.headers_mut();
     if state.settings.hsts {
         h.insert(

@@ -115,6 +115,10 @@ struct Shared {
 /// `shutdown` resolves the listening socket is closed, in-flight requests get
 /// [`ServeOptions::shutdown_grace`] to finish, and the function returns.
 /// Accept errors (e.g. out of file descriptors) are logged and retried.
+/// Dropping the returned future instead closes every connection at once.
+///
+/// Upgraded connections (WebSocket) are handed to the application and are
+/// neither counted against [`ServeOptions::max_connections`] nor drained.
 pub async fn serve_with(
     listener: Listener,
     router: Router,
@@ -148,15 +152,19 @@ pub async fn serve_with(
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut limit_log = LogLimiter::default();
+    let mut accept_log = LogLimiter::default();
 
     loop {
         let permit = match Arc::clone(&slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                warn!(
-                    max = opts.max_connections,
-                    "connection limit reached; pausing accept"
-                );
+                if limit_log.allow() {
+                    warn!(
+                        max = opts.max_connections,
+                        "connection limit reached; pausing accept"
+                    );
+                }
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,
@@ -180,7 +188,9 @@ pub async fn serve_with(
             }
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS, ...: back off briefly, keep going.
-                error!(error = %e, "accept failed; retrying shortly");
+                if accept_log.allow() {
+                    error!(error = %e, "accept failed; retrying shortly");
+                }
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,
@@ -220,6 +230,25 @@ pub async fn serve_with(
     }
     info!(addr = %local_addr, "server stopped");
     Ok(())
+}
+
+/// Lets a repeated log line through at most once every 10 seconds.
+#[derive(Default)]
+struct LogLimiter {
+    last: Option<std::time::Instant>,
+}
+
+impl LogLimiter {
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < Duration::from_secs(10) => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
 }
 
 /// Errors that concern only the connection being accepted.

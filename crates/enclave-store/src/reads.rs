@@ -57,11 +57,7 @@ fn token(r: &SqliteRow) -> StoreResult<ApiToken> {
         user_id: r.try_get("user_id").map_err(map_err)?,
         name: r.try_get("name").map_err(map_err)?,
         scope: TokenScope::parse(&scope).ok_or(StoreError::Corrupt("api_tokens.scope"))?,
-        projects: projects
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .collect(),
+        projects: split_projects(&projects),
         created_at: Timestamp(r.try_get("created_at").map_err(map_err)?),
         expires_at: Timestamp(r.try_get("expires_at").map_err(map_err)?),
         last_used_at: r
@@ -73,6 +69,13 @@ fn token(r: &SqliteRow) -> StoreResult<ApiToken> {
             .map_err(map_err)?
             .map(Timestamp),
     })
+}
+
+fn split_projects(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn role(s: &str) -> StoreResult<ProjectRole> {
@@ -225,30 +228,30 @@ impl Store {
         row.as_ref().map(project).transpose()
     }
 
-    /// Projects ordered by name: all of them, or (with `member`) those where the user has a
-    /// role, each with that role.
+    /// Projects ordered by name, each with the role `user_id` has there: all of them, or (with
+    /// `member_only`) only those where the user has a role.
     pub async fn list_projects(
         &self,
         page: &PageRequest,
-        member: Option<&str>,
+        user_id: &str,
+        member_only: bool,
     ) -> StoreResult<Page<(Project, Option<ProjectRole>)>> {
-        let sql = match member {
-            Some(_) => format!(
-                "SELECT * FROM ({PROJECT_SELECT}) p JOIN project_members pm
-                   ON pm.project_id = p.id AND pm.user_id = $3
-                 WHERE p.name > $1 ORDER BY p.name LIMIT $2"
-            ),
-            None => format!(
-                "SELECT p.*, NULL AS role FROM ({PROJECT_SELECT}) p
-                 WHERE p.name > $1 ORDER BY p.name LIMIT $2"
-            ),
+        // One query: the caller's role comes from a left join; `member` keeps only projects
+        // where the caller has one.
+        let filter = if member_only {
+            "AND pm.role IS NOT NULL"
+        } else {
+            ""
         };
-        let mut q = sqlx::query(&sql)
+        let sql = format!(
+            "SELECT p.*, pm.role AS role FROM ({PROJECT_SELECT}) p
+             LEFT JOIN project_members pm ON pm.project_id = p.id AND pm.user_id = $3
+             WHERE p.name > $1 {filter} ORDER BY p.name LIMIT $2"
+        );
+        let q = sqlx::query(&sql)
             .bind(page.after.as_deref().unwrap_or(""))
-            .bind(i64::from(page.limit) + 1);
-        if let Some(user_id) = member {
-            q = q.bind(user_id);
-        }
+            .bind(i64::from(page.limit) + 1)
+            .bind(user_id);
         let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
         let items = rows
             .iter()
@@ -332,22 +335,40 @@ impl Store {
         .transpose()
     }
 
-    /// The token whose secret hashes to `secret_hash`, with its user.
+    /// The token whose secret hashes to `secret_hash`, with its user (one query: this runs on
+    /// every API request).
     pub async fn token_by_hash(&self, secret_hash: &str) -> StoreResult<Option<(ApiToken, User)>> {
-        let row = sqlx::query(
-            "SELECT t.id, t.user_id, t.name, t.scope, t.projects, t.created_at, t.expires_at,
-               t.last_used_at, t.revoked_at FROM api_tokens t WHERE t.secret_hash = $1",
-        )
-        .bind(secret_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let sql = format!(
+            "SELECT t.id AS tid, t.user_id, t.name AS tname, t.scope, t.projects,
+               t.created_at AS t_created, t.expires_at, t.last_used_at, t.revoked_at, {USER_COLS}
+             FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.secret_hash = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(secret_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         let Some(r) = row else { return Ok(None) };
-        let t = token(&r)?;
-        let Some(u) = self.user_by_id(&t.user_id).await? else {
-            return Ok(None);
+        let scope: String = r.try_get("scope").map_err(map_err)?;
+        let projects: String = r.try_get("projects").map_err(map_err)?;
+        let token = ApiToken {
+            id: r.try_get("tid").map_err(map_err)?,
+            user_id: r.try_get("user_id").map_err(map_err)?,
+            name: r.try_get("tname").map_err(map_err)?,
+            scope: TokenScope::parse(&scope).ok_or(StoreError::Corrupt("api_tokens.scope"))?,
+            projects: split_projects(&projects),
+            created_at: Timestamp(r.try_get("t_created").map_err(map_err)?),
+            expires_at: Timestamp(r.try_get("expires_at").map_err(map_err)?),
+            last_used_at: r
+                .try_get::<Option<i64>, _>("last_used_at")
+                .map_err(map_err)?
+                .map(Timestamp),
+            revoked_at: r
+                .try_get::<Option<i64>, _>("revoked_at")
+                .map_err(map_err)?
+                .map(Timestamp),
         };
-        Ok(Some((t, u.user)))
+        Ok(Some((token, user(&r)?)))
     }
 
     /// A user's tokens (including expired and revoked), ordered by id.

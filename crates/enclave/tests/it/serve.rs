@@ -291,3 +291,35 @@ async fn given_certificate_is_used_and_reloaded_on_sighup() {
         .unwrap();
     assert!(stale.get(s.url("/healthz")).send().await.is_err());
 }
+
+#[tokio::test]
+async fn json_logs_with_an_access_line_per_request_and_no_query_strings() {
+    let s = Server::start_with(
+        BIN,
+        Options {
+            args: vec!["--log-format".into(), "json".into()],
+            ..Options::default()
+        },
+    );
+    let c = s.client();
+    let r = c
+        .get(s.url("/healthz?token=do-not-log-me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let lines = s.stderr.lock().unwrap().clone();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+        assert!(v["level"].is_string());
+    }
+    let access = lines
+        .iter()
+        .find(|l| l.contains("enclave::access"))
+        .expect("access log line");
+    assert!(access.contains("/healthz") && access.contains("200"));
+    assert!(!lines.join("\n").contains("do-not-log-me"));
+}
