@@ -210,6 +210,49 @@ async fn self_signed_is_generated_with_safe_modes_and_reused() {
 }
 
 #[tokio::test]
+async fn self_signed_expired_is_renewed_and_missing_key_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cert_path = tmp.path().join("cert.pem");
+    let key_path = tmp.path().join("key.pem");
+
+    // An expired pair in the directory is replaced by a fresh one.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = params.self_signed(&key).unwrap().pem();
+    write_pair(
+        &cert_path,
+        &key_path,
+        &(expired.clone(), key.serialize_pem()),
+    );
+    let listener = bind(self_signed(loopback0(), tmp.path())).await.unwrap();
+    let renewed = std::fs::read_to_string(&cert_path).unwrap();
+    assert_ne!(renewed, expired);
+    assert_eq!(mode(&key_path), 0o600);
+    let (router, _) = app(Duration::ZERO);
+    let server = start(listener, router, ServeOptions::default());
+    let resp = client(renewed.as_bytes(), true)
+        .get(format!("https://{}/", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.stop().await;
+
+    // A certificate without its key is not silently replaced.
+    std::fs::remove_file(&key_path).unwrap();
+    let err = bind(self_signed(loopback0(), tmp.path()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&key_path.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&cert_path).unwrap(), renewed);
+}
+
+#[tokio::test]
 async fn https_works_and_requests_carry_the_peer_address() {
     let tmp = tempfile::tempdir().unwrap();
     let listener = bind(self_signed(loopback0(), tmp.path())).await.unwrap();

@@ -110,11 +110,15 @@ impl Store {
         r.try_get("n").map_err(map_err)
     }
 
-    /// A user by username, with the password hash.
-    pub async fn user_credentials(&self, username: &str) -> StoreResult<Option<UserCredentials>> {
-        let sql = format!("SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.username = $1");
+    /// One user with the password hash, where `column` (a fixed column name) equals `value`.
+    async fn credentials_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<UserCredentials>> {
+        let sql = format!("SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.{column} = $1");
         let row = sqlx::query(&sql)
-            .bind(username)
+            .bind(value)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
@@ -125,6 +129,11 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// A user by username, with the password hash.
+    pub async fn user_credentials(&self, username: &str) -> StoreResult<Option<UserCredentials>> {
+        self.credentials_where("username", username).await
     }
 
     /// A user by username.
@@ -134,19 +143,7 @@ impl Store {
 
     /// A user by id, with the password hash.
     pub async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserCredentials>> {
-        let sql = format!("SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        row.map(|r| {
-            Ok(UserCredentials {
-                user: user(&r)?,
-                password_hash: r.try_get("password_hash").map_err(map_err)?,
-            })
-        })
-        .transpose()
+        self.credentials_where("id", id).await
     }
 
     /// Users ordered by username.
