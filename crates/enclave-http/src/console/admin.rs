@@ -1,16 +1,19 @@
 //! Platform administration: users and groups. The application refuses non-admins; the console
 //! shows its answer as a 403 page.
 
-use super::guard::{Button, PageQuery, Post, Visitor};
-use super::page::{encode, fail, finish, next_href, render, status, when, Chrome, Problem};
+use super::guard::{Button, DescriptionForm, PageQuery, Post, Visitor};
+use super::page::{
+    encode, fail, finish, next_href, render, repeated, status, when, Chrome, Problem,
+};
 use super::projects::LIST_LIMIT;
 use crate::auth::ConsoleSession;
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use enclave_app::{NewUser, UserPatch};
+use enclave_app::{Caller, NewUser, UserPatch};
 use enclave_core::model::PageRequest;
+use enclave_core::Error;
 use serde::Deserialize;
 
 struct UserRow {
@@ -128,13 +131,36 @@ pub async fn create_user(
     .await
 }
 
+/// Ends a per-user action: back to the users page with `notice`, or the page again with the
+/// error.
+async fn users_done(
+    s: &AppState,
+    session: &ConsoleSession,
+    result: Result<(), Error>,
+    notice: &'static str,
+) -> Response {
+    finish(result, session, "/admin/users", notice, |p| {
+        users_page(
+            s,
+            session,
+            PageQuery::default(),
+            UserDraft::default(),
+            Some(p),
+        )
+    })
+    .await
+}
+
 /// The per-user buttons of the users page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UserAction {
-    Disable,
-    Enable,
+    /// Disable (true) or enable (false).
+    Disabled(bool),
+    /// Grant (true) or remove (false) platform admin.
+    Admin(bool),
     Unlock,
     RevokeSessions,
+    Delete,
 }
 
 async fn user_action(
@@ -145,23 +171,31 @@ async fn user_action(
 ) -> Response {
     let caller = &session.caller;
     let (result, notice) = match action {
-        UserAction::Disable | UserAction::Enable => {
-            let disabled = action == UserAction::Disable;
+        UserAction::Disabled(disabled) => {
             let patch = UserPatch {
                 disabled: Some(disabled),
                 ..UserPatch::default()
             };
-            let r = s
-                .app
-                .update_user(caller, &username, patch)
-                .await
-                .map(|_| ());
             (
-                r,
+                update_user(&s, caller, &username, patch).await,
                 if disabled {
                     "user-disabled"
                 } else {
                     "user-enabled"
+                },
+            )
+        }
+        UserAction::Admin(admin) => {
+            let patch = UserPatch {
+                platform_admin: Some(admin),
+                ..UserPatch::default()
+            };
+            (
+                update_user(&s, caller, &username, patch).await,
+                if admin {
+                    "admin-granted"
+                } else {
+                    "admin-removed"
                 },
             )
         }
@@ -170,17 +204,22 @@ async fn user_action(
             s.app.revoke_sessions(caller, &username).await,
             "sessions-ended",
         ),
+        UserAction::Delete => (s.app.delete_user(caller, &username).await, "user-deleted"),
     };
-    finish(result, &session, "/admin/users", notice, |p| {
-        users_page(
-            &s,
-            &session,
-            PageQuery::default(),
-            UserDraft::default(),
-            Some(p),
-        )
-    })
-    .await
+    users_done(&s, &session, result, notice).await
+}
+
+/// Applies `patch` to a user.
+async fn update_user(
+    s: &AppState,
+    caller: &Caller,
+    username: &str,
+    patch: UserPatch,
+) -> Result<(), Error> {
+    s.app
+        .update_user(caller, username, patch)
+        .await
+        .map(|_| ())
 }
 
 /// `POST /admin/users/{username}/disable`.
@@ -189,7 +228,7 @@ pub async fn disable_user(
     Path(username): Path<String>,
     post: Post<Button>,
 ) -> Response {
-    user_action(s, post.session, username, UserAction::Disable).await
+    user_action(s, post.session, username, UserAction::Disabled(true)).await
 }
 
 /// `POST /admin/users/{username}/enable`.
@@ -198,7 +237,7 @@ pub async fn enable_user(
     Path(username): Path<String>,
     post: Post<Button>,
 ) -> Response {
-    user_action(s, post.session, username, UserAction::Enable).await
+    user_action(s, post.session, username, UserAction::Disabled(false)).await
 }
 
 /// `POST /admin/users/{username}/unlock`.
@@ -217,6 +256,81 @@ pub async fn revoke_sessions(
     post: Post<Button>,
 ) -> Response {
     user_action(s, post.session, username, UserAction::RevokeSessions).await
+}
+
+/// `POST /admin/users/{username}/delete`.
+pub async fn delete_user(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    post: Post<Button>,
+) -> Response {
+    user_action(s, post.session, username, UserAction::Delete).await
+}
+
+/// The grant-or-remove-admin button: `platform_admin` is `true` or `false`.
+#[derive(Deserialize)]
+pub struct AdminForm {
+    platform_admin: bool,
+}
+
+/// `POST /admin/users/{username}/admin`.
+pub async fn set_admin(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    post: Post<AdminForm>,
+) -> Response {
+    let action = UserAction::Admin(post.form.platform_admin);
+    user_action(s, post.session, username, action).await
+}
+
+/// The edit-profile form of a user.
+#[derive(Deserialize)]
+pub struct ProfileForm {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /admin/users/{username}/profile`.
+pub async fn set_profile(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    Post { session, form: f }: Post<ProfileForm>,
+) -> Response {
+    let patch = UserPatch {
+        display_name: Some(f.display_name),
+        email: Some(f.email),
+        ..UserPatch::default()
+    };
+    let result = update_user(&s, &session.caller, &username, patch).await;
+    users_done(&s, &session, result, "user-saved").await
+}
+
+/// The reset-password form: the new password typed twice.
+#[derive(Deserialize)]
+pub struct ResetPasswordForm {
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    repeat: String,
+}
+
+/// `POST /admin/users/{username}/password`: also ends the user's sessions.
+pub async fn reset_password(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    Post { session, form: f }: Post<ResetPasswordForm>,
+) -> Response {
+    let result = match repeated(&f.new, &f.repeat) {
+        Ok(()) => {
+            s.app
+                .reset_password(&session.caller, &username, &f.new)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    users_done(&s, &session, result, "password-reset").await
 }
 
 struct GroupRow {
@@ -410,6 +524,24 @@ pub async fn remove_group_member(
         .await;
     let path = format!("/admin/groups/{}", encode(&name));
     finish(result, &session, &path, "member-removed", |p| {
+        group_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}
+
+/// `POST /admin/groups/{name}/description`.
+pub async fn set_group_description(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Post { session, form: f }: Post<DescriptionForm>,
+) -> Response {
+    let result = s
+        .app
+        .update_group(&session.caller, &name, Some(&f.description))
+        .await
+        .map(|_| ());
+    let path = format!("/admin/groups/{}", encode(&name));
+    finish(result, &session, &path, "group-saved", |p| {
         group_page(&s, &session, &name, PageQuery::default(), Some(p))
     })
     .await

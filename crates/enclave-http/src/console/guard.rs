@@ -42,6 +42,14 @@ impl FromRequestParts<AppState> for MaybeVisitor {
 #[derive(Deserialize)]
 pub struct Button {}
 
+/// A form with one field: the new description of a project or group.
+#[derive(Deserialize)]
+pub struct DescriptionForm {
+    /// The new description; empty clears it.
+    #[serde(default)]
+    pub description: String,
+}
+
 #[derive(Deserialize)]
 struct CsrfField {
     csrf: Option<String>,

@@ -1,7 +1,7 @@
 //! Login, logout and the first-start setup of the first admin.
 
 use super::guard::{Button, MaybeVisitor, PageQuery, Post, PublicPost};
-use super::page::{done, fail, in_form, render, Chrome, Problem};
+use super::page::{done, fail, in_form, render, repeated, Chrome, Problem};
 use crate::auth::{clear_session_cookie, set_session_cookie, Meta};
 use crate::AppState;
 use askama::Template;
@@ -169,12 +169,8 @@ pub async fn setup(
     Meta(meta): Meta,
     PublicPost(f): PublicPost<SetupForm>,
 ) -> Response {
-    if f.password != f.repeat {
-        return setup_page(
-            f.token,
-            f.username,
-            Some(&Problem::input("the two passwords differ")),
-        );
+    if let Err(e) = repeated(&f.password, &f.repeat) {
+        return setup_page(f.token, f.username, Some(&Problem::of(e)));
     }
     match s
         .app

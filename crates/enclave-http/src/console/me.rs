@@ -1,7 +1,9 @@
-//! The visitor's own things: personal API tokens and the account (profile, password).
+//! The visitor's own things: personal API tokens and the account (profile, session, password).
 
 use super::guard::{Button, PageQuery, Post, Visitor};
-use super::page::{done, fail, finish, in_form, next_href, render, status, when, Chrome, Problem};
+use super::page::{
+    done, fail, finish, in_form, next_href, render, repeated, span, status, when, Chrome, Problem,
+};
 use super::projects::LIST_LIMIT;
 use crate::auth::{clear_session_cookie, ConsoleSession};
 use crate::AppState;
@@ -260,6 +262,29 @@ struct AccountPage {
     email: String,
     admin: bool,
     created: String,
+    session: SessionFacts,
+}
+
+/// What the console knows about the visitor's current session.
+struct SessionFacts {
+    username: String,
+    admin: bool,
+    source: String,
+    idle: String,
+    absolute: String,
+}
+
+impl SessionFacts {
+    fn of(s: &AppState, session: &ConsoleSession) -> SessionFacts {
+        let policy = &s.app.settings().sessions;
+        SessionFacts {
+            username: session.caller.principal.username.clone(),
+            admin: session.caller.principal.platform_admin,
+            source: session.caller.meta.source.clone(),
+            idle: span(policy.idle),
+            absolute: span(policy.absolute),
+        }
+    }
 }
 
 async fn account_page(
@@ -285,6 +310,7 @@ async fn account_page(
         email: user.email,
         admin: user.platform_admin,
         created: when(user.created_at),
+        session: SessionFacts::of(s, session),
     };
     render(status(problem.as_ref()), &page)
 }
@@ -314,14 +340,8 @@ pub async fn change_password(
     State(s): State<AppState>,
     Post { session, form: f }: Post<PasswordForm>,
 ) -> Response {
-    if f.new != f.repeat {
-        return account_page(
-            &s,
-            &session,
-            PageQuery::default(),
-            Some(Problem::input("the two new passwords differ")),
-        )
-        .await;
+    if let Err(e) = repeated(&f.new, &f.repeat) {
+        return account_page(&s, &session, PageQuery::default(), Some(Problem::of(e))).await;
     }
     match s
         .app

@@ -66,6 +66,11 @@ pub fn routes() -> Router<AppState> {
             "/projects/{name}/members/{username}/remove",
             post(projects::remove_member),
         )
+        .route(
+            "/projects/{name}/description",
+            post(projects::set_description),
+        )
+        .route("/projects/{name}/delete", post(projects::delete))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/{username}/disable", post(admin::disable_user))
         .route("/admin/users/{username}/enable", post(admin::enable_user))
@@ -73,6 +78,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/admin/users/{username}/revoke-sessions",
             post(admin::revoke_sessions),
+        )
+        .route("/admin/users/{username}/delete", post(admin::delete_user))
+        .route("/admin/users/{username}/admin", post(admin::set_admin))
+        .route("/admin/users/{username}/profile", post(admin::set_profile))
+        .route(
+            "/admin/users/{username}/password",
+            post(admin::reset_password),
         )
         .route(
             "/admin/groups",
@@ -86,6 +98,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/admin/groups/{name}/members/{username}/remove",
             post(admin::remove_group_member),
+        )
+        .route(
+            "/admin/groups/{name}/description",
+            post(admin::set_group_description),
         )
         .route("/admin/groups/{name}/delete", post(admin::delete_group))
         .route("/tokens", get(me::tokens).post(me::create_token))

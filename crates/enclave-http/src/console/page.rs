@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use enclave_core::{Error, ErrorCode, Timestamp};
 use std::future::Future;
+use std::time::Duration;
 
 /// The signed-in user as the layout shows them.
 pub struct NavUser {
@@ -154,6 +155,8 @@ pub const NOTICES: &[(&str, &str)] = &[
         "The first admin account was created. Log in to continue.",
     ),
     ("project-created", "Project created."),
+    ("project-saved", "Project description saved."),
+    ("project-deleted", "Project deleted."),
     ("member-saved", "Member saved."),
     ("member-removed", "Member removed."),
     ("user-created", "User created."),
@@ -163,8 +166,17 @@ pub const NOTICES: &[(&str, &str)] = &[
     ),
     ("user-enabled", "User enabled."),
     ("user-unlocked", "Login lockout cleared."),
+    ("user-saved", "User details saved."),
+    (
+        "password-reset",
+        "Password reset; the user's sessions were ended.",
+    ),
+    ("admin-granted", "The user is now a platform admin."),
+    ("admin-removed", "The user is no longer a platform admin."),
+    ("user-deleted", "User deleted."),
     ("sessions-ended", "All sessions of the user were ended."),
     ("group-created", "Group created."),
+    ("group-saved", "Group description saved."),
     ("group-deleted", "Group deleted."),
     ("token-revoked", "Token revoked."),
 ];
@@ -231,14 +243,6 @@ impl Problem {
         Problem {
             status,
             message: err.message,
-        }
-    }
-
-    /// A problem found by the console itself (the shape of a field).
-    pub fn input(message: impl Into<String>) -> Problem {
-        Problem {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
         }
     }
 }
@@ -309,6 +313,26 @@ pub fn when(t: Timestamp) -> String {
     match (s.get(0..10), s.get(11..16), s.ends_with('Z')) {
         (Some(day), Some(time), true) => format!("{day} {time} UTC"),
         _ => s,
+    }
+}
+
+/// A duration for people in its largest whole unit: `12 hours`, `30 minutes`, `90 seconds`.
+pub fn span(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| secs > 0 && secs % size == 0)
+        .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
+    let plural = if n == 1 { "" } else { "s" };
+    format!("{n} {unit}{plural}")
+}
+
+/// A new password typed twice: an error unless both are the same.
+pub fn repeated(new: &str, repeat: &str) -> Result<(), Error> {
+    if new == repeat {
+        Ok(())
+    } else {
+        Err(Error::invalid("repeat", "the two passwords differ"))
     }
 }
 
@@ -408,6 +432,18 @@ mod tests {
     #[test]
     fn formats_times() {
         assert_eq!(when(Timestamp(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(span(Duration::from_secs(12 * 3600)), "12 hours");
+        assert_eq!(span(Duration::from_secs(30 * 60)), "30 minutes");
+        assert_eq!(span(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(span(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(span(Duration::ZERO), "0 seconds");
+    }
+
+    #[test]
+    fn repeated_passwords() {
+        assert!(repeated("a-b-c", "a-b-c").is_ok());
+        let e = repeated("a-b-c", "a-b-d").err();
+        assert_eq!(e.map(|e| e.code), Some(ErrorCode::InvalidInput));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The dashboard (your projects) and the project page with its members.
+//! The dashboard (your projects) and the project page with its members, description and
+//! deletion.
 
-use super::guard::{Button, PageQuery, Post, Visitor};
+use super::guard::{Button, DescriptionForm, PageQuery, Post, Visitor};
 use super::page::{encode, fail, finish, next_href, render, status, when, Chrome, Problem};
 use crate::auth::ConsoleSession;
 use crate::AppState;
@@ -8,6 +9,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use enclave_core::model::{PageRequest, ProjectRole};
+use enclave_core::Error;
 use serde::Deserialize;
 
 /// The most rows one list page shows.
@@ -229,7 +231,7 @@ pub async fn set_member(
                 .set_project_member(&session.caller, &name, &f.username, role)
                 .await
         }
-        None => Err(enclave_core::Error::invalid(
+        None => Err(Error::invalid(
             "role",
             "choose a role: viewer, member or owner",
         )),
@@ -253,6 +255,51 @@ pub async fn remove_member(
         .await;
     let path = format!("/projects/{}", encode(&name));
     finish(result, &session, &path, "member-removed", |p| {
+        project_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}
+
+/// `POST /projects/{name}/description`.
+pub async fn set_description(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Post { session, form: f }: Post<DescriptionForm>,
+) -> Response {
+    let result = s
+        .app
+        .update_project(&session.caller, &name, Some(&f.description))
+        .await
+        .map(|_| ());
+    let path = format!("/projects/{}", encode(&name));
+    finish(result, &session, &path, "project-saved", |p| {
+        project_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}
+
+/// The delete-project form: the project's name typed again.
+#[derive(Deserialize)]
+pub struct DeleteProjectForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /projects/{name}/delete`: only when `confirm` equals the name.
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Post { session, form: f }: Post<DeleteProjectForm>,
+) -> Response {
+    let result = if f.confirm == name {
+        s.app.delete_project(&session.caller, &name).await
+    } else {
+        Err(Error::invalid(
+            "confirm",
+            "the project was not deleted: type its name exactly to confirm",
+        ))
+    };
+    finish(result, &session, "/", "project-deleted", |p| {
         project_page(&s, &session, &name, PageQuery::default(), Some(p))
     })
     .await
