@@ -28,9 +28,7 @@ pub fn new_id(prefix: &str) -> Result<String> {
     let mut s = String::with_capacity(prefix.len() + 33);
     s.push_str(prefix);
     s.push('_');
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
+    push_hex(&mut s, &bytes);
     Ok(s)
 }
 
@@ -38,10 +36,17 @@ pub fn new_id(prefix: &str) -> Result<String> {
 pub fn hash_secret(secret: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
     let mut s = String::with_capacity(64);
-    for b in d.as_ref() {
-        s.push_str(&format!("{b:02x}"));
-    }
+    push_hex(&mut s, d.as_ref());
     s
+}
+
+/// Appends `bytes` as lowercase hex.
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
 }
 
 /// A keyed MAC of `message` under `key` (HMAC-SHA256), base64url. Used to derive CSRF tokens
@@ -76,6 +81,10 @@ mod tests {
         assert!(plausible_secret(&a));
         assert!(!plausible_secret("short"));
         assert_eq!(hash_secret("x").len(), 64);
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_ne!(hash_secret(&a), hash_secret(&b));
         assert!(new_id("usr").unwrap().starts_with("usr_"));
         assert!(constant_time_eq("abc", "abc"));

@@ -216,10 +216,7 @@ async fn update_user(
     username: &str,
     patch: UserPatch,
 ) -> Result<(), Error> {
-    s.app
-        .update_user(caller, username, patch)
-        .await
-        .map(|_| ())
+    s.app.update_user(caller, username, patch).await.map(|_| ())
 }
 
 /// `POST /admin/users/{username}/disable`.

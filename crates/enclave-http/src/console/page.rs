@@ -321,7 +321,7 @@ pub fn span(d: Duration) -> String {
     let secs = d.as_secs();
     let (n, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
         .into_iter()
-        .find(|(size, _)| secs > 0 && secs % size == 0)
+        .find(|(size, _)| secs > 0 && secs.is_multiple_of(*size))
         .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
     let plural = if n == 1 { "" } else { "s" };
     format!("{n} {unit}{plural}")

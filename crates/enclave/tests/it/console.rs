@@ -198,3 +198,334 @@ async fn console_login_pages_and_csrf() {
         .unwrap()
         .starts_with("text/css"));
 }
+
+/// Logs in through the console form; returns the session cookie.
+async fn console_login(s: &Server, c: &reqwest::Client, username: &str, password: &str) -> String {
+    let r = c
+        .post(s.url("/login"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "console login of {username}");
+    r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Whether a password logs in (API password login).
+async fn password_works(s: &Server, username: &str, password: &str) -> bool {
+    let r = s
+        .client()
+        .post(s.url("/api/v1/auth/token"))
+        .json(&json!({"username": username, "password": password, "name": "check"}))
+        .send()
+        .await
+        .unwrap();
+    r.status() == 201
+}
+
+#[tokio::test]
+async fn console_edits_and_deletes_through_forms() {
+    let s = Server::start(BIN);
+    let admin = s.admin().await;
+    admin.user(&s, "bob").await;
+    admin.user(&s, "nina").await;
+    let (st, _) = admin
+        .post(
+            "/api/v1/projects",
+            json!({"name": "churn", "description": "old"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = admin
+        .post(
+            "/api/v1/projects",
+            json!({"name": "keep-me", "description": ""}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = admin
+        .post(
+            "/api/v1/groups",
+            json!({"name": "quants", "description": "old"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let c = s.client();
+    let cookie = console_login(&s, &c, "admin", PASSWORD).await;
+    let get = |path: String, cookie: String| {
+        let c = c.clone();
+        let url = s.url(&path);
+        async move {
+            let r = c.get(url).header("cookie", cookie).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Posts a form as the admin; `None` leaves the token out.
+    let post =
+        |path: &'static str, fields: Vec<(&'static str, &'static str)>, csrf: Option<String>| {
+            let c = c.clone();
+            let url = s.url(path);
+            let cookie = cookie.clone();
+            async move {
+                let mut form: Vec<(&str, String)> = fields
+                    .into_iter()
+                    .map(|(k, v)| (k, v.to_string()))
+                    .collect();
+                if let Some(t) = csrf {
+                    form.push(("csrf", t));
+                }
+                let r = c
+                    .post(url)
+                    .header("cookie", cookie)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                let location = r
+                    .headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap().to_string());
+                (r.status().as_u16(), location, r.text().await.unwrap())
+            }
+        };
+    let (st, users) = get("/admin/users".into(), cookie.clone()).await;
+    assert_eq!(st, 200);
+    for action in ["profile", "password", "admin", "delete"] {
+        assert!(
+            users.contains(&format!("action=\"/admin/users/bob/{action}\"")),
+            "users page has the {action} form"
+        );
+    }
+    let csrf = Some(csrf_from(&users));
+    let bob = || async { admin.get("/api/v1/users/bob").await.1 };
+
+    // Profile: refused without the token, saved with it.
+    let fields = vec![
+        ("display_name", "Bob Builder"),
+        ("email", "bob@example.org"),
+    ];
+    let (st, _, _) = post("/admin/users/bob/profile", fields.clone(), None).await;
+    assert_eq!(st, 403);
+    assert_eq!(bob().await["display_name"], "");
+    let (st, to, _) = post("/admin/users/bob/profile", fields, csrf.clone()).await;
+    assert_eq!(
+        (st, to.as_deref()),
+        (303, Some("/admin/users?done=user-saved"))
+    );
+    let u = bob().await;
+    assert_eq!(u["display_name"], "Bob Builder");
+    assert_eq!(u["email"], "bob@example.org");
+    let (_, users) = get("/admin/users?done=user-saved".into(), cookie.clone()).await;
+    assert!(users.contains("User details saved.") && users.contains("Bob Builder"));
+
+    // Platform admin: refused without the token, granted and removed with it.
+    let (st, _, _) = post(
+        "/admin/users/bob/admin",
+        vec![("platform_admin", "true")],
+        None,
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert_eq!(bob().await["platform_admin"], false);
+    let (st, to, _) = post(
+        "/admin/users/bob/admin",
+        vec![("platform_admin", "true")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(
+        (st, to.as_deref()),
+        (303, Some("/admin/users?done=admin-granted"))
+    );
+    assert_eq!(bob().await["platform_admin"], true);
+    let (st, _, _) = post(
+        "/admin/users/bob/admin",
+        vec![("platform_admin", "false")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(st, 303);
+    assert_eq!(bob().await["platform_admin"], false);
+    let (st, _, _) = post(
+        "/admin/users/bob/admin",
+        vec![("platform_admin", "maybe")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(st, 400, "the value must be true or false");
+    // The last admin cannot demote themselves; the error is shown on the users page.
+    let (st, _, page) = post(
+        "/admin/users/admin/admin",
+        vec![("platform_admin", "false")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(page.contains("last enabled platform admin"));
+
+    // Password reset: refused without the token, a weak or mistyped one is refused, the
+    // old password keeps working; a good one replaces it.
+    const NEW: &str = "Copper-Meadow-Falcon-271";
+    let (st, _, _) = post(
+        "/admin/users/bob/password",
+        vec![("new", NEW), ("repeat", NEW)],
+        None,
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, _, page) = post(
+        "/admin/users/bob/password",
+        vec![("new", "short"), ("repeat", "short")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(page.contains("flash-error"), "the error is shown");
+    let (st, _, page) = post(
+        "/admin/users/bob/password",
+        vec![("new", NEW), ("repeat", "Copper-Meadow-Falcon-272")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(page.contains("the two passwords differ"));
+    assert!(
+        password_works(&s, "bob", PASSWORD).await,
+        "old password kept"
+    );
+    let (st, to, _) = post(
+        "/admin/users/bob/password",
+        vec![("new", NEW), ("repeat", NEW)],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(
+        (st, to.as_deref()),
+        (303, Some("/admin/users?done=password-reset"))
+    );
+    assert!(password_works(&s, "bob", NEW).await, "new password works");
+    assert!(
+        !password_works(&s, "bob", PASSWORD).await,
+        "old password gone"
+    );
+
+    // Delete: refused without the token; admins cannot delete themselves; then bob is gone.
+    let (st, _, _) = post("/admin/users/bob/delete", vec![], None).await;
+    assert_eq!(st, 403);
+    assert_eq!(admin.get("/api/v1/users/bob").await.0, 200);
+    let (st, _, page) = post("/admin/users/admin/delete", vec![], csrf.clone()).await;
+    assert_eq!(st, 400);
+    assert!(page.contains("cannot delete your own account"));
+    let (st, to, _) = post("/admin/users/bob/delete", vec![], csrf.clone()).await;
+    assert_eq!(
+        (st, to.as_deref()),
+        (303, Some("/admin/users?done=user-deleted"))
+    );
+    assert_eq!(admin.get("/api/v1/users/bob").await.0, 404);
+
+    // Group description.
+    let (st, _, _) = post(
+        "/admin/groups/quants/description",
+        vec![("description", "Quant team")],
+        None,
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert_eq!(
+        admin.get("/api/v1/groups/quants").await.1["description"],
+        "old"
+    );
+    let (st, to, _) = post(
+        "/admin/groups/quants/description",
+        vec![("description", "Quant team")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(
+        (st, to.as_deref()),
+        (303, Some("/admin/groups/quants?done=group-saved"))
+    );
+    assert_eq!(
+        admin.get("/api/v1/groups/quants").await.1["description"],
+        "Quant team"
+    );
+
+    // Project description and deletion; the forms are shown to owners and admins only.
+    let (st, _) = admin
+        .call(
+            "PUT",
+            "/api/v1/projects/churn/members/nina",
+            Some(json!({"role": "member"})),
+        )
+        .await;
+    assert!(st == 200 || st == 204, "{st}");
+    let nina = console_login(&s, &c, "nina", PASSWORD).await;
+    let (st, page) = get("/projects/churn".into(), nina).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("churn") && !page.contains("/projects/churn/delete"));
+    let (_, page) = get("/projects/churn".into(), cookie.clone()).await;
+    assert!(page.contains("action=\"/projects/churn/delete\""));
+    assert!(page.contains("action=\"/projects/churn/description\""));
+    let (st, _, _) = post(
+        "/projects/churn/description",
+        vec![("description", "Churn models")],
+        None,
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert_eq!(
+        admin.get("/api/v1/projects/churn").await.1["description"],
+        "old"
+    );
+    let (st, to, _) = post(
+        "/projects/churn/description",
+        vec![("description", "Churn models")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(
+        (st, to.as_deref()),
+        (303, Some("/projects/churn?done=project-saved"))
+    );
+    assert_eq!(
+        admin.get("/api/v1/projects/churn").await.1["description"],
+        "Churn models"
+    );
+    let (st, _, _) = post("/projects/churn/delete", vec![("confirm", "churn")], None).await;
+    assert_eq!(st, 403);
+    assert_eq!(admin.get("/api/v1/projects/churn").await.0, 200);
+    for wrong in ["", "chur", "keep-me", "CHURN"] {
+        let (st, _, page) = post(
+            "/projects/churn/delete",
+            vec![("confirm", wrong)],
+            csrf.clone(),
+        )
+        .await;
+        assert_eq!(st, 400, "confirm {wrong:?}");
+        assert!(page.contains("type its name exactly"));
+        assert_eq!(admin.get("/api/v1/projects/churn").await.0, 200);
+    }
+    let (st, to, _) = post(
+        "/projects/churn/delete",
+        vec![("confirm", "churn")],
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!((st, to.as_deref()), (303, Some("/?done=project-deleted")));
+    assert_eq!(admin.get("/api/v1/projects/churn").await.0, 404);
+    assert_eq!(admin.get("/api/v1/projects/keep-me").await.0, 200);
+
+    // The account page shows the person and the session, read-only.
+    let (st, page) = get("/account".into(), cookie.clone()).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("Personal details") && page.contains("This session"));
+    assert!(page.contains("Signed in as</dt><dd>admin"));
+    assert!(page.contains("platform admin"));
+    assert!(!page.contains("action=\"/admin/users/admin/profile\""));
+}
