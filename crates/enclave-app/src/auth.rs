@@ -1,5 +1,6 @@
 //! Authentication: password login with throttling, sessions, bearer tokens, logout.
 
+use crate::authcache::Resolved;
 use crate::chokepoint::{label, Caller, RequestMeta};
 use crate::secrets::{self, hash_secret, plausible_secret, TOKEN_PREFIX};
 use crate::{detail, App};
@@ -235,10 +236,19 @@ impl App {
         if !plausible_secret(secret) {
             return Ok(None);
         }
-        let Some((session, user)) = self.store.session_by_hash(&hash_secret(secret)).await? else {
-            return Ok(None);
-        };
+        let key = hash_secret(secret);
         let now = self.now();
+        let (session, user) = match self.auth_cache.get(&key, now) {
+            (Some(Resolved::Session(s, u)), _) => (s, u),
+            (_, generation) => {
+                let Some((s, u)) = self.store.session_by_hash(&key).await? else {
+                    return Ok(None);
+                };
+                let value = Resolved::Session(s.clone(), u.clone());
+                self.auth_cache.put(&key, value, now, generation);
+                (s, u)
+            }
+        };
         if user.disabled
             || !self
                 .settings
@@ -251,6 +261,15 @@ impl App {
             let mut tx = self.store.write().await?;
             tx.touch_session(&session.id, now).await?;
             tx.commit().await?;
+            let mut touched = session.clone();
+            touched.last_seen_at = now;
+            let (_, generation) = self.auth_cache.get(&key, now);
+            self.auth_cache.put(
+                &key,
+                Resolved::Session(touched, user.clone()),
+                now,
+                generation,
+            );
         }
         Ok(Some(Caller {
             principal: principal(&user, Credential::Session),
@@ -273,10 +292,19 @@ impl App {
         if !plausible_secret(secret) {
             return Ok(None);
         }
-        let Some((t, user)) = self.store.token_by_hash(&hash_secret(token)).await? else {
-            return Ok(None);
-        };
+        let key = hash_secret(token);
         let now = self.now();
+        let (t, user) = match self.auth_cache.get(&key, now) {
+            (Some(Resolved::Token(t, u)), _) => (t, u),
+            (_, generation) => {
+                let Some((t, u)) = self.store.token_by_hash(&key).await? else {
+                    return Ok(None);
+                };
+                self.auth_cache
+                    .put(&key, Resolved::Token(t.clone(), u.clone()), now, generation);
+                (t, u)
+            }
+        };
         if user.disabled || t.revoked_at.is_some() || !not_expired(t.expires_at, now) {
             return Ok(None);
         }
@@ -286,6 +314,15 @@ impl App {
             let mut tx = self.store.write().await?;
             tx.touch_token(&t.id, now).await?;
             tx.commit().await?;
+            let mut touched = t.clone();
+            touched.last_used_at = Some(now);
+            let (_, generation) = self.auth_cache.get(&key, now);
+            self.auth_cache.put(
+                &key,
+                Resolved::Token(touched, user.clone()),
+                now,
+                generation,
+            );
         }
         Ok(Some(Caller {
             principal: principal(

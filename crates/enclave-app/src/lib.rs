@@ -11,6 +11,7 @@
 //! * Time comes from the injected [`Clock`]; nothing here reads the system time directly.
 
 mod auth;
+mod authcache;
 mod chokepoint;
 mod groups;
 mod passwords;
@@ -103,6 +104,7 @@ pub struct App {
     clock: Arc<dyn Clock>,
     settings: Arc<Settings>,
     hasher: PasswordHasher,
+    auth_cache: Arc<authcache::AuthCache>,
 }
 
 impl App {
@@ -118,6 +120,7 @@ impl App {
             clock,
             settings: Arc::new(settings),
             hasher,
+            auth_cache: Arc::default(),
         })
     }
 
