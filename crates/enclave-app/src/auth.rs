@@ -1,7 +1,7 @@
 //! Authentication: password login with throttling, sessions, bearer tokens, logout.
 
-use crate::authcache::Resolved;
 use crate::chokepoint::{label, Caller, RequestMeta};
+use crate::memo::Resolved;
 use crate::secrets::{self, hash_secret, plausible_secret, TOKEN_PREFIX};
 use crate::{detail, App};
 use enclave_core::audit::{AuditRecord, Outcome};
@@ -245,7 +245,7 @@ impl App {
                     return Ok(None);
                 };
                 let value = Resolved::Session(s.clone(), u.clone());
-                self.auth_cache.put(&key, value, now, generation);
+                self.auth_cache.put(key.clone(), value, now, generation);
                 (s, u)
             }
         };
@@ -265,7 +265,7 @@ impl App {
             touched.last_seen_at = now;
             let (_, generation) = self.auth_cache.get(&key, now);
             self.auth_cache.put(
-                &key,
+                key.clone(),
                 Resolved::Session(touched, user.clone()),
                 now,
                 generation,
@@ -300,8 +300,12 @@ impl App {
                 let Some((t, u)) = self.store.token_by_hash(&key).await? else {
                     return Ok(None);
                 };
-                self.auth_cache
-                    .put(&key, Resolved::Token(t.clone(), u.clone()), now, generation);
+                self.auth_cache.put(
+                    key.clone(),
+                    Resolved::Token(t.clone(), u.clone()),
+                    now,
+                    generation,
+                );
                 (t, u)
             }
         };
@@ -318,7 +322,7 @@ impl App {
             touched.last_used_at = Some(now);
             let (_, generation) = self.auth_cache.get(&key, now);
             self.auth_cache.put(
-                &key,
+                key.clone(),
                 Resolved::Token(touched, user.clone()),
                 now,
                 generation,

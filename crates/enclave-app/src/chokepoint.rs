@@ -128,8 +128,9 @@ impl App {
     pub async fn commit(&self, mut tx: WriteTx, record: AuditRecord) -> Result<()> {
         tx.append_audit(&record).await.map_err(audit_failed)?;
         tx.commit().await.map_err(audit_failed)?;
-        // Any change may revoke a credential: resolved credentials are looked up afresh.
+        // Any change may revoke a credential or a membership: memoized reads start afresh.
         self.auth_cache.clear();
+        self.project_lists.clear();
         Ok(())
     }
 

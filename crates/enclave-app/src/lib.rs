@@ -11,9 +11,9 @@
 //! * Time comes from the injected [`Clock`]; nothing here reads the system time directly.
 
 mod auth;
-mod authcache;
 mod chokepoint;
 mod groups;
+mod memo;
 mod passwords;
 mod projects;
 pub mod secrets;
@@ -104,7 +104,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     settings: Arc<Settings>,
     hasher: PasswordHasher,
-    auth_cache: Arc<authcache::AuthCache>,
+    auth_cache: Arc<memo::Memo<String, memo::Resolved>>,
+    project_lists: Arc<memo::Memo<projects::ListKey, projects::ListPage>>,
 }
 
 impl App {
@@ -121,6 +122,7 @@ impl App {
             settings: Arc::new(settings),
             hasher,
             auth_cache: Arc::default(),
+            project_lists: Arc::default(),
         })
     }
 

@@ -7,6 +7,11 @@ use enclave_core::authz::{Action, Credential, Resource};
 use enclave_core::model::{Page, PageRequest, Project, ProjectRole};
 use enclave_core::{names, Error, ErrorCode, Result};
 
+/// Memo key of a project list: user id, member-only, cursor, limit.
+pub(crate) type ListKey = (String, bool, Option<String>, u32);
+/// Memoized page of a project list, with the user's role in each project.
+pub(crate) type ListPage = Page<(Project, Option<ProjectRole>)>;
+
 /// A project as seen by a caller: the project and the caller's role in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectView {
@@ -80,10 +85,24 @@ impl App {
             Credential::Token { projects, .. } if !projects.is_empty() => Some(projects),
             _ => None,
         };
-        let mut page = self
-            .store
-            .list_projects(page, &caller.principal.user_id, member_only)
-            .await?;
+        let key: ListKey = (
+            caller.principal.user_id.clone(),
+            member_only,
+            page.after.clone(),
+            page.limit,
+        );
+        let now = self.now();
+        let mut page = match self.project_lists.get(&key, now) {
+            (Some(hit), _) => hit,
+            (None, generation) => {
+                let fresh = self
+                    .store
+                    .list_projects(page, &caller.principal.user_id, member_only)
+                    .await?;
+                self.project_lists.put(key, fresh.clone(), now, generation);
+                fresh
+            }
+        };
         // A project-limited token sees only its projects (a page may then hold fewer items).
         if let Some(allowed) = limit {
             page.items.retain(|(p, _)| allowed.contains(&p.name));

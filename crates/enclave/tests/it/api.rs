@@ -196,6 +196,9 @@ async fn users_groups_projects_roundtrip_and_roles() {
         204
     );
     assert_eq!(viewer.get("/api/v1/projects/fraud-detection").await.0, 404);
+    // The list she read before (and that the server memoizes) reflects the removal at once.
+    let (_, list) = viewer.get("/api/v1/projects").await;
+    assert_eq!(list["items"], json!([]));
 
     // Users: update, disable protections, delete.
     let (st, u) = admin

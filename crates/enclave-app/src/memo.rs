@@ -1,22 +1,24 @@
-//! A short-lived, in-process cache of resolved credentials (token or session hash → record and
-//! user), so that an authenticated request does not cost a database round trip.
+//! Short-lived, in-process memos of read results: resolved credentials (token or session hash
+//! → record and user) and the project lists callers ask for most, so that a routine
+//! authenticated read does not cost database round trips.
 //!
-//! Consistency: every committed change goes through [`crate::App::commit`], which clears the
-//! cache, so a revocation, a disabled account or a password change takes effect on this server
-//! at once. A generation counter stops a lookup that raced with such a change from re-inserting
-//! the stale record. Entries also expire after [`TTL`], which bounds staleness for changes made
-//! by another server process sharing the store.
+//! Consistency: every committed change goes through [`crate::App::commit`], which clears every
+//! memo, so a revocation, a disabled account, a removed membership or a password change takes
+//! effect on this server at once. A generation counter stops a lookup that raced with such a
+//! change from re-inserting what it read before. Entries also expire after [`TTL`], which
+//! bounds staleness for changes made by another server process sharing the store.
 
 use enclave_core::model::{ApiToken, Session, User};
 use enclave_core::Timestamp;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How long a resolved credential is trusted without asking the store again.
+/// How long a memoized result is trusted without asking the store again.
 pub const TTL: Duration = Duration::from_secs(5);
 
-/// Entries beyond which the cache starts over (bounds memory under credential stuffing).
+/// Entries beyond which a memo starts over (bounds memory under credential stuffing).
 const MAX_ENTRIES: usize = 10_000;
 
 /// A resolved credential.
@@ -26,32 +28,41 @@ pub(crate) enum Resolved {
     Session(Session, User),
 }
 
-struct Entry {
-    value: Resolved,
+struct Entry<V> {
+    value: V,
     loaded_at: Timestamp,
 }
 
-#[derive(Default)]
-struct Inner {
-    map: HashMap<String, Entry>,
+struct Inner<K, V> {
+    map: HashMap<K, Entry<V>>,
     generation: u64,
 }
 
-/// The cache. Cheap operations under a short lock.
-#[derive(Default)]
-pub(crate) struct AuthCache {
-    inner: Mutex<Inner>,
+/// One memo: cheap operations under a short lock.
+pub(crate) struct Memo<K, V> {
+    inner: Mutex<Inner<K, V>>,
 }
 
-impl AuthCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+impl<K, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo {
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                generation: 0,
+            }),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The cached credential for `key` if fresh, and the generation to pass to [`Self::put`].
-    pub(crate) fn get(&self, key: &str, now: Timestamp) -> (Option<Resolved>, u64) {
+    /// The memoized value for `key` if fresh, and the generation to pass to [`Self::put`].
+    pub(crate) fn get(&self, key: &K, now: Timestamp) -> (Option<V>, u64) {
         let inner = self.lock();
         let hit = inner
             .map
@@ -61,8 +72,8 @@ impl AuthCache {
         (hit, inner.generation)
     }
 
-    /// Stores a credential loaded at `now`, unless the cache was cleared since `generation`.
-    pub(crate) fn put(&self, key: &str, value: Resolved, now: Timestamp, generation: u64) {
+    /// Stores a value read at `now`, unless the memo was cleared since `generation`.
+    pub(crate) fn put(&self, key: K, value: V, now: Timestamp, generation: u64) {
         let mut inner = self.lock();
         if inner.generation != generation {
             return;
@@ -71,7 +82,7 @@ impl AuthCache {
             inner.map.clear();
         }
         inner.map.insert(
-            key.to_string(),
+            key,
             Entry {
                 value,
                 loaded_at: now,
@@ -118,16 +129,19 @@ mod tests {
 
     #[test]
     fn entries_expire_and_clear_wins_races() {
-        let c = AuthCache::default();
-        let (hit, g) = c.get("k", Timestamp(10));
+        let c: Memo<String, Resolved> = Memo::default();
+        let (hit, g) = c.get(&"k".to_string(), Timestamp(10));
         assert!(hit.is_none());
-        c.put("k", token(), Timestamp(10), g);
-        assert!(c.get("k", Timestamp(14)).0.is_some());
-        assert!(c.get("k", Timestamp(15)).0.is_none(), "expired after TTL");
+        c.put("k".to_string(), token(), Timestamp(10), g);
+        assert!(c.get(&"k".to_string(), Timestamp(14)).0.is_some());
+        assert!(
+            c.get(&"k".to_string(), Timestamp(15)).0.is_none(),
+            "expired after TTL"
+        );
         // A lookup that started before a clear must not re-insert its stale record.
-        let (_, g) = c.get("k", Timestamp(20));
+        let (_, g) = c.get(&"k".to_string(), Timestamp(20));
         c.clear();
-        c.put("k", token(), Timestamp(20), g);
-        assert!(c.get("k", Timestamp(20)).0.is_none());
+        c.put("k".to_string(), token(), Timestamp(20), g);
+        assert!(c.get(&"k".to_string(), Timestamp(20)).0.is_none());
     }
 }
