@@ -36,8 +36,10 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("t.db")).await.unwrap();
     let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000)));
-    let mut settings = Settings::default();
-    settings.hash_concurrency = 2;
+    let settings = Settings {
+        hash_concurrency: 2,
+        ..Settings::default()
+    };
     let app = App::new(store, clock.clone(), settings).unwrap();
     Fixture {
         app,
