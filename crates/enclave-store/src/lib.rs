@@ -2,8 +2,9 @@
 //!
 //! Invariants:
 //! * Reads go through the pool; every write goes through [`WriteTx`], one at a time
-//!   (`BEGIN IMMEDIATE` behind an in-process writer lock), so SQLite never fails a write with
-//!   `SQLITE_BUSY` halfway through a use case.
+//!   (`BEGIN IMMEDIATE` on one dedicated writer connection behind an in-process lock), so
+//!   SQLite never fails a write with `SQLITE_BUSY` halfway through a use case. A transaction
+//!   abandoned mid-way (its request cancelled) is rolled back before the next one begins.
 //! * A write and the audit record describing it commit in the same transaction: if the record
 //!   cannot be written, the change is not made either.
 //! * Commits are durable (`synchronous=FULL`) before the caller answers its client.
@@ -16,7 +17,7 @@ mod writes;
 
 use enclave_core::{Error, ErrorCode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{ConnectOptions, SqlitePool};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +71,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    writer: Arc<Mutex<()>>,
+    writer: Arc<Mutex<writes::Writer>>,
 }
 
 impl Store {
@@ -83,6 +84,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let writer = opts.connect().await.map_err(StoreError::Unavailable)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
@@ -92,7 +94,7 @@ impl Store {
             .map_err(StoreError::Unavailable)?;
         let store = Store {
             pool,
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(Mutex::new(writes::Writer::new(writer))),
         };
         migrate::apply(&store).await?;
         Ok(store)
@@ -110,11 +112,13 @@ impl Store {
 
     /// Starts the single write transaction. Holds the writer lock until commit or drop.
     pub async fn write(&self) -> StoreResult<WriteTx> {
-        WriteTx::begin(&self.pool, self.writer.clone()).await
+        WriteTx::begin(self.writer.clone()).await
     }
 
-    /// Closes the pool, waiting for connections to finish.
+    /// Closes the pool and the writer connection, waiting for them to finish.
     pub async fn close(&self) {
+        let mut writer = self.writer.lock().await;
+        let _ = writer.recover().await;
         self.pool.close().await;
     }
 }

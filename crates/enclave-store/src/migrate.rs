@@ -23,15 +23,17 @@ pub(crate) async fn applied_version(pool: &SqlitePool) -> StoreResult<i64> {
 }
 
 pub(crate) async fn apply(store: &Store) -> StoreResult<()> {
-    let _guard = store.writer.lock().await;
-    store
-        .pool
-        .execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-        )
-        .await
-        .map_err(map_err)?;
+    {
+        let mut writer = store.writer.lock().await;
+        writer
+            .conn
+            .execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )
+            .await
+            .map_err(map_err)?;
+    }
     let current = applied_version(&store.pool).await?;
     if current > latest_version() {
         tracing::error!(
@@ -44,21 +46,9 @@ pub(crate) async fn apply(store: &Store) -> StoreResult<()> {
         ));
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let mut tx = store
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        tx.execute(*sql).await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, CAST(strftime('%s','now') AS INTEGER))",
-        )
-        .bind(version)
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        let mut tx = store.write().await?;
+        tx.apply_migration(*version, name, sql).await?;
+        tx.commit().await?;
         tracing::info!(version, name, "applied migration");
     }
     Ok(())

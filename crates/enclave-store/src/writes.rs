@@ -6,22 +6,48 @@ use enclave_core::audit::AuditRecord;
 use enclave_core::model::{ApiToken, ProjectRole, User};
 use enclave_core::throttle::ThrottleState;
 use enclave_core::Timestamp;
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Executor, SqliteConnection};
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// An open write transaction holding the writer lock. Dropping it without [`WriteTx::commit`]
-/// rolls everything back.
+/// The one connection that writes, behind the writer lock.
+pub(crate) struct Writer {
+    pub(crate) conn: SqliteConnection,
+    /// A transaction was begun and neither committed nor rolled back (its owner was dropped,
+    /// e.g. because the client went away mid-request).
+    dirty: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: SqliteConnection) -> Writer {
+        Writer { conn, dirty: false }
+    }
+
+    /// Rolls back a transaction left open by a dropped [`WriteTx`].
+    pub(crate) async fn recover(&mut self) -> StoreResult<()> {
+        if self.dirty {
+            tracing::warn!("rolling back a write transaction abandoned mid-way");
+            // "no transaction is active" is fine: SQLite may have rolled back already.
+            let _ = self.conn.execute("ROLLBACK").await;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+/// An open write transaction on the writer connection, holding the writer lock. Dropping it
+/// without [`WriteTx::commit`] — on an error, or when the request future is cancelled at any
+/// await point — rolls everything back: at once if a runtime is available, and in any case
+/// before the next transaction begins.
 pub struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
-    _guard: OwnedMutexGuard<()>,
+    writer: Option<OwnedMutexGuard<Writer>>,
 }
 
 macro_rules! exec {
     ($self:ident, $sql:expr $(, $arg:expr)* $(,)?) => {{
         sqlx::query($sql)
             $(.bind($arg))*
-            .execute(&mut *$self.tx)
+            .execute($self.conn()?)
             .await
             .map_err(map_err)
             .map(|r| r.rows_affected())
@@ -29,15 +55,64 @@ macro_rules! exec {
 }
 
 impl WriteTx {
-    pub(crate) async fn begin(pool: &SqlitePool, lock: Arc<Mutex<()>>) -> StoreResult<WriteTx> {
-        let guard = lock.lock_owned().await;
-        let tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        Ok(WriteTx { tx, _guard: guard })
+    pub(crate) async fn begin(lock: Arc<Mutex<Writer>>) -> StoreResult<WriteTx> {
+        let mut writer = lock.lock_owned().await;
+        writer.recover().await?;
+        writer.dirty = true;
+        if let Err(e) = writer.conn.execute("BEGIN IMMEDIATE").await {
+            writer.dirty = false;
+            return Err(map_err(e));
+        }
+        Ok(WriteTx {
+            writer: Some(writer),
+        })
+    }
+
+    fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
+        self.writer
+            .as_mut()
+            .map(|w| &mut w.conn)
+            .ok_or(crate::StoreError::Corrupt(
+                "write transaction already finished",
+            ))
     }
 
     /// Makes every change of this transaction durable.
-    pub async fn commit(self) -> StoreResult<()> {
-        self.tx.commit().await.map_err(map_err)
+    pub async fn commit(mut self) -> StoreResult<()> {
+        let Some(mut writer) = self.writer.take() else {
+            return Err(crate::StoreError::Corrupt(
+                "write transaction already finished",
+            ));
+        };
+        let result = writer.conn.execute("COMMIT").await;
+        match result {
+            Ok(_) => {
+                writer.dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                writer.recover().await?;
+                Err(map_err(e))
+            }
+        }
+    }
+
+    /// Runs a migration script and records its version.
+    pub(crate) async fn apply_migration(
+        &mut self,
+        version: i64,
+        name: &str,
+        sql: &str,
+    ) -> StoreResult<()> {
+        self.conn()?.execute(sql).await.map_err(map_err)?;
+        exec!(
+            self,
+            "INSERT INTO schema_migrations (version, name, applied_at)
+             VALUES ($1, $2, CAST(strftime('%s','now') AS INTEGER))",
+            version,
+            name,
+        )?;
+        Ok(())
     }
 
     /// Appends one audit record.
@@ -124,7 +199,7 @@ impl WriteTx {
         .bind(true)
         .bind(false)
         .bind(except_user_id)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn()?)
         .await
         .map_err(map_err)?;
         r.try_get("n").map_err(map_err)
@@ -273,7 +348,7 @@ impl WriteTx {
             "SELECT COUNT(*) AS n FROM project_members WHERE project_id = $1 AND role = 'owner'",
         )
         .bind(project_id)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn()?)
         .await
         .map_err(map_err)?;
         r.try_get("n").map_err(map_err)
@@ -458,9 +533,22 @@ impl WriteTx {
     pub async fn count_users(&mut self) -> StoreResult<i64> {
         use sqlx::Row;
         let r = sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.conn()?)
             .await
             .map_err(map_err)?;
         r.try_get("n").map_err(map_err)
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = writer.recover().await;
+                });
+            }
+            // Without a runtime the guard is released here; `recover` runs at the next begin.
+        }
     }
 }
