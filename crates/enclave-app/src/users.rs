@@ -230,7 +230,8 @@ impl App {
     }
 
     /// Deletes an account with its sessions, tokens and memberships. Admins cannot delete
-    /// themselves (use another admin), so the platform never loses its last admin this way.
+    /// themselves (use another admin), so the platform never loses its last admin this way;
+    /// nor can a project lose its only owner.
     pub async fn delete_user(&self, caller: &Caller, username: &str) -> Result<()> {
         let user = self
             .find_user_authorized(caller, Action::UserDelete, username)
@@ -247,6 +248,17 @@ impl App {
                 ErrorCode::Conflict,
                 "this is the last enabled platform admin",
             ));
+        }
+        let orphaned = tx.projects_only_owned_by(&user.id).await?;
+        if !orphaned.is_empty() {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "'{username}' is the only owner of {}; make someone else owner first",
+                    orphaned.join(", ")
+                ),
+            )
+            .with("projects", orphaned));
         }
         tx.delete_user(&user.id).await?;
         let rec = caller.record(

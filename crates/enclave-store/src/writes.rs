@@ -341,6 +341,25 @@ impl WriteTx {
         Ok(n > 0)
     }
 
+    /// Names of the projects whose only owner is `user_id`, in name order.
+    pub async fn projects_only_owned_by(&mut self, user_id: &str) -> StoreResult<Vec<String>> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT p.name FROM projects p JOIN project_members m ON m.project_id = p.id
+             WHERE m.user_id = $1 AND m.role = 'owner'
+               AND (SELECT COUNT(*) FROM project_members o
+                    WHERE o.project_id = p.id AND o.role = 'owner') = 1
+             ORDER BY p.name",
+        )
+        .bind(user_id)
+        .fetch_all(self.conn()?)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("name").map_err(map_err))
+            .collect()
+    }
+
     /// Number of owners of a project.
     pub async fn count_owners(&mut self, project_id: &str) -> StoreResult<i64> {
         use sqlx::Row;

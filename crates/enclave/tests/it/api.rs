@@ -232,6 +232,10 @@ async fn users_groups_projects_roundtrip_and_roles() {
         401,
         "deleted user's token is dead"
     );
+    // The only owner of a project cannot be deleted.
+    let (st, b) = admin.call("DELETE", "/api/v1/users/olivia", None).await;
+    assert_eq!(st, 409, "{b}");
+    assert_eq!(b["details"]["projects"], json!(["fraud-detection"]));
     // Owner deletes the project.
     assert_eq!(
         owner
@@ -241,6 +245,10 @@ async fn users_groups_projects_roundtrip_and_roles() {
         204
     );
     assert_eq!(admin.get("/api/v1/projects/fraud-detection").await.0, 404);
+    assert_eq!(
+        admin.call("DELETE", "/api/v1/users/olivia", None).await.0,
+        204
+    );
 }
 
 #[tokio::test]
