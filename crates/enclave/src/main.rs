@@ -12,7 +12,12 @@ use std::process::ExitCode;
 
 /// Enclave: a secure, self-hosted data science platform.
 #[derive(Parser, Debug)]
-#[command(name = "enclave", version, about, propagate_version = true)]
+#[command(
+    name = "enclave",
+    version,
+    about = "Enclave: a secure, self-hosted data science platform",
+    propagate_version = true
+)]
 struct Cli {
     /// Output format of client commands.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
