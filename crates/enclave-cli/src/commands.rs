@@ -56,6 +56,7 @@ impl Runner<'_, '_> {
             ClientCommand::Login(args) => self.login(args).await,
             ClientCommand::Whoami => self.whoami().await,
             ClientCommand::Logout => self.logout().await,
+            ClientCommand::Passwd { password_stdin: _ } => self.passwd().await,
             ClientCommand::Users(c) => self.users(c).await,
             ClientCommand::Groups(c) => self.groups(c).await,
             ClientCommand::Projects(c) => self.projects(c).await,
@@ -265,6 +266,17 @@ impl Runner<'_, '_> {
                 }),
         );
         self.write_out(&output::pairs_to_text(&pairs))
+    }
+
+    async fn passwd(&mut self) -> Res {
+        let current = self.read_password()?;
+        let new = self.read_password()?;
+        let body = json!({"current_password": current, "new_password": new});
+        let client = self.api()?;
+        client
+            .call(Method::POST, &["me", "password"], &[], Some(&body))
+            .await?;
+        self.done("Password changed; your browser sessions were ended.")
     }
 
     async fn logout(&mut self) -> Res {

@@ -6,6 +6,7 @@
 //! enclave login --server URL --username NAME --password-stdin [--ca FILE] [--token-name NAME] [--expires-in-days N]
 //! enclave whoami
 //! enclave logout
+//! enclave passwd --password-stdin          (current, then new password, one line each)
 //! enclave users list [--limit N]
 //! enclave users create NAME --password-stdin [--display-name X] [--email X] [--admin]
 //! enclave users show|delete|unlock|revoke-sessions NAME
@@ -65,6 +66,13 @@ pub enum ClientCommand {
     Whoami,
     /// Revoke the stored token on the server and forget the local credentials.
     Logout,
+    /// Change your own password: reads the current password, then the new one, from stdin
+    /// (one line each). Your browser sessions end; API tokens stay valid.
+    Passwd {
+        /// Read both passwords from stdin. Required: passwords are never arguments.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// Manage users (platform admins).
     #[command(subcommand)]
     Users(UsersCommand),

@@ -224,3 +224,59 @@ async fn admin_manages_users_groups_projects_from_the_cli() {
     );
     let _ = base;
 }
+
+#[tokio::test]
+async fn a_user_changes_their_own_password_from_the_cli() {
+    let s = Server::start(BIN);
+    let admin = s.admin().await;
+    admin.user(&s, "quinn").await;
+    let ca = s.cert_path();
+    let ca = ca.to_str().unwrap();
+    ok(&run(
+        s.cli("quinn"),
+        &[
+            "login",
+            "--server",
+            &s.base,
+            "--username",
+            "quinn",
+            "--password-stdin",
+            "--ca",
+            ca,
+        ],
+        Some(PASSWORD),
+    ));
+    // A wrong current password is refused (3) and changes nothing.
+    let bad = run(
+        s.cli("quinn"),
+        &["passwd", "--password-stdin"],
+        Some("Not-The-Password-1\nFresh-Orchard-Lantern-Nine-8\n"),
+    );
+    assert_eq!(bad.status.code(), Some(3));
+    // A weak new password is refused too.
+    let weak = run(
+        s.cli("quinn"),
+        &["passwd", "--password-stdin"],
+        Some(&format!("{PASSWORD}\npassword1234\n")),
+    );
+    assert_eq!(weak.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("password"));
+    s.login("quinn", PASSWORD).await;
+    // The real change.
+    ok(&run(
+        s.cli("quinn"),
+        &["passwd", "--password-stdin"],
+        Some(&format!("{PASSWORD}\nFresh-Orchard-Lantern-Nine-8\n")),
+    ));
+    let old = s
+        .client()
+        .post(s.url("/api/v1/auth/token"))
+        .json(&serde_json::json!({"username": "quinn", "password": PASSWORD, "name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+    s.login("quinn", "Fresh-Orchard-Lantern-Nine-8").await;
+    // The CLI's token still works.
+    ok(&run(s.cli("quinn"), &["whoami"], None));
+}
