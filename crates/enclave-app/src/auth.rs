@@ -79,16 +79,9 @@ impl App {
         detail: serde_json::Map<String, serde_json::Value>,
     ) -> AuditRecord {
         AuditRecord {
-            at: self.now(),
-            actor: actor.to_string(),
-            auth: "password".into(),
-            source: meta.source.clone(),
-            action: action.to_string(),
-            resource: label("user", actor),
-            project: None,
             outcome,
-            request_id: meta.request_id.clone(),
             detail,
+            ..meta.record(self.now(), actor, "password", action, label("user", actor))
         }
     }
 
@@ -261,15 +254,11 @@ impl App {
             let mut tx = self.store.write().await?;
             tx.touch_session(&session.id, now).await?;
             tx.commit().await?;
-            let mut touched = session.clone();
-            touched.last_seen_at = now;
-            let (_, generation) = self.auth_cache.get(&key, now);
-            self.auth_cache.put(
-                key.clone(),
-                Resolved::Session(touched, user.clone()),
-                now,
-                generation,
-            );
+            self.auth_cache.update(&key, |r| {
+                if let Resolved::Session(s, _) = r {
+                    s.last_seen_at = now;
+                }
+            });
         }
         Ok(Some(Caller {
             principal: principal(&user, Credential::Session),
@@ -318,15 +307,11 @@ impl App {
             let mut tx = self.store.write().await?;
             tx.touch_token(&t.id, now).await?;
             tx.commit().await?;
-            let mut touched = t.clone();
-            touched.last_used_at = Some(now);
-            let (_, generation) = self.auth_cache.get(&key, now);
-            self.auth_cache.put(
-                key.clone(),
-                Resolved::Token(touched, user.clone()),
-                now,
-                generation,
-            );
+            self.auth_cache.update(&key, |r| {
+                if let Resolved::Token(t, _) = r {
+                    t.last_used_at = Some(now);
+                }
+            });
         }
         Ok(Some(Caller {
             principal: principal(

@@ -3,7 +3,7 @@
 use crate::App;
 use enclave_core::audit::{AuditRecord, Outcome};
 use enclave_core::authz::{decide, Action, Credential, Principal, Resource};
-use enclave_core::{Error, ErrorCode, Result};
+use enclave_core::{Error, ErrorCode, Result, Timestamp};
 use enclave_store::WriteTx;
 use serde_json::{Map, Value};
 
@@ -17,6 +17,30 @@ pub struct RequestMeta {
 }
 
 impl RequestMeta {
+    /// A successful audit record of this request with no project and no detail; callers set
+    /// the remaining fields with struct update syntax.
+    pub(crate) fn record(
+        &self,
+        at: Timestamp,
+        actor: &str,
+        auth: &str,
+        action: &str,
+        resource: String,
+    ) -> AuditRecord {
+        AuditRecord {
+            at,
+            actor: actor.to_string(),
+            auth: auth.to_string(),
+            source: self.source.clone(),
+            action: action.to_string(),
+            resource,
+            project: None,
+            outcome: Outcome::Success,
+            request_id: self.request_id.clone(),
+            detail: Map::new(),
+        }
+    }
+
     /// Metadata for a command run locally on the server host.
     pub fn local() -> RequestMeta {
         RequestMeta {
@@ -59,16 +83,16 @@ impl Caller {
         detail: Map<String, Value>,
     ) -> AuditRecord {
         AuditRecord {
-            at: app.now(),
-            actor: self.principal.username.clone(),
-            auth: self.auth_label(),
-            source: self.meta.source.clone(),
-            action: action.to_string(),
-            resource,
             project: project.map(str::to_string),
             outcome,
-            request_id: self.meta.request_id.clone(),
             detail,
+            ..self.meta.record(
+                app.now(),
+                &self.principal.username,
+                &self.auth_label(),
+                action,
+                resource,
+            )
         }
     }
 }

@@ -90,6 +90,14 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         );
     }
 
+    /// Changes a memoized value in place (keeping its age); nothing if it is not memoized,
+    /// for instance because a change cleared the memo meanwhile.
+    pub(crate) fn update(&self, key: &K, change: impl FnOnce(&mut V)) {
+        if let Some(entry) = self.lock().map.get_mut(key) {
+            change(&mut entry.value);
+        }
+    }
+
     /// Forgets everything (after any committed change).
     pub(crate) fn clear(&self) {
         let mut inner = self.lock();
@@ -100,6 +108,7 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic)]
     use super::*;
     use enclave_core::model::TokenScope;
 
@@ -143,5 +152,18 @@ mod tests {
         c.clear();
         c.put("k".to_string(), token(), Timestamp(20), g);
         assert!(c.get(&"k".to_string(), Timestamp(20)).0.is_none());
+        // Updates touch only what is memoized.
+        c.update(&"k".to_string(), |_| panic!("nothing to update"));
+        let (_, g) = c.get(&"k".to_string(), Timestamp(30));
+        c.put("k".to_string(), token(), Timestamp(30), g);
+        c.update(&"k".to_string(), |r| {
+            if let Resolved::Token(t, _) = r {
+                t.last_used_at = Some(Timestamp(31));
+            }
+        });
+        match c.get(&"k".to_string(), Timestamp(31)).0 {
+            Some(Resolved::Token(t, _)) => assert_eq!(t.last_used_at, Some(Timestamp(31))),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

@@ -3,8 +3,8 @@
 use crate::chokepoint::{label, RequestMeta};
 use crate::secrets::{self, hash_secret, plausible_secret};
 use crate::users::NewUser;
-use crate::{detail, App};
-use enclave_core::audit::{AuditRecord, Outcome};
+use crate::App;
+use enclave_core::audit::AuditRecord;
 use enclave_core::model::User;
 use enclave_core::session::not_expired;
 use enclave_core::{Error, ErrorCode, Result};
@@ -42,7 +42,6 @@ impl App {
             self,
             "setup.issue_link",
             "platform:setup",
-            Outcome::Success,
             &RequestMeta::local(),
         );
         self.commit(tx, rec).await?;
@@ -91,13 +90,7 @@ impl App {
             return Err(unavailable());
         }
         tx.insert_user(&user, Some(&hash)).await?;
-        let mut rec = system_record(
-            self,
-            "setup.create_admin",
-            &label("user", username),
-            Outcome::Success,
-            meta,
-        );
+        let mut rec = system_record(self, "setup.create_admin", &label("user", username), meta);
         rec.auth = "setup-token".into();
         rec.actor = username.to_string();
         self.commit(tx, rec).await?;
@@ -130,7 +123,6 @@ impl App {
             self,
             "setup.bootstrap_admin",
             &label("user", username),
-            Outcome::Success,
             &RequestMeta::local(),
         );
         self.commit(tx, rec).await?;
@@ -138,23 +130,7 @@ impl App {
     }
 }
 
-fn system_record(
-    app: &App,
-    action: &str,
-    resource: &str,
-    outcome: Outcome,
-    meta: &RequestMeta,
-) -> AuditRecord {
-    AuditRecord {
-        at: app.now(),
-        actor: "system".into(),
-        auth: "local".into(),
-        source: meta.source.clone(),
-        action: action.into(),
-        resource: resource.into(),
-        project: None,
-        outcome,
-        request_id: meta.request_id.clone(),
-        detail: detail!(),
-    }
+/// A record of an action by the platform itself (setup, shell commands).
+fn system_record(app: &App, action: &str, resource: &str, meta: &RequestMeta) -> AuditRecord {
+    meta.record(app.now(), "system", "local", action, resource.to_string())
 }

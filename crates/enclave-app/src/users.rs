@@ -56,8 +56,12 @@ impl App {
         })
     }
 
-    /// Lists accounts.
-    pub async fn list_users(&self, caller: &Caller, page: &PageRequest) -> Result<Page<User>> {
+    /// Lists accounts, each with whether it is locked out now.
+    pub async fn list_users(
+        &self,
+        caller: &Caller,
+        page: &PageRequest,
+    ) -> Result<Page<(User, bool)>> {
         self.authorize(
             caller,
             Action::UserList,
@@ -67,33 +71,32 @@ impl App {
             false,
         )
         .await?;
-        Ok(self.store.list_users(page).await?)
+        let page = self.store.list_users(page).await?;
+        let locked = self.store.locked_keys(&account_key(""), self.now()).await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|u| {
+                let is_locked = locked.contains(&account_key(&u.username));
+                (u, is_locked)
+            })
+            .collect();
+        Ok(Page {
+            items,
+            next: page.next,
+        })
     }
 
     /// Looks up one account (admins; users may read their own).
     pub async fn get_user(&self, caller: &Caller, username: &str) -> Result<User> {
-        let user = self.find_user(username).await;
-        let target = Resource::User {
-            user_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
-        };
-        let action = if user
-            .as_ref()
-            .is_ok_and(|u| u.id == caller.principal.user_id)
-        {
+        // Usernames are unique, so the caller's own name is the caller's own account.
+        let action = if username == caller.principal.username {
             Action::SelfRead
         } else {
             Action::UserRead
         };
-        self.authorize(
-            caller,
-            action,
-            &target,
-            &label("user", username),
-            None,
-            true,
-        )
-        .await?;
-        user
+        self.find_user_authorized(caller, action, username, true)
+            .await
     }
 
     pub(crate) async fn find_user(&self, username: &str) -> Result<User> {
@@ -150,7 +153,7 @@ impl App {
         patch: UserPatch,
     ) -> Result<User> {
         let mut user = self
-            .find_user_authorized(caller, Action::UserUpdate, username)
+            .find_user_authorized(caller, Action::UserUpdate, username, false)
             .await?;
         if let Some(d) = &patch.display_name {
             names::text("display_name", d, false)?;
@@ -207,11 +210,13 @@ impl App {
         Ok(user)
     }
 
+    /// Loads a user and authorizes `action` on it; with `hide`, a denial reads as `not_found`.
     async fn find_user_authorized(
         &self,
         caller: &Caller,
         action: Action,
         username: &str,
+        hide: bool,
     ) -> Result<User> {
         let user = self.find_user(username).await;
         let target = Resource::User {
@@ -223,7 +228,7 @@ impl App {
             &target,
             &label("user", username),
             None,
-            false,
+            hide,
         )
         .await?;
         user
@@ -234,7 +239,7 @@ impl App {
     /// nor can a project lose its only owner.
     pub async fn delete_user(&self, caller: &Caller, username: &str) -> Result<()> {
         let user = self
-            .find_user_authorized(caller, Action::UserDelete, username)
+            .find_user_authorized(caller, Action::UserDelete, username, false)
             .await?;
         if user.id == caller.principal.user_id {
             return Err(Error::new(
@@ -280,7 +285,7 @@ impl App {
         password: &str,
     ) -> Result<()> {
         let user = self
-            .find_user_authorized(caller, Action::UserResetPassword, username)
+            .find_user_authorized(caller, Action::UserResetPassword, username, false)
             .await?;
         check_new_password(password, &user.username)?;
         let hash = self.hasher.hash(password).await?;
@@ -300,7 +305,7 @@ impl App {
 
     /// Clears a login lockout on an account.
     pub async fn unlock_user(&self, caller: &Caller, username: &str) -> Result<()> {
-        self.find_user_authorized(caller, Action::UserUnlock, username)
+        self.find_user_authorized(caller, Action::UserUnlock, username, false)
             .await?;
         let mut tx = self.store.write().await?;
         let was = tx.clear_throttle(&account_key(username)).await?;
@@ -324,7 +329,7 @@ impl App {
     /// Ends every session of a user.
     pub async fn revoke_sessions(&self, caller: &Caller, username: &str) -> Result<()> {
         let user = self
-            .find_user_authorized(caller, Action::UserRevokeSessions, username)
+            .find_user_authorized(caller, Action::UserRevokeSessions, username, false)
             .await?;
         let mut tx = self.store.write().await?;
         let n = tx.delete_sessions_of(&user.id).await?;

@@ -425,6 +425,22 @@ impl Store {
         })
     }
 
+    /// Throttle keys starting with `prefix` that are locked at `now` (one query for a whole
+    /// list of accounts).
+    pub async fn locked_keys(&self, prefix: &str, now: Timestamp) -> StoreResult<Vec<String>> {
+        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+        let rows =
+            sqlx::query("SELECT key FROM login_throttle WHERE key LIKE $1 AND locked_until > $2")
+                .bind(pattern)
+                .bind(now.unix())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("key").map_err(map_err))
+            .collect()
+    }
+
     /// A setup token by hash: `(id, expires_at, used)`.
     pub async fn setup_token(
         &self,

@@ -19,15 +19,9 @@ pub async fn list(
     Q(q): Q<ListQuery>,
 ) -> ApiResult<Json<List<UserOut>>> {
     let page = s.app.list_users(&c, &q.page()?).await?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for u in page.items {
-        let locked = s.app.is_locked(&u.username).await?;
-        items.push(UserOut::new(u, locked));
-    }
-    Ok(Json(List {
-        items,
-        next: page.next,
-    }))
+    Ok(Json(List::from_page(page, |(u, locked)| {
+        UserOut::new(u, locked)
+    })))
 }
 
 /// Creates an account (platform admins).

@@ -59,13 +59,10 @@ async fn users_page(
         Ok(l) => l,
         Err(e) => return fail(&e, Some(session)),
     };
-    let mut users = Vec::with_capacity(list.items.len());
-    for u in list.items {
-        let locked = match s.app.is_locked(&u.username).await {
-            Ok(l) => l,
-            Err(e) => return fail(&e, Some(session)),
-        };
-        users.push(UserRow {
+    let users = list
+        .items
+        .into_iter()
+        .map(|(u, locked)| UserRow {
             locked,
             created: when(u.created_at),
             username: u.username,
@@ -73,8 +70,8 @@ async fn users_page(
             email: u.email,
             admin: u.platform_admin,
             disabled: u.disabled,
-        });
-    }
+        })
+        .collect();
     let page = UsersPage {
         chrome: Chrome::new("Users", "users", Some(session))
             .notice(q.notice)

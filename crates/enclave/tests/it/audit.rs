@@ -123,6 +123,35 @@ async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
         assert!(rec.auth.starts_with("token:tok_"));
         assert!(rec.request_id.starts_with("req_"));
     }
+    // Revoking a token and logging out are recorded.
+    let (_, tokens) = admin.get("/api/v1/tokens").await;
+    let extra = tokens["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "extra")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let st = admin
+        .call("DELETE", &format!("/api/v1/tokens/{extra}"), None)
+        .await
+        .0;
+    assert_eq!(st, 204);
+    let last = records(&s).await.pop().unwrap().1;
+    assert_eq!(
+        (last.action.as_str(), last.resource.clone()),
+        ("token.revoke", format!("token:{extra}"))
+    );
+    let spare = s.login("admin", PASSWORD).await;
+    token_secrets.push(spare.token.clone());
+    assert_eq!(spare.post("/api/v1/auth/logout", json!({})).await.0, 204);
+    let last = records(&s).await.pop().unwrap().1;
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("auth.logout", "admin")
+    );
     // A denial is recorded too.
     let bob = admin.user(&s, "bob").await;
     token_secrets.push(bob.token.clone());

@@ -43,6 +43,17 @@ async fn unknown_user_and_wrong_password_look_the_same_and_lock_out() {
     assert_eq!(body["code"], "too_many_attempts");
     let (_, u) = admin.get("/api/v1/users/bob").await;
     assert_eq!(u["locked"], true);
+    let (_, list) = admin.get("/api/v1/users").await;
+    let flags: Vec<_> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["username"].clone(), u["locked"].clone()))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![(json!("admin"), json!(false)), (json!("bob"), json!(true))]
+    );
     // Unknown users lock out the same way.
     for _ in 0..5 {
         session_login(&s, "ghost", "wrong-password-123").await;
