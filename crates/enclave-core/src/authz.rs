@@ -9,8 +9,11 @@
 
 use crate::model::{ProjectRole, TokenScope};
 
-/// Every operation Enclave authorizes. One variant per operation; the wire name is stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Every operation Enclave authorizes: one variant per operation, with a stable wire name that
+/// is also its Cedar action id (`Action::"user.list"`). Workload, secret, dataset and template
+/// actions are used by the capabilities that add those resources; the built-in roles cover them
+/// already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     /// List all users.
     UserList,
@@ -62,10 +65,84 @@ pub enum Action {
     TokenCreate,
     /// Revoke a personal token.
     TokenRevoke,
+    /// List custom policies (platform-wide or of a project).
+    PolicyList,
+    /// Read one custom policy.
+    PolicyRead,
+    /// Add a custom policy.
+    PolicyCreate,
+    /// Replace a custom policy's text.
+    PolicyUpdate,
+    /// Delete a custom policy.
+    PolicyDelete,
+    /// Explain or simulate a decision for some principal.
+    PolicyCheck,
+    /// List role bindings (platform-wide or of a project).
+    RoleList,
+    /// Bind a role to a user, group or workload.
+    RoleBind,
+    /// Remove a role binding.
+    RoleUnbind,
+    /// List a project's time-bound access grants.
+    GrantList,
+    /// Request time-bound support or admin access to a project.
+    GrantRequest,
+    /// Approve a pending access grant (a second person).
+    GrantApprove,
+    /// End an access grant before it expires.
+    GrantRevoke,
+    /// Search and read audit records.
+    AuditSearch,
+    /// Export audit records.
+    AuditExport,
+    /// Verify the audit trail and read its public key and checkpoints.
+    AuditVerify,
+    /// List secret names and metadata (never values).
+    SecretList,
+    /// Create or update a secret (a new version).
+    SecretWrite,
+    /// Delete a secret.
+    SecretDelete,
+    /// Read a secret's value.
+    SecretReadValue,
+    /// List notebook servers.
+    NotebookList,
+    /// Create, start and stop notebook servers.
+    NotebookCreate,
+    /// Delete a notebook server.
+    NotebookDelete,
+    /// Open a notebook server through the gateway.
+    NotebookOpen,
+    /// Execute code in a notebook (the notebook-execution role).
+    NotebookExecute,
+    /// List jobs and read their logs.
+    JobList,
+    /// Submit a job.
+    JobRun,
+    /// Cancel a job.
+    JobCancel,
+    /// Run as a job inside its sandbox (the job-execution role).
+    JobExecute,
+    /// List model endpoints.
+    EndpointList,
+    /// Create, update and delete model endpoints.
+    EndpointCreate,
+    /// Serve a model as an endpoint (the endpoint-hosting role).
+    EndpointHost,
+    /// Call a model endpoint.
+    EndpointInvoke,
+    /// Read a dataset.
+    DatasetRead,
+    /// Write a dataset.
+    DatasetWrite,
+    /// List environment templates.
+    TemplateList,
+    /// Create, change and delete environment templates.
+    TemplateManage,
 }
 
 impl Action {
-    /// Stable name, used in the audit trail and (later) as the Cedar action id.
+    /// Stable name, used in the audit trail and as the Cedar action id.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::UserList => "user.list",
@@ -93,7 +170,49 @@ impl Action {
             Action::TokenRead => "token.read",
             Action::TokenCreate => "token.create",
             Action::TokenRevoke => "token.revoke",
+            Action::PolicyList => "policy.list",
+            Action::PolicyRead => "policy.read",
+            Action::PolicyCreate => "policy.create",
+            Action::PolicyUpdate => "policy.update",
+            Action::PolicyDelete => "policy.delete",
+            Action::PolicyCheck => "policy.check",
+            Action::RoleList => "role.list",
+            Action::RoleBind => "role.bind",
+            Action::RoleUnbind => "role.unbind",
+            Action::GrantList => "grant.list",
+            Action::GrantRequest => "grant.request",
+            Action::GrantApprove => "grant.approve",
+            Action::GrantRevoke => "grant.revoke",
+            Action::AuditSearch => "audit.search",
+            Action::AuditExport => "audit.export",
+            Action::AuditVerify => "audit.verify",
+            Action::SecretList => "secret.list",
+            Action::SecretWrite => "secret.write",
+            Action::SecretDelete => "secret.delete",
+            Action::SecretReadValue => "secret.read_value",
+            Action::NotebookList => "notebook.list",
+            Action::NotebookCreate => "notebook.create",
+            Action::NotebookDelete => "notebook.delete",
+            Action::NotebookOpen => "notebook.open",
+            Action::NotebookExecute => "notebook.execute",
+            Action::JobList => "job.list",
+            Action::JobRun => "job.run",
+            Action::JobCancel => "job.cancel",
+            Action::JobExecute => "job.execute",
+            Action::EndpointList => "endpoint.list",
+            Action::EndpointCreate => "endpoint.create",
+            Action::EndpointHost => "endpoint.host",
+            Action::EndpointInvoke => "endpoint.invoke",
+            Action::DatasetRead => "dataset.read",
+            Action::DatasetWrite => "dataset.write",
+            Action::TemplateList => "template.list",
+            Action::TemplateManage => "template.manage",
         }
+    }
+
+    /// The action with this wire name.
+    pub fn parse(name: &str) -> Option<Action> {
+        Action::ALL.iter().copied().find(|a| a.as_str() == name)
     }
 
     /// Whether the action only reads.
@@ -108,11 +227,27 @@ impl Action {
                 | Action::ProjectRead
                 | Action::SelfRead
                 | Action::TokenRead
+                | Action::PolicyList
+                | Action::PolicyRead
+                | Action::PolicyCheck
+                | Action::RoleList
+                | Action::GrantList
+                | Action::AuditSearch
+                | Action::AuditExport
+                | Action::AuditVerify
+                | Action::SecretList
+                | Action::SecretReadValue
+                | Action::NotebookList
+                | Action::NotebookOpen
+                | Action::JobList
+                | Action::EndpointList
+                | Action::DatasetRead
+                | Action::TemplateList
         )
     }
 
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 62] = [
         Action::UserList,
         Action::UserRead,
         Action::UserCreate,
@@ -138,6 +273,43 @@ impl Action {
         Action::TokenRead,
         Action::TokenCreate,
         Action::TokenRevoke,
+        Action::PolicyList,
+        Action::PolicyRead,
+        Action::PolicyCreate,
+        Action::PolicyUpdate,
+        Action::PolicyDelete,
+        Action::PolicyCheck,
+        Action::RoleList,
+        Action::RoleBind,
+        Action::RoleUnbind,
+        Action::GrantList,
+        Action::GrantRequest,
+        Action::GrantApprove,
+        Action::GrantRevoke,
+        Action::AuditSearch,
+        Action::AuditExport,
+        Action::AuditVerify,
+        Action::SecretList,
+        Action::SecretWrite,
+        Action::SecretDelete,
+        Action::SecretReadValue,
+        Action::NotebookList,
+        Action::NotebookCreate,
+        Action::NotebookDelete,
+        Action::NotebookOpen,
+        Action::NotebookExecute,
+        Action::JobList,
+        Action::JobRun,
+        Action::JobCancel,
+        Action::JobExecute,
+        Action::EndpointList,
+        Action::EndpointCreate,
+        Action::EndpointHost,
+        Action::EndpointInvoke,
+        Action::DatasetRead,
+        Action::DatasetWrite,
+        Action::TemplateList,
+        Action::TemplateManage,
     ];
 }
 
