@@ -3,6 +3,7 @@
 //! Invariants: nothing in this crate performs IO or reads the clock. Time arrives as a
 //! [`Timestamp`] argument; randomness arrives as bytes from the caller.
 
+pub mod access;
 pub mod audit;
 pub mod authz;
 pub mod error;

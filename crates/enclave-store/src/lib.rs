@@ -12,6 +12,7 @@
 //!   `ON CONFLICT … DO UPDATE`, timestamps as integers); only the migration files differ.
 
 mod migrate;
+mod policy;
 mod reads;
 mod writes;
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 pub use migrate::MIGRATIONS;
+pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};
 pub use writes::WriteTx;
 

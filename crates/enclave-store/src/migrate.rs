@@ -4,11 +4,18 @@ use crate::{map_err, Store, StoreError, StoreResult};
 use sqlx::{Executor, Row, SqlitePool};
 
 /// `(version, name, SQL)` in ascending version order.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        3,
+        "policy",
+        include_str!("../migrations/sqlite/0003_policy.sql"),
+    ),
+];
 
 pub(crate) fn latest_version() -> i64 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)

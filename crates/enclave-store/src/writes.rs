@@ -68,7 +68,7 @@ impl WriteTx {
         })
     }
 
-    fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
+    pub(crate) fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
         self.writer
             .as_mut()
             .map(|w| &mut w.conn)
