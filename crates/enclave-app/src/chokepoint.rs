@@ -6,6 +6,30 @@ use enclave_core::authz::{decide, Action, Credential, Principal, Resource};
 use enclave_core::{Error, ErrorCode, Result, Timestamp};
 use enclave_store::WriteTx;
 use serde_json::{Map, Value};
+use std::cell::Cell;
+use std::future::Future;
+
+tokio::task_local! {
+    /// Authorization decisions made by the current request (see [`count_decisions`]).
+    static DECISIONS: Cell<u32>;
+}
+
+/// Runs `f` and returns its output with the number of authorization decisions it asked
+/// [`App::authorize`] for. The HTTP front uses it to refuse any response that no decision
+/// covered.
+pub async fn count_decisions<F: Future>(f: F) -> (F::Output, u32) {
+    DECISIONS
+        .scope(Cell::new(0), async move {
+            let out = f.await;
+            let n = DECISIONS.try_with(Cell::get).unwrap_or(0);
+            (out, n)
+        })
+        .await
+}
+
+fn note_decision() {
+    let _ = DECISIONS.try_with(|c| c.set(c.get().saturating_add(1)));
+}
 
 /// Facts about the request that the audit trail needs.
 #[derive(Debug, Clone)]
@@ -126,6 +150,7 @@ impl App {
         project: Option<&str>,
         hide: bool,
     ) -> Result<()> {
+        note_decision();
         let decision = decide(&caller.principal, action, resource);
         if decision.allowed {
             return Ok(());

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 pub use auth::csrf_token_for;
 pub use auth::{AuthMethod, LoginOutcome};
-pub use chokepoint::{Caller, RequestMeta};
+pub use chokepoint::{count_decisions, Caller, RequestMeta};
 pub use passwords::PasswordHasher;
 pub use projects::ProjectView;
 pub use tokens::TokenCreated;

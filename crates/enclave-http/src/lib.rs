@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod decided;
 pub mod error;
 pub mod headers;
 
@@ -58,6 +59,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .merge(api)
         .merge(console::routes())
         .merge(health_routes())
+        .route_layer(axum::middleware::from_fn(decided::require_decision))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
