@@ -1,0 +1,2 @@
+//! Decision benchmark (filled in below).
+fn main() {}
