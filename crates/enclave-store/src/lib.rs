@@ -11,11 +11,13 @@
 //! * SQL is written to run on SQLite and PostgreSQL alike (`$n` parameters, no upserts beyond
 //!   `ON CONFLICT … DO UPDATE`, timestamps as integers); only the migration files differ.
 
+mod audit;
 mod migrate;
 mod policy;
 mod reads;
 mod writes;
 
+use enclave_audit::CheckpointSigner;
 use enclave_core::{Error, ErrorCode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
@@ -29,6 +31,58 @@ pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};
 pub use writes::WriteTx;
 
+pub use audit::{AuditEntry, AuditFilter, AuditOrder, AuditSearchPage, PRUNE_ACTION};
+
+/// How the store keeps the audit trail.
+#[derive(Clone)]
+pub struct AuditOptions {
+    /// Signs checkpoints (the installation's Ed25519 key). Without one no checkpoints are
+    /// written: the chain still shows changes, but a rewrite with recomputed hashes or a cut
+    /// tail cannot be proven. Production passes the installation key.
+    pub signer: Option<Arc<dyn CheckpointSigner>>,
+    /// A checkpoint is due after this many records ...
+    pub checkpoint_every: u64,
+    /// ... or when this much record time has passed since the last one.
+    pub checkpoint_interval: Duration,
+    /// Most transactions committed together by one `COMMIT`.
+    pub max_batch: usize,
+}
+
+impl AuditOptions {
+    pub(crate) fn interval_secs(&self) -> i64 {
+        i64::try_from(self.checkpoint_interval.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            signer: None,
+            checkpoint_every: 1024,
+            checkpoint_interval: Duration::from_secs(60),
+            max_batch: 512,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuditOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditOptions")
+            .field("signer", &self.signer.as_ref().map(|s| s.key_id()))
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
+}
+
+/// Options for [`Store::open_with`].
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// The audit trail.
+    pub audit: AuditOptions,
+}
+
 /// Failures of the store, mapped to domain errors by [`From`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +95,15 @@ pub enum StoreError {
     /// A stored value does not parse (schema drift or corruption).
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
+    /// The group commit this transaction joined failed: none of the batch took effect.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// The store was opened without a checkpoint signer.
+    #[error("no audit checkpoint key configured")]
+    NoSigner,
+    /// The request cannot be carried out as asked.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<StoreError> for Error {
@@ -55,6 +118,12 @@ impl From<StoreError> for Error {
                 tracing::error!(what, "corrupt stored value");
                 Error::internal()
             }
+            StoreError::CommitFailed(cause) => {
+                tracing::error!(error = %cause, "commit failed");
+                Error::unavailable("the store")
+            }
+            StoreError::NoSigner => Error::unavailable("the audit checkpoint key"),
+            StoreError::Invalid(why) => Error::new(ErrorCode::InvalidInput, why),
         }
     }
 }
@@ -74,11 +143,21 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 pub struct Store {
     pool: SqlitePool,
     writer: Arc<Mutex<writes::Writer>>,
+    shared: Arc<writes::Shared>,
+    options: Arc<AuditOptions>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
+    /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations,
+    /// with default options: the audit trail is hash-chained but no checkpoints are signed
+    /// (see [`Store::open_with`]).
     pub async fn open(path: &Path) -> StoreResult<Store> {
+        Store::open_with(path, StoreOptions::default()).await
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path`, applies pending migrations
+    /// and loads the audit chain's head.
+    pub async fn open_with(path: &Path, options: StoreOptions) -> StoreResult<Store> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -94,11 +173,20 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreError::Unavailable)?;
+        let audit = Arc::new(options.audit);
+        let shared = Arc::new(writes::Shared::default());
         let store = Store {
             pool,
-            writer: Arc::new(Mutex::new(writes::Writer::new(writer))),
+            writer: Arc::new(Mutex::new(writes::Writer::new(
+                writer,
+                audit.clone(),
+                shared.clone(),
+            ))),
+            shared,
+            options: audit,
         };
         migrate::apply(&store).await?;
+        store.writer.lock().await.load_head().await?;
         Ok(store)
     }
 
@@ -112,15 +200,31 @@ impl Store {
         }
     }
 
-    /// Starts the single write transaction. Holds the writer lock until commit or drop.
+    /// Starts a write transaction. Holds the writer lock until commit or drop; see
+    /// [`WriteTx`] for how transactions are committed together.
     pub async fn write(&self) -> StoreResult<WriteTx> {
-        WriteTx::begin(self.writer.clone()).await
+        WriteTx::begin(self.writer.clone(), &self.shared).await
     }
 
-    /// Closes the pool and the writer connection, waiting for them to finish.
+    /// Number of `COMMIT`s (each one fsync) since open: with the number of records appended,
+    /// shows how well group commit batches.
+    pub fn commit_count(&self) -> u64 {
+        self.shared
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The audit options the store was opened with.
+    pub fn audit_options(&self) -> &AuditOptions {
+        &self.options
+    }
+
+    /// Closes the pool and the writer connection, waiting for them to finish (a batch still
+    /// open is committed first).
     pub async fn close(&self) {
         let mut writer = self.writer.lock().await;
         let _ = writer.recover().await;
+        writer.commit_batch().await;
         self.pool.close().await;
     }
 }
@@ -135,6 +239,35 @@ impl Store {
                 "CREATE TRIGGER IF NOT EXISTS audit_broken BEFORE INSERT ON audit_events
                  BEGIN SELECT RAISE(ABORT, 'audit trail unavailable (fault injection)'); END",
             )
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Test support: makes every later `COMMIT` of a batch holding an audit record fail, as a
+    /// disk that stops taking writes at the fsync would (a deferred constraint that only
+    /// `COMMIT` checks, so every statement before it succeeds).
+    pub async fn break_commit_for_tests(&self) -> StoreResult<()> {
+        use sqlx::Executor;
+        self.pool
+            .execute(
+                "CREATE TABLE IF NOT EXISTS fault_parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE IF NOT EXISTS fault_child (parent INTEGER
+                   REFERENCES fault_parent(id) DEFERRABLE INITIALLY DEFERRED);
+                 CREATE TRIGGER IF NOT EXISTS commit_broken AFTER INSERT ON audit_events
+                 BEGIN INSERT INTO fault_child (parent) VALUES (-1); END",
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Test support: undoes [`Store::break_audit_for_tests`] and
+    /// [`Store::break_commit_for_tests`].
+    pub async fn heal_for_tests(&self) -> StoreResult<()> {
+        use sqlx::Executor;
+        self.pool
+            .execute("DROP TRIGGER IF EXISTS audit_broken; DROP TRIGGER IF EXISTS commit_broken")
             .await
             .map_err(map_err)?;
         Ok(())

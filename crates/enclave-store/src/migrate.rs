@@ -11,6 +11,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0001_foundation.sql"),
     ),
     (
+        2,
+        "audit_chain",
+        include_str!("../migrations/sqlite/0002_audit_chain.sql"),
+    ),
+    (
         3,
         "policy",
         include_str!("../migrations/sqlite/0003_policy.sql"),
@@ -52,9 +57,30 @@ pub(crate) async fn apply(store: &Store) -> StoreResult<()> {
             "schema_migrations (database newer than binary)",
         ));
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    // Every known migration not yet recorded, in order (not only those above the highest
+    // applied one: a database created while a lower-numbered migration was still being
+    // written gets it too).
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&store.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| r.try_get::<i64, _>("version"))
+        .collect::<Result<_, _>>()
+        .map_err(map_err)?;
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
         let mut tx = store.write().await?;
         tx.apply_migration(*version, name, sql).await?;
+        if *version == 2 {
+            // Chain the records written before the chain existed (see 0002_audit_chain.sql).
+            let n = tx.chain_legacy_records().await?;
+            if n > 0 {
+                tracing::info!(
+                    records = n,
+                    "chained audit records written before migration 2"
+                );
+            }
+        }
         tx.commit().await?;
         tracing::info!(version, name, "applied migration");
     }

@@ -1,46 +1,348 @@
-//! The write transaction. Every change to the database happens through a [`WriteTx`], and every
-//! use case that changes something appends its audit record to the same transaction.
+//! The write transaction and group commit.
+//!
+//! Every change to the database happens through a [`WriteTx`], and every use case that changes
+//! something appends its audit record to the same transaction.
+//!
+//! **Group commit.** The one writer connection keeps an outer `BEGIN IMMEDIATE` transaction
+//! open across a *batch* of `WriteTx`s. Each `WriteTx` holds the writer lock while it works and
+//! runs inside its own `SAVEPOINT`:
+//!
+//! * dropped (an error, or its request cancelled at any await point) it is rolled back to its
+//!   savepoint — at once on the runtime, in any case before the next holder of the lock goes on
+//!   — and the chain head is restored: it changed nothing;
+//! * [`WriteTx::commit`] leaves its savepoint in place (an outer `COMMIT` commits it), hands the
+//!   lock on, and waits until the batch's `COMMIT` has returned. It returns `Ok` only after that
+//!   `COMMIT` succeeded, which with `synchronous=FULL` in WAL mode means the batch is on disk.
+//! * The batch is committed by the last transaction in line: the one that finds nobody else
+//!   waiting for the writer lock, or that fills the batch to its cap. Members waiting for the
+//!   result also queue for the lock behind everyone already in line, so if the transactions
+//!   after them go away (dropped, cancelled), whichever member gets the lock first commits the
+//!   batch; nothing depends on a particular task staying alive. The `COMMIT` runs in a task of
+//!   its own, so cancelling the `commit()` future that started it cannot interrupt it.
+//! * If the `COMMIT` fails, every member of the batch gets an error (none reports success),
+//!   the batch is rolled back and the chain head is reloaded from what is on disk.
+//!
+//! **The audit chain** is built here, under the writer lock: [`WriteTx::append_audit`] takes
+//! the next sequence number and the previous hash from the head kept in the writer's state,
+//! so records are chained in exactly the order they commit. A signed checkpoint is written in
+//! the same transaction as the record that makes it due (every N records or T seconds of
+//! record time, see [`crate::AuditOptions`]).
 
-use crate::{map_err, StoreResult};
+use crate::{map_err, AuditOptions, StoreError, StoreResult};
+use enclave_audit::{canonical_detail, Chainer, Checkpoint, Hash, RecordView, GENESIS};
 use enclave_core::audit::AuditRecord;
 use enclave_core::model::{ApiToken, ProjectRole, User};
 use enclave_core::throttle::ThrottleState;
 use enclave_core::Timestamp;
-use sqlx::{Executor, SqliteConnection};
+use sqlx::{Executor, Row, SqliteConnection};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+
+/// Where the chain stands: the last record and the last checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainHead {
+    /// Sequence number of the last record (0 before the first).
+    pub(crate) seq: u64,
+    /// Its chain hash ([`GENESIS`] before the first).
+    pub(crate) hash: Hash,
+    /// Sequence number of the last checkpoint (0 if none).
+    pub(crate) checkpoint_seq: u64,
+    /// Record time of the last checkpoint, or of the first record after open when there is
+    /// none yet (the start of the checkpoint interval).
+    pub(crate) checkpoint_at: Option<i64>,
+}
+
+impl ChainHead {
+    const EMPTY: ChainHead = ChainHead {
+        seq: 0,
+        hash: GENESIS,
+        checkpoint_seq: 0,
+        checkpoint_at: None,
+    };
+}
+
+type BatchResult = Option<Result<(), String>>;
+
+/// The current batch: its id and the channel its members wait on.
+struct Batch {
+    id: u64,
+    done: watch::Sender<BatchResult>,
+    /// Members that committed (left their savepoint in the batch) and wait for the result.
+    members: usize,
+}
+
+/// Counters shared outside the lock.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Tasks waiting in [`crate::Store::write`] for the writer lock.
+    pub(crate) queued: AtomicUsize,
+    /// Successful `COMMIT`s (one fsync each).
+    pub(crate) commits: AtomicU64,
+    /// Ids for batches.
+    next_batch: AtomicU64,
+}
 
 /// The one connection that writes, behind the writer lock.
 pub(crate) struct Writer {
     pub(crate) conn: SqliteConnection,
-    /// A transaction was begun and neither committed nor rolled back (its owner was dropped,
-    /// e.g. because the client went away mid-request).
-    dirty: bool,
+    pub(crate) options: Arc<AuditOptions>,
+    pub(crate) shared: Arc<Shared>,
+    /// The open batch (an outer transaction is open exactly when this is `Some`).
+    batch: Option<Batch>,
+    /// A [`WriteTx`] opened a savepoint and neither committed nor rolled back (its owner was
+    /// dropped): the chain head to restore.
+    abandoned: Option<ChainHead>,
+    /// The outer transaction may be in an unknown state (a failed statement outside any
+    /// savepoint): roll it back before anything else.
+    poisoned: bool,
+    /// The chain as this connection sees it (including the open batch).
+    pub(crate) head: ChainHead,
+    /// The chain as committed on disk.
+    pub(crate) committed: ChainHead,
+    chainer: Chainer,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: SqliteConnection) -> Writer {
-        Writer { conn, dirty: false }
+    pub(crate) fn new(
+        conn: SqliteConnection,
+        options: Arc<AuditOptions>,
+        shared: Arc<Shared>,
+    ) -> Writer {
+        Writer {
+            conn,
+            options,
+            shared,
+            batch: None,
+            abandoned: None,
+            poisoned: false,
+            head: ChainHead::EMPTY,
+            committed: ChainHead::EMPTY,
+            chainer: Chainer::new(),
+        }
     }
 
-    /// Rolls back a transaction left open by a dropped [`WriteTx`].
+    /// Reads the chain head from the database (at open, and after a failed commit).
+    pub(crate) async fn load_head(&mut self) -> StoreResult<()> {
+        let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut self.conn)
+            .await
+            .map_err(map_err)?;
+        let cp =
+            sqlx::query("SELECT seq, hash, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut self.conn)
+                .await
+                .map_err(map_err)?;
+        let mut head = ChainHead::EMPTY;
+        if let Some(r) = last {
+            head.seq = u64_col(&r, "seq")?;
+            head.hash = hash_col(&r, "hash")?;
+        }
+        if let Some(r) = cp {
+            let seq = u64_col(&r, "seq")?;
+            head.checkpoint_seq = seq;
+            head.checkpoint_at = Some(r.try_get("at").map_err(map_err)?);
+            if seq > head.seq {
+                // Records a checkpoint vouches for are missing (the tail was cut off). Go on
+                // after the checkpoint, so the loss shows as a gap instead of being overwritten.
+                tracing::error!(
+                    checkpoint = seq,
+                    last_record = head.seq,
+                    "audit trail ends before its latest checkpoint"
+                );
+                head.seq = seq;
+                head.hash = hash_col(&r, "hash")?;
+            }
+        }
+        self.head = head;
+        self.committed = head;
+        Ok(())
+    }
+
+    /// Brings the connection back to a clean state: rolls back a transaction left open by a
+    /// dropped [`WriteTx`] (to its savepoint), or a poisoned batch (entirely).
     pub(crate) async fn recover(&mut self) -> StoreResult<()> {
-        if self.dirty {
+        if let Some(restore) = self.abandoned.take() {
             tracing::warn!("rolling back a write transaction abandoned mid-way");
-            // "no transaction is active" is fine: SQLite may have rolled back already.
-            let _ = self.conn.execute("ROLLBACK").await;
-            self.dirty = false;
+            let undone = async {
+                self.conn.execute("ROLLBACK TO tx").await?;
+                self.conn.execute("RELEASE tx").await
+            }
+            .await;
+            match undone {
+                Ok(_) => self.head = restore,
+                Err(e) => {
+                    tracing::error!(error = %e, "rollback to savepoint failed; failing the batch");
+                    self.poisoned = true;
+                }
+            }
+        }
+        if self.poisoned {
+            self.fail_batch("the transaction could not be rolled back to its savepoint")
+                .await;
         }
         Ok(())
+    }
+
+    /// Opens a batch if none is open, then a savepoint for one transaction.
+    async fn open_tx(&mut self) -> StoreResult<()> {
+        if self.batch.is_none() {
+            self.conn
+                .execute("BEGIN IMMEDIATE")
+                .await
+                .map_err(map_err)?;
+            let (done, _) = watch::channel(None);
+            self.batch = Some(Batch {
+                id: self.shared.next_batch.fetch_add(1, Ordering::Relaxed),
+                done,
+                members: 0,
+            });
+        }
+        if let Err(e) = self.conn.execute("SAVEPOINT tx").await {
+            self.poisoned = true;
+            self.recover().await?;
+            return Err(map_err(e));
+        }
+        self.abandoned = Some(self.head);
+        Ok(())
+    }
+
+    /// Ends the open batch after a transaction went away: an empty batch is rolled back (it
+    /// holds SQLite's write lock for nothing); one with members waiting is committed now if
+    /// nobody else is in line to do it.
+    async fn settle(&mut self) {
+        match &self.batch {
+            Some(b) if b.members == 0 => {
+                let _ = self.conn.execute("ROLLBACK").await;
+                self.batch = None;
+                self.head = self.committed;
+            }
+            Some(_) if self.shared.queued.load(Ordering::Acquire) == 0 => {
+                self.commit_batch().await;
+            }
+            _ => {}
+        }
+    }
+
+    /// `COMMIT`s the open batch and tells its members the result.
+    pub(crate) async fn commit_batch(&mut self) {
+        let Some(batch) = self.batch.take() else {
+            return;
+        };
+        match self.conn.execute("COMMIT").await {
+            Ok(_) => {
+                self.committed = self.head;
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                batch.done.send_replace(Some(Ok(())));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, members = batch.members, "group commit failed");
+                self.batch = Some(batch);
+                self.fail_batch(&e.to_string()).await;
+            }
+        }
+    }
+
+    /// Rolls the open batch back and fails every member; reloads the chain head from disk.
+    async fn fail_batch(&mut self, why: &str) {
+        let _ = self.conn.execute("ROLLBACK").await;
+        self.poisoned = false;
+        self.abandoned = None;
+        if let Some(batch) = self.batch.take() {
+            batch.done.send_replace(Some(Err(why.to_string())));
+        }
+        self.head = self.committed;
+        if let Err(e) = self.load_head().await {
+            tracing::error!(error = %e, "could not reload the audit chain head");
+        }
+    }
+
+    /// The batch id if one is open.
+    fn batch_id(&self) -> Option<u64> {
+        self.batch.as_ref().map(|b| b.id)
+    }
+}
+
+pub(crate) fn u64_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> StoreResult<u64> {
+    let v: i64 = r.try_get(col).map_err(map_err)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt("audit sequence number"))
+}
+
+pub(crate) fn hash_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> StoreResult<Hash> {
+    let v: &[u8] = r.try_get(col).map_err(map_err)?;
+    <[u8; 32]>::try_from(v).map_err(|_| StoreError::Corrupt("audit hash"))
+}
+
+/// Decrements the queue count when a task stops waiting for the lock (got it or went away).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(n: &'a AtomicUsize) -> Queued<'a> {
+        n.fetch_add(1, Ordering::AcqRel);
+        Queued(n)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs `f` on the runtime if there is one (so cancelling the caller cannot interrupt it),
+/// else returns it for the caller to run.
+fn detach<F>(f: F) -> Option<F>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(f);
+            None
+        }
+        Err(_) => Some(f),
+    }
+}
+
+/// Waits for the batch's result.
+async fn batch_result(done: &mut watch::Receiver<BatchResult>) -> Result<(), String> {
+    match done.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().unwrap_or(Err("no result".into())),
+        Err(_) => Err("the writer closed before the batch committed".into()),
+    }
+}
+
+/// Makes sure a batch whose member stopped waiting (its `commit()` future was dropped) still
+/// gets committed.
+struct Waiting {
+    lock: Arc<Mutex<Writer>>,
+    batch: u64,
+    armed: bool,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if self.armed {
+            let lock = self.lock.clone();
+            let batch = self.batch;
+            let _ = detach(async move {
+                let mut w = lock.lock_owned().await;
+                let _ = w.recover().await;
+                if w.batch_id() == Some(batch) {
+                    w.settle().await;
+                }
+            });
+        }
     }
 }
 
 /// An open write transaction on the writer connection, holding the writer lock. Dropping it
 /// without [`WriteTx::commit`] — on an error, or when the request future is cancelled at any
-/// await point — rolls everything back: at once if a runtime is available, and in any case
-/// before the next transaction begins.
+/// await point — rolls everything it did back: at once if a runtime is available, and in any
+/// case before the next transaction goes on.
 pub struct WriteTx {
     writer: Option<OwnedMutexGuard<Writer>>,
+    lock: Arc<Mutex<Writer>>,
 }
 
 macro_rules! exec {
@@ -55,48 +357,83 @@ macro_rules! exec {
 }
 
 impl WriteTx {
-    pub(crate) async fn begin(lock: Arc<Mutex<Writer>>) -> StoreResult<WriteTx> {
-        let mut writer = lock.lock_owned().await;
+    pub(crate) async fn begin(lock: Arc<Mutex<Writer>>, shared: &Shared) -> StoreResult<WriteTx> {
+        let mut writer = {
+            let _queued = Queued::new(&shared.queued);
+            lock.clone().lock_owned().await
+        };
         writer.recover().await?;
-        writer.dirty = true;
-        if let Err(e) = writer.conn.execute("BEGIN IMMEDIATE").await {
-            writer.dirty = false;
-            return Err(map_err(e));
-        }
+        writer.open_tx().await?;
         Ok(WriteTx {
             writer: Some(writer),
+            lock,
         })
     }
 
-    pub(crate) fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
+    fn writer(&mut self) -> StoreResult<&mut Writer> {
         self.writer
-            .as_mut()
-            .map(|w| &mut w.conn)
-            .ok_or(crate::StoreError::Corrupt(
-                "write transaction already finished",
-            ))
+            .as_deref_mut()
+            .ok_or(StoreError::Corrupt("write transaction already finished"))
     }
 
-    /// Makes every change of this transaction durable.
+    pub(crate) fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
+        Ok(&mut self.writer()?.conn)
+    }
+
+    /// Makes every change of this transaction durable: returns `Ok` only once the batch it
+    /// joined has been committed to disk. On `Err` none of its changes took effect.
     pub async fn commit(mut self) -> StoreResult<()> {
-        let Some(mut writer) = self.writer.take() else {
-            return Err(crate::StoreError::Corrupt(
-                "write transaction already finished",
-            ));
+        let Some(mut w) = self.writer.take() else {
+            return Err(StoreError::Corrupt("write transaction already finished"));
         };
-        let result = writer.conn.execute("COMMIT").await;
-        match result {
-            Ok(_) => {
-                writer.dirty = false;
-                Ok(())
+        let Some(batch) = w.batch.as_mut() else {
+            return Err(StoreError::Corrupt("write transaction without a batch"));
+        };
+        // The savepoint stays: the outer COMMIT commits it with the batch.
+        batch.members += 1;
+        let members = batch.members;
+        let id = batch.id;
+        let mut done = batch.done.subscribe();
+        w.abandoned = None;
+        let last_in_line = w.shared.queued.load(Ordering::Acquire) == 0;
+        if last_in_line || members >= w.options.max_batch {
+            if let Some(inline) = detach(async move {
+                let mut w = w;
+                w.commit_batch().await;
+            }) {
+                inline.await;
             }
-            Err(e) => {
-                writer.recover().await?;
-                Err(map_err(e))
-            }
+        } else {
+            drop(w);
         }
+        let mut waiting = Waiting {
+            lock: self.lock.clone(),
+            batch: id,
+            armed: true,
+        };
+        let result = loop {
+            tokio::select! {
+                biased;
+                r = batch_result(&mut done) => break r,
+                mut w = self.lock.clone().lock_owned() => {
+                    // Everyone who was in line before us has had their turn.
+                    let _ = w.recover().await;
+                    if w.batch_id() == Some(id) {
+                        if let Some(inline) = detach(async move {
+                            let mut w = w;
+                            w.commit_batch().await;
+                        }) {
+                            inline.await;
+                        }
+                    }
+                }
+            }
+        };
+        waiting.armed = false;
+        result.map_err(StoreError::CommitFailed)
     }
 
+    /// Runs a migration script and records its version.
     /// Runs a migration script and records its version.
     pub(crate) async fn apply_migration(
         &mut self,
@@ -115,25 +452,149 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Appends one audit record.
+    /// Appends one audit record: takes the next sequence number, chains its hash to the
+    /// previous record's, and writes a signed checkpoint in the same transaction when one is
+    /// due. If anything fails, the transaction must not be committed (drop it).
     pub async fn append_audit(&mut self, r: &AuditRecord) -> StoreResult<()> {
-        let detail = serde_json::Value::Object(r.detail.clone()).to_string();
+        let detail = canonical_detail(&r.detail);
+        let w = self.writer()?;
+        let mut head = w.head;
+        let seq = head.seq + 1;
+        let hash = w.chainer.hash(&head.hash, &RecordView::of(seq, r, &detail));
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor, auth, source, action, resource, project,
+               outcome, request_id, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+               $11, $12)",
+        )
+        .bind(seq as i64)
+        .bind(r.at.unix())
+        .bind(&r.actor)
+        .bind(&r.auth)
+        .bind(&r.source)
+        .bind(&r.action)
+        .bind(&r.resource)
+        .bind(r.project.as_deref())
+        .bind(r.outcome.as_str())
+        .bind(&r.request_id)
+        .bind(&detail)
+        .bind(&hash[..])
+        .execute(&mut w.conn)
+        .await
+        .map_err(map_err)?;
+        head.seq = seq;
+        head.hash = hash;
+        let at = r.at.unix();
+        let since = *head.checkpoint_at.get_or_insert(at);
+        let due = seq - head.checkpoint_seq >= w.options.checkpoint_every
+            || at.saturating_sub(since) >= w.options.interval_secs();
+        if due {
+            if let Some(signer) = w.options.signer.clone() {
+                let cp = Checkpoint::sign(signer.as_ref(), seq, hash, r.at);
+                insert_checkpoint(&mut w.conn, &cp).await?;
+                head.checkpoint_seq = seq;
+                head.checkpoint_at = Some(at);
+            }
+        }
+        w.head = head;
+        Ok(())
+    }
+
+    /// Signs a checkpoint for the current head, unless it has one already; returns it.
+    pub(crate) async fn checkpoint_head(
+        &mut self,
+        at: Timestamp,
+    ) -> StoreResult<Option<Checkpoint>> {
+        let w = self.writer()?;
+        let Some(signer) = w.options.signer.clone() else {
+            return Err(StoreError::NoSigner);
+        };
+        let mut head = w.head;
+        if head.seq == 0 {
+            return Ok(None);
+        }
+        if head.checkpoint_seq == head.seq {
+            return crate::audit::checkpoint_by_seq(&mut w.conn, head.seq).await;
+        }
+        let cp = Checkpoint::sign(signer.as_ref(), head.seq, head.hash, at);
+        insert_checkpoint(&mut w.conn, &cp).await?;
+        head.checkpoint_seq = head.seq;
+        head.checkpoint_at = Some(at.unix());
+        w.head = head;
+        Ok(Some(cp))
+    }
+
+    /// Deletes the records up to and including the checkpoint at `through`, and the checkpoints
+    /// before it; that checkpoint stays as the trust anchor. Returns the number of records
+    /// deleted.
+    pub(crate) async fn prune_through(&mut self, through: u64) -> StoreResult<u64> {
+        let conn = self.conn()?;
+        if crate::audit::checkpoint_by_seq(conn, through)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::Invalid(format!(
+                "there is no checkpoint at {through}: records can only be pruned up to one"
+            )));
+        }
+        let n = exec!(
+            self,
+            "DELETE FROM audit_events WHERE seq <= $1",
+            through as i64
+        )?;
         exec!(
             self,
-            "INSERT INTO audit_events (at, actor, auth, source, action, resource, project, outcome,
-               request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            r.at.unix(),
-            &r.actor,
-            &r.auth,
-            &r.source,
-            &r.action,
-            &r.resource,
-            r.project.as_deref(),
-            r.outcome.as_str(),
-            &r.request_id,
-            detail,
+            "DELETE FROM audit_checkpoints WHERE seq < $1",
+            through as i64
         )?;
-        Ok(())
+        Ok(n)
+    }
+
+    /// Rewrites legacy records (written before the chain existed, migration 0001) into the
+    /// chain: canonical detail, contiguous sequence numbers from 1, hashes. Runs inside the
+    /// transaction of migration 0002.
+    pub(crate) async fn chain_legacy_records(&mut self) -> StoreResult<u64> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, auth, source, action, resource, project, outcome,
+               request_id, detail FROM audit_events ORDER BY seq",
+        )
+        .fetch_all(self.conn()?)
+        .await
+        .map_err(map_err)?;
+        let mut chainer = Chainer::new();
+        let mut prev = GENESIS;
+        let mut n = 0u64;
+        for r in &rows {
+            n += 1;
+            let old_seq: i64 = r.try_get("seq").map_err(map_err)?;
+            let detail: String = r.try_get("detail").map_err(map_err)?;
+            let detail: serde_json::Value = serde_json::from_str(&detail)
+                .map_err(|_| StoreError::Corrupt("audit_events.detail"))?;
+            let detail = enclave_audit::canonical_json(&detail);
+            let project: Option<String> = r.try_get("project").map_err(map_err)?;
+            let view = RecordView {
+                seq: n,
+                at: r.try_get("at").map_err(map_err)?,
+                actor: r.try_get("actor").map_err(map_err)?,
+                auth: r.try_get("auth").map_err(map_err)?,
+                source: r.try_get("source").map_err(map_err)?,
+                action: r.try_get("action").map_err(map_err)?,
+                resource: r.try_get("resource").map_err(map_err)?,
+                project: project.as_deref(),
+                outcome: r.try_get("outcome").map_err(map_err)?,
+                request_id: r.try_get("request_id").map_err(map_err)?,
+                detail: &detail,
+            };
+            prev = chainer.hash(&prev, &view);
+            exec!(
+                self,
+                "UPDATE audit_events SET seq = $1, detail = $2, hash = $3 WHERE seq = $4",
+                n as i64,
+                &detail,
+                &prev[..],
+                old_seq,
+            )?;
+        }
+        Ok(n)
     }
 
     /// Inserts a user.
@@ -559,15 +1020,30 @@ impl WriteTx {
     }
 }
 
+async fn insert_checkpoint(conn: &mut SqliteConnection, cp: &Checkpoint) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(cp.seq as i64)
+    .bind(&cp.hash[..])
+    .bind(cp.at.unix())
+    .bind(&cp.key_id)
+    .bind(&cp.signature)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 impl Drop for WriteTx {
     fn drop(&mut self) {
         if let Some(mut writer) = self.writer.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = writer.recover().await;
-                });
-            }
             // Without a runtime the guard is released here; `recover` runs at the next begin.
+            let _ = detach(async move {
+                let _ = writer.recover().await;
+                writer.settle().await;
+            });
         }
     }
 }
