@@ -25,8 +25,11 @@ pub struct ForwardOptions {
     pub max_backoff: Duration,
     /// Limit for connecting (TCP and TLS handshake) or opening the file. Default 10 s.
     pub connect_timeout: Duration,
-    /// Limit for writing one batch (and for the graceful close at shutdown). Default 30 s.
+    /// Limit for writing one batch. Default 30 s.
     pub write_timeout: Duration,
+    /// Limit for the graceful close at shutdown (waiting for the collector to close its side,
+    /// which confirms the syslog tail). Default 5 s.
+    pub close_timeout: Duration,
     /// Syslog only: how long a connection must stay healthy after a write before the records
     /// written are confirmed and the cursor saved; also how long a connection must have lived
     /// for its failure to restart the backoff from `initial_backoff`. Default 2 s.
@@ -42,6 +45,7 @@ impl Default for ForwardOptions {
             max_backoff: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
             settle: Duration::from_secs(2),
         }
     }
@@ -340,6 +344,9 @@ impl Forwarder {
         let head = self.source.last_seq().await.map_err(Failure::Other)?;
         if let Some(h) = head {
             self.shared.head.store(h, Ordering::Relaxed);
+            if h < p.confirmed {
+                self.behind_cursor(p, h).await;
+            }
         }
         if !self.sink.is_connected() {
             let limit = self.options.connect_timeout;
@@ -417,6 +424,40 @@ impl Forwarder {
         Ok(if full { Step::More } else { Step::Idle })
     }
 
+    /// The trail's head is below the cursor: the store was restored from an older backup (or
+    /// replaced). Waiting for seqs to pass the old cursor would silently skip every new record,
+    /// so say so loudly and resume from the head.
+    async fn behind_cursor(&mut self, p: &mut Progress, head: i64) {
+        let text = format!(
+            "the audit trail ends at seq {head}, behind the cursor at {} (store restored from an \
+             older backup?); forwarding resumes after seq {head}",
+            p.confirmed
+        );
+        tracing::warn!(sink = %self.shared.name, head, cursor = p.confirmed, "{text}");
+        self.shared.set_error(text);
+        if self.sink.is_connected() {
+            // Anything written beyond the head on this connection belongs to the old trail.
+            self.sink.disconnect();
+            self.shared.connected.store(false, Ordering::Relaxed);
+            p.connected_at = None;
+        }
+        p.confirmed = head;
+        p.sent = head;
+        p.pending = None;
+        self.shared.forwarded.store(head, Ordering::Relaxed);
+        match self.save(head).await {
+            Ok(()) => {
+                p.saved = head;
+                p.has_cursor = true;
+                self.shared.confirmed.store(head, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Retried by the next cycle: `saved` stays above `confirmed`.
+                tracing::warn!(sink = %self.shared.name, error = %e, "could not save the rewound cursor");
+            }
+        }
+    }
+
     /// Clears the error and restarts the backoff once the sink has proven itself: a durable
     /// sink on any success, a connection once it has lived `settle`.
     fn healthy(&self, p: &mut Progress) {
@@ -430,7 +471,8 @@ impl Forwarder {
     }
 
     async fn save_confirmed(&self, p: &mut Progress) -> Result<(), Failure> {
-        if p.confirmed > p.saved {
+        // `confirmed` only moves back when the trail is behind the cursor (see `behind_cursor`).
+        if p.confirmed != p.saved {
             self.save(p.confirmed).await.map_err(Failure::Other)?;
             p.saved = p.confirmed;
             p.has_cursor = true;
@@ -497,7 +539,7 @@ impl Forwarder {
                 // Cancelled in the middle of a write: the tail stays unconfirmed.
                 self.sink.disconnect();
             } else {
-                let limit = self.options.write_timeout;
+                let limit = self.options.close_timeout;
                 match timeout(limit, self.sink.close()).await {
                     Ok(Ok(true)) => p.confirmed = p.confirmed.max(p.sent),
                     Ok(Ok(false)) => {}

@@ -222,6 +222,7 @@ fn fast_options() -> ForwardOptions {
         max_backoff: Duration::from_millis(200),
         connect_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
+        close_timeout: Duration::from_secs(5),
         settle: Duration::from_millis(300),
     }
 }
@@ -442,8 +443,9 @@ async fn syslog_survives_collector_down_then_killed_mid_stream() {
         .unwrap();
     assert_eq!(log.seqs(), (1..=250).collect::<Vec<_>>());
     let status = eventually_status(&run.handle, "the loss noticed", |s| !s.connected).await;
-    // Nothing was confirmed: the connection never lived through the settle period.
-    assert_eq!(status.confirmed_seq, None);
+    // Whatever was confirmed had been received (normally nothing: the connection died well
+    // within the settle period).
+    assert!(status.confirmed_seq.unwrap_or(0) <= 250, "{status:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // Back, for good; more records arrive meanwhile.
@@ -868,5 +870,30 @@ async fn unwritable_cursor_is_reported() {
     let err = status.last_error.unwrap();
     assert!(err.starts_with("cursor for archive: "), "{err}");
     assert_eq!(status.confirmed_seq, None);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trail_behind_the_cursor_is_reported_and_forwarding_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let cursors = cursor_store(dir.path());
+    // The cursor says 100, but the store was restored from a backup that ends at 30.
+    cursors.save("archive", 100).unwrap();
+    let source = MemSource::with(30);
+    let run = start(
+        "archive",
+        Arc::clone(&source),
+        Box::new(FileSink::new(&path)),
+        cursors.clone(),
+        fast_options(),
+    );
+    eventually_status(&run.handle, "rewound", |s| s.confirmed_seq == Some(30)).await;
+    assert_eq!(cursors.load("archive").unwrap(), Some(30));
+    source.push(5);
+    run.handle.notify();
+    eventually_status(&run.handle, "new records", |s| s.confirmed_seq == Some(35)).await;
+    let seqs: Vec<i64> = lines(&path).iter().map(|l| line_seq(l)).collect();
+    assert_eq!(seqs, (31..=35).collect::<Vec<_>>());
     run.stop().await;
 }
