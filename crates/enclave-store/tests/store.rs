@@ -109,3 +109,6 @@ async fn a_cancelled_request_never_leaves_the_database_locked() {
     let names: Vec<_> = users.items.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, ["real0", "real1", "real2", "real3", "real4"]);
 }
+
+#[path = "audit/chain.rs"]
+mod chain;
