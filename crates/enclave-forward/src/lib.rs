@@ -29,6 +29,10 @@
 //!     accepted bytes at the TCP level, stayed connected for the settle period and then crashed
 //!     before storing them can still lose them; that is inherent to syslog over TCP.
 //!
+//! If the trail's head is ever below a saved cursor (the store was restored from an older
+//! backup), the forwarder warns and resumes after the head rather than waiting, silently, for
+//! seqs to pass the old cursor.
+//!
 //! Records are never truncated: a collector's maximum message size must allow the largest audit
 //! record. Nothing from a record's content is ever logged (warnings carry the sink name, seq
 //! numbers and the transport error).
@@ -98,7 +102,10 @@ pub trait RecordSource: Send + Sync {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<ForwardRecord>, ForwardError>>;
 
-    /// The highest committed seq, if known; used only for the lag in the status. The default
+    /// The highest committed seq, if known; used for the lag in the status and to notice a
+    /// trail that is behind the cursor (a store restored from an older backup: the forwarder then
+    /// warns and resumes after the head instead of silently skipping new records). Must never
+    /// be below a seq `after` already returned, unless the store really went back. The default
     /// says "unknown".
     fn last_seq(&self) -> BoxFuture<'_, Result<Option<i64>, ForwardError>> {
         Box::pin(async { Ok(None) })
@@ -146,7 +153,8 @@ pub trait Sink: Send + Sync {
 /// contains record content.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    /// The record source failed.
+    /// The record source failed. The text is logged and shown in the status: it must not
+    /// contain record content.
     #[error("reading audit records: {0}")]
     Source(String),
     /// TCP connection could not be established.
