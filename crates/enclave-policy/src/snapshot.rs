@@ -9,8 +9,8 @@ use crate::model::{
 };
 use crate::statics::{action_index, statics, Statics, Ty, PLATFORM_ONLY_ROLES};
 use cedar_policy::{
-    ActionConstraint, Context, Entities, Entity, EntityUid, Policy, PolicySet,
-    PrincipalConstraint, RestrictedExpression, Response,
+    ActionConstraint, Context, Entities, Entity, EntityUid, Policy, PolicySet, PrincipalConstraint,
+    Response, RestrictedExpression,
 };
 use enclave_core::authz::Action;
 use enclave_core::Timestamp;
@@ -191,7 +191,11 @@ impl Snapshot {
                 seen
             })
             .collect();
-        let group_uids: Vec<EntityUid> = dir.groups.iter().map(|g| st.uid(Ty::Group, &g.id)).collect();
+        let group_uids: Vec<EntityUid> = dir
+            .groups
+            .iter()
+            .map(|g| st.uid(Ty::Group, &g.id))
+            .collect();
         let group_ancestors = dir
             .groups
             .iter()
@@ -211,7 +215,10 @@ impl Snapshot {
         for p in &dir.projects {
             let uid = st.uid(Ty::Project, &p.name);
             let attrs = [
-                ("name".to_string(), RestrictedExpression::new_string(p.name.clone())),
+                (
+                    "name".to_string(),
+                    RestrictedExpression::new_string(p.name.clone()),
+                ),
                 (
                     "classification".to_string(),
                     RestrictedExpression::new_string(p.classification.clone()),
@@ -297,7 +304,10 @@ impl Snapshot {
                     username: u.username.clone(),
                     platform_admin: u.platform_admin,
                     disabled: u.disabled,
-                    groups: member.iter().map(|&g| group_uids[g as usize].clone()).collect(),
+                    groups: member
+                        .iter()
+                        .map(|&g| group_uids[g as usize].clone())
+                        .collect(),
                     bindings: ub,
                 },
             );
@@ -334,12 +344,11 @@ impl Snapshot {
                     }),
                 });
             }
-            let p = parse_custom(&st, &c.id, &c.text, &c.scope).map_err(|e| {
-                PolicyError::Custom {
+            let p =
+                parse_custom(&st, &c.id, &c.text, &c.scope).map_err(|e| PolicyError::Custom {
                     id: c.id.clone(),
                     error: Box::new(e),
-                }
-            })?;
+                })?;
             all.push(p.clone());
             match &c.scope {
                 Scope::Platform => platform_custom.push(p),
@@ -486,11 +495,7 @@ impl Snapshot {
         member
     }
 
-    fn user_entity(
-        &self,
-        u: &UserEntry,
-        parents: HashSet<EntityUid>,
-    ) -> Result<Entity, String> {
+    fn user_entity(&self, u: &UserEntry, parents: HashSet<EntityUid>) -> Result<Entity, String> {
         let attrs = [
             (
                 "username".to_string(),
@@ -500,7 +505,10 @@ impl Snapshot {
                 "platform_admin".to_string(),
                 RestrictedExpression::new_bool(u.platform_admin),
             ),
-            ("disabled".to_string(), RestrictedExpression::new_bool(u.disabled)),
+            (
+                "disabled".to_string(),
+                RestrictedExpression::new_bool(u.disabled),
+            ),
         ];
         Entity::new_with_tags(u.uid.clone(), attrs, parents, []).map_err(|e| e.to_string())
     }
@@ -515,7 +523,10 @@ impl Snapshot {
     ) -> Result<Entity, String> {
         let mut attrs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(4);
         if let Some(n) = name {
-            attrs.push(("name".to_string(), RestrictedExpression::new_string(n.to_string())));
+            attrs.push((
+                "name".to_string(),
+                RestrictedExpression::new_string(n.to_string()),
+            ));
         }
         if let Some(p) = project {
             attrs.push((
@@ -628,7 +639,12 @@ impl Snapshot {
                     Entity::new_with_tags(w.uid.clone(), attrs, parents, [])
                         .map_err(|e| e.to_string())?,
                 );
-                if let Resource::Workload { id: rid, project: rp, .. } = &req.resource {
+                if let Resource::Workload {
+                    id: rid,
+                    project: rp,
+                    ..
+                } = &req.resource
+                {
                     if rid == id && *rp != w.project {
                         return Err(format!(
                             "workload {id} is in project {}, not {rp}",
@@ -799,13 +815,19 @@ impl Snapshot {
             RestrictedExpression::new_datetime(now.rfc3339()),
         ));
         pairs.push(("hour_utc".to_string(), RestrictedExpression::new_long(hour)));
-        pairs.push(("weekday".to_string(), RestrictedExpression::new_long(weekday)));
+        pairs.push((
+            "weekday".to_string(),
+            RestrictedExpression::new_long(weekday),
+        ));
         pairs.push(("mfa".to_string(), RestrictedExpression::new_bool(c.mfa)));
         pairs.push((
             "auth_method".to_string(),
             RestrictedExpression::new_string(c.method.as_str().to_string()),
         ));
-        pairs.push(("read_only".to_string(), RestrictedExpression::new_bool(c.read_only)));
+        pairs.push((
+            "read_only".to_string(),
+            RestrictedExpression::new_bool(c.read_only),
+        ));
         pairs.push((
             "token_limited".to_string(),
             RestrictedExpression::new_bool(!c.token_projects.is_empty()),
@@ -858,7 +880,15 @@ impl Snapshot {
         &self,
         req: &Request,
         now: Timestamp,
-    ) -> Result<(cedar_policy::Request, Entities, PolicySet, Option<PolicySet>), String> {
+    ) -> Result<
+        (
+            cedar_policy::Request,
+            Entities,
+            PolicySet,
+            Option<PolicySet>,
+        ),
+        String,
+    > {
         let p = self.prepare(req, now)?;
         Ok((p.request, p.entities, p.base.clone(), p.project.cloned()))
     }

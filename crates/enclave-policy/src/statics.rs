@@ -150,7 +150,10 @@ fn build() -> Result<Statics, PolicyError> {
             .ancestors(&uid)
             .map(|it| it.cloned().collect())
             .ok_or_else(|| {
-                PolicyError::Internal(format!("action {} missing from the schema", action.as_str()))
+                PolicyError::Internal(format!(
+                    "action {} missing from the schema",
+                    action.as_str()
+                ))
             })?;
         let mut a = Applies::default();
         if let Some(ps) = schema.principals_for_action(&uid) {
@@ -179,7 +182,8 @@ fn build() -> Result<Statics, PolicyError> {
     let validator = Validator::new(schema.clone());
     let mut set = PolicySet::new();
     for p in &builtins {
-        set.add(p.clone()).map_err(|e| internal("built-in policy", e))?;
+        set.add(p.clone())
+            .map_err(|e| internal("built-in policy", e))?;
     }
     let result = validator.validate(&set, ValidationMode::Strict);
     if !result.validation_passed() {
