@@ -5,7 +5,8 @@ use crate::memo::Resolved;
 use crate::secrets::{self, hash_secret, plausible_secret, TOKEN_PREFIX};
 use crate::{detail, App};
 use enclave_core::audit::{AuditRecord, Outcome};
-use enclave_core::authz::{Action, Credential, Principal, Resource};
+use enclave_core::authz::{Action, Credential, Principal};
+use enclave_policy::Resource;
 use enclave_core::model::User;
 use enclave_core::session::not_expired;
 use enclave_core::throttle::ThrottleRule;
@@ -363,11 +364,8 @@ impl App {
         self.authorize(
             caller,
             Action::SelfChangePassword,
-            &Resource::User {
-                user_id: me.clone(),
-            },
+            &Resource::User(me.clone()),
             &label("user", &caller.principal.username),
-            None,
             false,
         )
         .await?;

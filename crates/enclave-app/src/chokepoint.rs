@@ -2,7 +2,8 @@
 
 use crate::App;
 use enclave_core::audit::{AuditRecord, Outcome};
-use enclave_core::authz::{decide, Action, Credential, Principal, Resource};
+use enclave_core::authz::{Action, Credential, Principal};
+use enclave_policy::{Decision, Resource};
 use enclave_core::{Error, ErrorCode, Result, Timestamp};
 use enclave_store::WriteTx;
 use serde_json::{Map, Value};
@@ -138,7 +139,8 @@ pub(crate) fn label(kind: &str, name: &str) -> String {
 }
 
 impl App {
-    /// The authorization chokepoint. Asks the policy; a denial is audited and returned as
+    /// The authorization chokepoint: asks the policy engine (Cedar) whether `caller` may do
+    /// `action` on `resource`. A denial is audited with the engine's explanation and returned as
     /// `forbidden` (or as `not_found` when `hide` is set, so that callers cannot learn that a
     /// resource they may not see exists).
     pub async fn authorize(
@@ -147,11 +149,24 @@ impl App {
         action: Action,
         resource: &Resource,
         label: &str,
-        project: Option<&str>,
         hide: bool,
     ) -> Result<()> {
-        note_decision();
-        let decision = decide(&caller.principal, action, resource);
+        self.authorize_with(caller, action, resource, None, label, hide)
+            .await
+    }
+
+    /// [`App::authorize`] with extra request context for the policies (e.g. the role being
+    /// bound, the requester of a grant).
+    pub async fn authorize_with(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+        extra: Option<serde_json::Value>,
+        label: &str,
+        hide: bool,
+    ) -> Result<()> {
+        let decision = self.decide(caller, action, resource, extra).await;
         if decision.allowed {
             return Ok(());
         }
@@ -159,9 +174,9 @@ impl App {
             self,
             action.as_str(),
             label.to_string(),
-            project,
+            resource.project(),
             Outcome::Denied,
-            crate::detail!("reason" => decision.reason),
+            crate::detail!("reason" => decision.explain()),
         );
         self.audit(rec).await?;
         if hide {
@@ -172,14 +187,33 @@ impl App {
         }
     }
 
+    /// The decision itself, without auditing or erroring: for filtering lists (each hidden
+    /// item is simply left out) and for explain. Counts as a decision of the request.
+    pub(crate) async fn decide(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+        extra: Option<serde_json::Value>,
+    ) -> Decision {
+        note_decision();
+        self.ensure_policy().await;
+        let req = crate::access::request(caller, action, resource.clone(), extra);
+        self.policy.engine.decide(&req, self.now())
+    }
+
     /// The audit chokepoint for changes: appends `record` to the transaction and commits both.
     /// Nothing is visible to anyone before the record is durable with it.
     pub async fn commit(&self, mut tx: WriteTx, record: AuditRecord) -> Result<()> {
         tx.append_audit(&record).await.map_err(audit_failed)?;
         tx.commit().await.map_err(audit_failed)?;
-        // Any change may revoke a credential or a membership: memoized reads start afresh.
+        // Any change may revoke a credential or a membership: memoized reads start afresh,
+        // and the policy snapshot is rebuilt if authorization facts changed.
         self.auth_cache.clear();
         self.project_lists.clear();
+        if let Err(e) = self.refresh_policy().await {
+            tracing::error!(error = %e, "policy refresh after a commit failed");
+        }
         Ok(())
     }
 

@@ -3,26 +3,28 @@
 use crate::chokepoint::{label, Caller};
 use crate::{detail, secrets, App};
 use enclave_core::audit::Outcome;
-use enclave_core::authz::{Action, Resource};
+use enclave_core::authz::Action;
+use enclave_policy::Resource;
 use enclave_core::model::{Group, Page, PageRequest};
 use enclave_core::{names, Error, ErrorCode, Result};
 
 impl App {
     async fn find_group(&self, caller: &Caller, action: Action, name: &str) -> Result<Group> {
+        let group = if names::slug("name", name).is_ok() {
+            self.store.group_by_name(name).await?
+        } else {
+            None
+        };
+        let id = group.as_ref().map(|g| g.id.clone()).unwrap_or_default();
         self.authorize(
             caller,
             action,
-            &Resource::Group,
+            &Resource::Group(id),
             &label("group", name),
-            None,
             false,
         )
         .await?;
-        names::slug("name", name).map_err(|_| Error::not_found("group", name))?;
-        self.store
-            .group_by_name(name)
-            .await?
-            .ok_or_else(|| Error::not_found("group", name))
+        group.ok_or_else(|| Error::not_found("group", name))
     }
 
     /// Lists groups.
@@ -32,7 +34,6 @@ impl App {
             Action::GroupList,
             &Resource::Platform,
             "platform:groups",
-            None,
             false,
         )
         .await?;
@@ -56,7 +57,6 @@ impl App {
             Action::GroupCreate,
             &Resource::Platform,
             &label("group", name),
-            None,
             false,
         )
         .await?;

@@ -10,11 +10,14 @@
 //! * Secrets (passwords, session ids, tokens) are never stored, logged or audited: only hashes.
 //! * Time comes from the injected [`Clock`]; nothing here reads the system time directly.
 
+mod access;
 mod auth;
 mod chokepoint;
+mod grants;
 mod groups;
 mod memo;
 mod passwords;
+mod policies;
 mod projects;
 pub mod secrets;
 mod setup;
@@ -28,10 +31,12 @@ use enclave_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use access::membership_role;
 pub use auth::csrf_token_for;
 pub use auth::{AuthMethod, LoginOutcome};
 pub use chokepoint::{count_decisions, Caller, RequestMeta};
 pub use passwords::PasswordHasher;
+pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
 pub use projects::ProjectView;
 pub use tokens::TokenCreated;
 pub use users::{NewUser, UserPatch};
@@ -53,6 +58,8 @@ pub struct Settings {
     pub hash_concurrency: usize,
     /// Waiting password hashes beyond which logins are refused as unavailable.
     pub hash_queue: usize,
+    /// Longest time-bound access grant.
+    pub max_grant: Duration,
 }
 
 impl Default for Settings {
@@ -79,6 +86,7 @@ impl Default for Settings {
             setup_ttl: Duration::from_secs(3600),
             hash_concurrency: 0,
             hash_queue: 64,
+            max_grant: Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -106,6 +114,7 @@ pub struct App {
     hasher: PasswordHasher,
     auth_cache: Arc<memo::Memo<String, memo::Resolved>>,
     project_lists: Arc<memo::Memo<projects::ListKey, projects::ListPage>>,
+    policy: Arc<access::PolicyState>,
 }
 
 impl App {
@@ -123,6 +132,7 @@ impl App {
             hasher,
             auth_cache: Arc::default(),
             project_lists: Arc::default(),
+            policy: Arc::new(access::PolicyState::new()?),
         })
     }
 

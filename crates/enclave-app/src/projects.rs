@@ -3,7 +3,8 @@
 use crate::chokepoint::{label, Caller};
 use crate::{detail, secrets, App};
 use enclave_core::audit::Outcome;
-use enclave_core::authz::{Action, Credential, Resource};
+use enclave_core::authz::Action;
+use enclave_policy::Resource;
 use enclave_core::model::{Page, PageRequest, Project, ProjectRole};
 use enclave_core::{names, Error, ErrorCode, Result};
 
@@ -35,33 +36,21 @@ impl App {
         } else {
             None
         };
-        let role = match &project {
-            Some(p) => {
-                self.store
-                    .project_role(&p.id, &caller.principal.user_id)
-                    .await?
-            }
-            None => None,
-        };
-        let resource = Resource::Project {
-            name: name.to_string(),
-            role,
-        };
-        let hide = role.is_none();
-        self.authorize(
-            caller,
-            action,
-            &resource,
-            &label("project", name),
-            Some(name),
-            hide,
-        )
-        .await?;
+        let resource = Resource::Project(name.to_string());
+        // Whoever may not read the project may not learn that it exists either.
+        let hide = action == Action::ProjectRead
+            || !self
+                .decide(caller, Action::ProjectRead, &resource, None)
+                .await
+                .allowed;
+        self.authorize(caller, action, &resource, &label("project", name), hide)
+            .await?;
         let project = project.ok_or_else(|| Error::not_found("project", name))?;
-        Ok(ProjectView {
-            project,
-            your_role: role,
-        })
+        let your_role = self
+            .store
+            .project_role(&project.id, &caller.principal.user_id)
+            .await?;
+        Ok(ProjectView { project, your_role })
     }
 
     /// Lists the projects the caller can see: all for platform admins, otherwise those where
@@ -76,46 +65,51 @@ impl App {
             Action::ProjectList,
             &Resource::Platform,
             "platform:projects",
-            None,
             false,
         )
         .await?;
-        let member_only = !caller.principal.platform_admin;
-        let limit: Option<&[String]> = match &caller.principal.credential {
-            Credential::Token { projects, .. } if !projects.is_empty() => Some(projects),
-            _ => None,
-        };
-        let key: ListKey = (
-            caller.principal.user_id.clone(),
-            member_only,
-            page.after.clone(),
-            page.limit,
-        );
-        let now = self.now();
-        let mut page = match self.project_lists.get(&key, now) {
-            (Some(hit), _) => hit,
-            (None, generation) => {
-                let fresh = self
-                    .store
-                    .list_projects(page, &caller.principal.user_id, member_only)
-                    .await?;
-                self.project_lists.put(key, fresh.clone(), now, generation);
-                fresh
+        // Every project the caller may read, in name order: the store's pages are filtered
+        // by the policy, reading on until the page is full.
+        let user_id = caller.principal.user_id.clone();
+        let mut items = Vec::new();
+        let mut cursor = page.after.clone();
+        let next = loop {
+            let key: ListKey = (user_id.clone(), false, cursor.clone(), page.limit);
+            let now = self.now();
+            let raw = match self.project_lists.get(&key, now) {
+                (Some(hit), _) => hit,
+                (None, generation) => {
+                    let request = PageRequest {
+                        limit: page.limit,
+                        after: cursor.clone(),
+                    };
+                    let fresh = self.store.list_projects(&request, &user_id, false).await?;
+                    self.project_lists.put(key, fresh.clone(), now, generation);
+                    fresh
+                }
+            };
+            for (project, your_role) in raw.items {
+                if items.len() == page.limit as usize {
+                    break;
+                }
+                let resource = Resource::Project(project.name.clone());
+                if self
+                    .decide(caller, Action::ProjectRead, &resource, None)
+                    .await
+                    .allowed
+                {
+                    items.push(ProjectView { project, your_role });
+                }
+            }
+            if items.len() == page.limit as usize {
+                break items.last().map(|v: &ProjectView| v.project.name.clone());
+            }
+            match raw.next {
+                Some(n) => cursor = Some(n),
+                None => break None,
             }
         };
-        // A project-limited token sees only its projects (a page may then hold fewer items).
-        if let Some(allowed) = limit {
-            page.items.retain(|(p, _)| allowed.contains(&p.name));
-        }
-        let items = page
-            .items
-            .into_iter()
-            .map(|(project, your_role)| ProjectView { project, your_role })
-            .collect();
-        Ok(Page {
-            items,
-            next: page.next,
-        })
+        Ok(Page { items, next })
     }
 
     /// Reads a project.
@@ -136,7 +130,6 @@ impl App {
             Action::ProjectCreate,
             &Resource::Platform,
             &label("project", name),
-            Some(name),
             false,
         )
         .await?;

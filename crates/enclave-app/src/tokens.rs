@@ -4,7 +4,8 @@ use crate::chokepoint::{label, Caller, RequestMeta};
 use crate::secrets::{self, hash_secret, TOKEN_PREFIX};
 use crate::{detail, App};
 use enclave_core::audit::Outcome;
-use enclave_core::authz::{Action, Resource};
+use enclave_core::authz::Action;
+use enclave_policy::Resource;
 use enclave_core::model::{ApiToken, Page, PageRequest, TokenScope};
 use enclave_core::{names, Error, Result};
 
@@ -34,11 +35,8 @@ impl App {
         self.authorize(
             caller,
             Action::TokenCreate,
-            &Resource::User {
-                user_id: me.clone(),
-            },
+            &Resource::Token { owner: me.clone() },
             &label("user", &caller.principal.username),
-            None,
             false,
         )
         .await?;
@@ -107,11 +105,8 @@ impl App {
         self.authorize(
             caller,
             Action::TokenRead,
-            &Resource::Token {
-                owner_id: me.clone(),
-            },
+            &Resource::Token { owner: me.clone() },
             "platform:tokens",
-            None,
             false,
         )
         .await?;
@@ -132,9 +127,8 @@ impl App {
         self.authorize(
             caller,
             action,
-            &Resource::Token { owner_id },
+            &Resource::Token { owner: owner_id },
             &label("token", id),
-            None,
             true,
         )
         .await?;

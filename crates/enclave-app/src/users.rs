@@ -4,7 +4,8 @@ use crate::auth::{account_key, check_new_password};
 use crate::chokepoint::{label, Caller};
 use crate::{detail, secrets, App};
 use enclave_core::audit::Outcome;
-use enclave_core::authz::{Action, Resource};
+use enclave_core::authz::Action;
+use enclave_policy::Resource;
 use enclave_core::model::{Page, PageRequest, User};
 use enclave_core::{names, Error, ErrorCode, Result};
 
@@ -67,7 +68,6 @@ impl App {
             Action::UserList,
             &Resource::Platform,
             "platform:users",
-            None,
             false,
         )
         .await?;
@@ -114,7 +114,6 @@ impl App {
             Action::UserCreate,
             &Resource::Platform,
             &label("user", &input.username),
-            None,
             false,
         )
         .await?;
@@ -219,15 +218,12 @@ impl App {
         hide: bool,
     ) -> Result<User> {
         let user = self.find_user(username).await;
-        let target = Resource::User {
-            user_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
-        };
+        let target = Resource::User(user.as_ref().map(|u| u.id.clone()).unwrap_or_default());
         self.authorize(
             caller,
             action,
             &target,
             &label("user", username),
-            None,
             hide,
         )
         .await?;

@@ -58,6 +58,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[passwords]`: password hashing capacity.
     pub passwords: PasswordConfig,
+    /// `[access]`: time-bound access grants.
+    pub access: AccessConfig,
 }
 
 /// `[tls]` settings.
@@ -209,6 +211,21 @@ impl Default for SetupConfig {
     }
 }
 
+/// `[access]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessConfig {
+    /// Longest support or admin access grant (`access.max_grant_duration`, default 4h).
+    pub max_grant_duration: Duration,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            max_grant_duration: hours(4),
+        }
+    }
+}
+
 /// `[limits]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
@@ -272,6 +289,7 @@ impl Default for Config {
             setup: SetupConfig::default(),
             limits: LimitsConfig::default(),
             passwords: PasswordConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub(crate) const SECTIONS: &[(&str, &str)] = &[
     ("setup", "First-run setup (creating the first administrator)."),
     ("limits", "Request and connection limits."),
     ("passwords", "Password hashing (argon2)."),
+    ("access", "Time-bound support and admin access to projects."),
 ];
 
 const DURATION_EXPECTED: &str = "expected a duration like \"30m\" or \"12h\"";
@@ -248,6 +249,19 @@ pub(crate) const SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| c.passwords.hash_queue.to_string(),
+    },
+    Setting {
+        key: "access.max_grant_duration",
+        doc: "Longest time-bound support or admin access grant to a project\n(1m to 30d). Grants stop working at their expiry, even in open sessions.",
+        set: |c, v| {
+            let d = duration(v)?;
+            if d < Duration::from_secs(60) || d > Duration::from_secs(30 * 86_400) {
+                return Err("between 1m and 30d".into());
+            }
+            c.access.max_grant_duration = d;
+            Ok(())
+        },
+        show: |c| show_duration(c.access.max_grant_duration),
     },
 ];
 

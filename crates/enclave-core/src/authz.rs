@@ -1,13 +1,8 @@
-//! The authorization decision, as a pure function. Every use case asks [`decide`] (through the
-//! application's single chokepoint) before it reads or changes anything.
-//!
-//! Rules today (the Policy issue replaces the body of [`decide`] with Cedar, keeping this shape):
-//! default deny; platform admins may do everything; project owners manage their project;
-//! members and viewers read it; every user manages their own tokens and password. A read-only
-//! token permits only read actions; a project-limited token permits nothing outside its projects
-//! and nothing platform-wide.
+//! The vocabulary of authorization: every action Enclave authorizes, who asks, and with which
+//! credential. Decisions themselves are made by the policy engine (`enclave-policy`, Cedar)
+//! through the application's single chokepoint.
 
-use crate::model::{ProjectRole, TokenScope};
+use crate::model::TokenScope;
 
 /// Every operation Enclave authorizes: one variant per operation, with a stable wire name that
 /// is also its Cedar action id (`Action::"user.list"`). Workload, secret, dataset and template
@@ -340,221 +335,19 @@ pub struct Principal {
     pub credential: Credential,
 }
 
-/// What the action is applied to, with the facts the decision needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resource {
-    /// The platform itself (lists, creation of top-level objects).
-    Platform,
-    /// A user account, by id.
-    User {
-        /// The target user's id.
-        user_id: String,
-    },
-    /// A group.
-    Group,
-    /// A project, with the principal's role in it (`None`: not a member).
-    Project {
-        /// Project name.
-        name: String,
-        /// The principal's role there.
-        role: Option<ProjectRole>,
-    },
-    /// A personal token, with its owner's user id.
-    Token {
-        /// Owner's user id.
-        owner_id: String,
-    },
-}
-
-/// The outcome of an authorization request, with the reason (for the audit trail and explain).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the action is allowed.
-    pub allowed: bool,
-    /// The rule that decided.
-    pub reason: &'static str,
-}
-
-impl Decision {
-    fn allow(reason: &'static str) -> Decision {
-        Decision {
-            allowed: true,
-            reason,
-        }
-    }
-    fn deny(reason: &'static str) -> Decision {
-        Decision {
-            allowed: false,
-            reason,
-        }
-    }
-}
-
-/// Decides whether `principal` may perform `action` on `resource`. Default deny.
-pub fn decide(principal: &Principal, action: Action, resource: &Resource) -> Decision {
-    // Credential limits come first: they can only take rights away (forbid beats permit).
-    if let Credential::Token { scope, projects } = &principal.credential {
-        if *scope == TokenScope::Read && !action.is_read() {
-            return Decision::deny("read-only token");
-        }
-        if !projects.is_empty() {
-            let within = match resource {
-                Resource::Project { name, .. } => projects.iter().any(|p| p == name),
-                // Listing is filtered to the token's projects by the caller.
-                Resource::Platform => action == Action::ProjectList,
-                Resource::User { user_id } => {
-                    action == Action::SelfRead && *user_id == principal.user_id
-                }
-                _ => false,
-            };
-            if !within {
-                return Decision::deny("token limited to other projects");
-            }
-        }
-    }
-
-    if principal.platform_admin {
-        return Decision::allow("platform admin");
-    }
-
-    match (action, resource) {
-        (Action::SelfRead | Action::SelfChangePassword, Resource::User { user_id })
-            if *user_id == principal.user_id =>
-        {
-            Decision::allow("own account")
-        }
-        (Action::TokenRead | Action::TokenRevoke, Resource::Token { owner_id })
-            if *owner_id == principal.user_id =>
-        {
-            Decision::allow("own token")
-        }
-        (Action::TokenCreate, Resource::User { user_id }) if *user_id == principal.user_id => {
-            Decision::allow("own token")
-        }
-        (Action::ProjectList, Resource::Platform) => Decision::allow("list visible projects"),
-        (Action::ProjectRead, Resource::Project { role: Some(_), .. }) => {
-            Decision::allow("project member")
-        }
-        (
-            Action::ProjectUpdate | Action::ProjectManageMembers | Action::ProjectDelete,
-            Resource::Project {
-                role: Some(ProjectRole::Owner),
-                ..
-            },
-        ) => Decision::allow("project owner"),
-        _ => Decision::deny("no rule permits"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn user(admin: bool, credential: Credential) -> Principal {
-        Principal {
-            user_id: "u1".into(),
-            username: "alice".into(),
-            platform_admin: admin,
-            credential,
-        }
-    }
-
-    fn project(role: Option<ProjectRole>) -> Resource {
-        Resource::Project {
-            name: "p".into(),
-            role,
-        }
-    }
-
     #[test]
-    fn admin_may_do_everything_with_a_session() {
-        let p = user(true, Credential::Session);
-        for a in Action::ALL {
-            assert!(decide(&p, a, &Resource::Platform).allowed, "{a:?}");
-        }
-    }
-
-    #[test]
-    fn plain_user_is_denied_by_default() {
-        let p = user(false, Credential::Session);
-        for a in [
-            Action::UserList,
-            Action::UserCreate,
-            Action::GroupCreate,
-            Action::GroupList,
-            Action::ProjectCreate,
-        ] {
-            assert!(!decide(&p, a, &Resource::Platform).allowed, "{a:?}");
-        }
-        let other = Resource::User {
-            user_id: "u2".into(),
-        };
-        assert!(!decide(&p, Action::SelfChangePassword, &other).allowed);
-        assert!(
-            !decide(
-                &p,
-                Action::TokenRevoke,
-                &Resource::Token {
-                    owner_id: "u2".into()
-                }
-            )
-            .allowed
-        );
-    }
-
-    #[test]
-    fn project_roles() {
-        let p = user(false, Credential::Session);
-        assert!(!decide(&p, Action::ProjectRead, &project(None)).allowed);
-        for role in [ProjectRole::Viewer, ProjectRole::Member] {
-            assert!(decide(&p, Action::ProjectRead, &project(Some(role))).allowed);
-            assert!(!decide(&p, Action::ProjectUpdate, &project(Some(role))).allowed);
-            assert!(!decide(&p, Action::ProjectManageMembers, &project(Some(role))).allowed);
-        }
-        let owner = project(Some(ProjectRole::Owner));
-        for a in [
-            Action::ProjectRead,
-            Action::ProjectUpdate,
-            Action::ProjectManageMembers,
-            Action::ProjectDelete,
-        ] {
-            assert!(decide(&p, a, &owner).allowed, "{a:?}");
-        }
-    }
-
-    #[test]
-    fn token_limits_take_rights_away_even_from_admins() {
-        let ro = user(
-            true,
-            Credential::Token {
-                scope: TokenScope::Read,
-                projects: vec![],
-            },
-        );
-        assert!(decide(&ro, Action::UserList, &Resource::Platform).allowed);
-        assert!(!decide(&ro, Action::UserCreate, &Resource::Platform).allowed);
-        let limited = user(
-            true,
-            Credential::Token {
-                scope: TokenScope::Full,
-                projects: vec!["p".into()],
-            },
-        );
-        assert!(decide(&limited, Action::ProjectUpdate, &project(None)).allowed);
-        let other = Resource::Project {
-            name: "q".into(),
-            role: None,
-        };
-        assert!(!decide(&limited, Action::ProjectRead, &other).allowed);
-        assert!(!decide(&limited, Action::UserList, &Resource::Platform).allowed);
-        assert!(decide(&limited, Action::ProjectList, &Resource::Platform).allowed);
-    }
-
-    #[test]
-    fn action_names_are_unique() {
+    fn action_names_are_unique_and_parse_back() {
         let mut names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(Action::parse("nope"), None);
     }
 }

@@ -45,6 +45,7 @@ fn settings(cfg: &Config) -> Settings {
         setup_ttl: cfg.setup.token_ttl,
         hash_concurrency: cfg.passwords.effective_hash_concurrency(),
         hash_queue: cfg.passwords.hash_queue,
+        max_grant: cfg.access.max_grant_duration,
     }
 }
 

@@ -299,7 +299,8 @@ async fn tokens_scoped_listed_revoked() {
         .map(|p| p["name"].clone())
         .collect();
     assert_eq!(names, vec![json!("alpha")]);
-    assert_eq!(limited.get("/api/v1/projects/beta").await.0, 403);
+    // Outside its projects the token cannot even learn that a project exists.
+    assert_eq!(limited.get("/api/v1/projects/beta").await.0, 404);
     assert_eq!(limited.get("/api/v1/users").await.0, 403);
     // Lifetime limits.
     let (st, b) = admin
