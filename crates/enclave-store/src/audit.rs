@@ -11,7 +11,7 @@
 //!   lock, and checks it against the writer's committed head: rows past the head are
 //!   insertions, a trail ending before it was truncated.
 
-use crate::writes::{hash_col, u64_col};
+use crate::writer::{hash_col, u64_col};
 use crate::{map_err, Store, StoreError, StoreResult};
 use enclave_audit::export::{checkpoint_line, header_line, record_line};
 use enclave_audit::{Checkpoint, Failure, Hash, PublicKey, RecordView, Summary, Tamper, Verifier};

@@ -15,6 +15,7 @@ mod audit;
 mod migrate;
 mod policy;
 mod reads;
+mod writer;
 mod writes;
 
 use enclave_audit::CheckpointSigner;
@@ -142,8 +143,8 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    writer: Arc<Mutex<writes::Writer>>,
-    shared: Arc<writes::Shared>,
+    writer: Arc<Mutex<writer::Writer>>,
+    shared: Arc<writer::Shared>,
     options: Arc<AuditOptions>,
 }
 
@@ -174,10 +175,10 @@ impl Store {
             .await
             .map_err(StoreError::Unavailable)?;
         let audit = Arc::new(options.audit);
-        let shared = Arc::new(writes::Shared::default());
+        let shared = Arc::new(writer::Shared::default());
         let store = Store {
             pool,
-            writer: Arc::new(Mutex::new(writes::Writer::new(
+            writer: Arc::new(Mutex::new(writer::Writer::new(
                 writer,
                 audit.clone(),
                 shared.clone(),
@@ -223,7 +224,7 @@ impl Store {
     /// open is committed first).
     pub async fn close(&self) {
         let mut writer = self.writer.lock().await;
-        let _ = writer.recover().await;
+        writer.recover().await;
         writer.commit_batch().await;
         self.pool.close().await;
     }

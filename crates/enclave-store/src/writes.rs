@@ -1,345 +1,25 @@
-//! The write transaction and group commit.
-//!
-//! Every change to the database happens through a [`WriteTx`], and every use case that changes
-//! something appends its audit record to the same transaction.
-//!
-//! **Group commit.** The one writer connection keeps an outer `BEGIN IMMEDIATE` transaction
-//! open across a *batch* of `WriteTx`s. Each `WriteTx` holds the writer lock while it works and
-//! runs inside its own `SAVEPOINT`:
-//!
-//! * dropped (an error, or its request cancelled at any await point) it is rolled back to its
-//!   savepoint — at once on the runtime, in any case before the next holder of the lock goes on
-//!   — and the chain head is restored: it changed nothing;
-//! * [`WriteTx::commit`] leaves its savepoint in place (an outer `COMMIT` commits it), hands the
-//!   lock on, and waits until the batch's `COMMIT` has returned. It returns `Ok` only after that
-//!   `COMMIT` succeeded, which with `synchronous=FULL` in WAL mode means the batch is on disk.
-//! * The batch is committed by the last transaction in line: the one that finds nobody else
-//!   waiting for the writer lock, or that fills the batch to its cap. Members waiting for the
-//!   result also queue for the lock behind everyone already in line, so if the transactions
-//!   after them go away (dropped, cancelled), whichever member gets the lock first commits the
-//!   batch; nothing depends on a particular task staying alive. The `COMMIT` runs in a task of
-//!   its own, so cancelling the `commit()` future that started it cannot interrupt it.
-//! * If the `COMMIT` fails, every member of the batch gets an error (none reports success),
-//!   the batch is rolled back and the chain head is reloaded from what is on disk.
-//!
-//! **The audit chain** is built here, under the writer lock: [`WriteTx::append_audit`] takes
-//! the next sequence number and the previous hash from the head kept in the writer's state,
-//! so records are chained in exactly the order they commit. A signed checkpoint is written in
-//! the same transaction as the record that makes it due (every N records or T seconds of
-//! record time, see [`crate::AuditOptions`]).
+//! The write transaction. Every change to the database happens through a [`WriteTx`], and
+//! every use case that changes something appends its audit record to the same transaction.
+//! How transactions share one `COMMIT` (group commit) and how the audit chain is built is
+//! described in `writer.rs`.
 
-use crate::{map_err, AuditOptions, StoreError, StoreResult};
-use enclave_audit::{canonical_detail, Chainer, Checkpoint, Hash, RecordView, GENESIS};
+use crate::writer::{batch_result, detach, PendingRecord, Queued, Waiting, Writer};
+use crate::{map_err, StoreError, StoreResult};
+use enclave_audit::{canonical_detail, Chainer, Checkpoint, RecordView, GENESIS};
 use enclave_core::audit::AuditRecord;
 use enclave_core::model::{ApiToken, ProjectRole, User};
 use enclave_core::throttle::ThrottleState;
 use enclave_core::Timestamp;
 use sqlx::{Executor, Row, SqliteConnection};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::{watch, Mutex, OwnedMutexGuard};
-
-/// Where the chain stands: the last record and the last checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ChainHead {
-    /// Sequence number of the last record (0 before the first).
-    pub(crate) seq: u64,
-    /// Its chain hash ([`GENESIS`] before the first).
-    pub(crate) hash: Hash,
-    /// Sequence number of the last checkpoint (0 if none).
-    pub(crate) checkpoint_seq: u64,
-    /// Record time of the last checkpoint, or of the first record after open when there is
-    /// none yet (the start of the checkpoint interval).
-    pub(crate) checkpoint_at: Option<i64>,
-}
-
-impl ChainHead {
-    const EMPTY: ChainHead = ChainHead {
-        seq: 0,
-        hash: GENESIS,
-        checkpoint_seq: 0,
-        checkpoint_at: None,
-    };
-}
-
-type BatchResult = Option<Result<(), String>>;
-
-/// The current batch: its id and the channel its members wait on.
-struct Batch {
-    id: u64,
-    done: watch::Sender<BatchResult>,
-    /// Members that committed (left their savepoint in the batch) and wait for the result.
-    members: usize,
-}
-
-/// Counters shared outside the lock.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// Tasks waiting in [`crate::Store::write`] for the writer lock.
-    pub(crate) queued: AtomicUsize,
-    /// Successful `COMMIT`s (one fsync each).
-    pub(crate) commits: AtomicU64,
-    /// Ids for batches.
-    next_batch: AtomicU64,
-}
-
-/// The one connection that writes, behind the writer lock.
-pub(crate) struct Writer {
-    pub(crate) conn: SqliteConnection,
-    pub(crate) options: Arc<AuditOptions>,
-    pub(crate) shared: Arc<Shared>,
-    /// The open batch (an outer transaction is open exactly when this is `Some`).
-    batch: Option<Batch>,
-    /// A [`WriteTx`] opened a savepoint and neither committed nor rolled back (its owner was
-    /// dropped): the chain head to restore.
-    abandoned: Option<ChainHead>,
-    /// The outer transaction may be in an unknown state (a failed statement outside any
-    /// savepoint): roll it back before anything else.
-    poisoned: bool,
-    /// The chain as this connection sees it (including the open batch).
-    pub(crate) head: ChainHead,
-    /// The chain as committed on disk.
-    pub(crate) committed: ChainHead,
-    chainer: Chainer,
-}
-
-impl Writer {
-    pub(crate) fn new(
-        conn: SqliteConnection,
-        options: Arc<AuditOptions>,
-        shared: Arc<Shared>,
-    ) -> Writer {
-        Writer {
-            conn,
-            options,
-            shared,
-            batch: None,
-            abandoned: None,
-            poisoned: false,
-            head: ChainHead::EMPTY,
-            committed: ChainHead::EMPTY,
-            chainer: Chainer::new(),
-        }
-    }
-
-    /// Reads the chain head from the database (at open, and after a failed commit).
-    pub(crate) async fn load_head(&mut self) -> StoreResult<()> {
-        let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut self.conn)
-            .await
-            .map_err(map_err)?;
-        let cp =
-            sqlx::query("SELECT seq, hash, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut self.conn)
-                .await
-                .map_err(map_err)?;
-        let mut head = ChainHead::EMPTY;
-        if let Some(r) = last {
-            head.seq = u64_col(&r, "seq")?;
-            head.hash = hash_col(&r, "hash")?;
-        }
-        if let Some(r) = cp {
-            let seq = u64_col(&r, "seq")?;
-            head.checkpoint_seq = seq;
-            head.checkpoint_at = Some(r.try_get("at").map_err(map_err)?);
-            if seq > head.seq {
-                // Records a checkpoint vouches for are missing (the tail was cut off). Go on
-                // after the checkpoint, so the loss shows as a gap instead of being overwritten.
-                tracing::error!(
-                    checkpoint = seq,
-                    last_record = head.seq,
-                    "audit trail ends before its latest checkpoint"
-                );
-                head.seq = seq;
-                head.hash = hash_col(&r, "hash")?;
-            }
-        }
-        self.head = head;
-        self.committed = head;
-        Ok(())
-    }
-
-    /// Brings the connection back to a clean state: rolls back a transaction left open by a
-    /// dropped [`WriteTx`] (to its savepoint), or a poisoned batch (entirely).
-    pub(crate) async fn recover(&mut self) -> StoreResult<()> {
-        if let Some(restore) = self.abandoned.take() {
-            tracing::warn!("rolling back a write transaction abandoned mid-way");
-            let undone = async {
-                self.conn.execute("ROLLBACK TO tx").await?;
-                self.conn.execute("RELEASE tx").await
-            }
-            .await;
-            match undone {
-                Ok(_) => self.head = restore,
-                Err(e) => {
-                    tracing::error!(error = %e, "rollback to savepoint failed; failing the batch");
-                    self.poisoned = true;
-                }
-            }
-        }
-        if self.poisoned {
-            self.fail_batch("the transaction could not be rolled back to its savepoint")
-                .await;
-        }
-        Ok(())
-    }
-
-    /// Opens a batch if none is open, then a savepoint for one transaction.
-    async fn open_tx(&mut self) -> StoreResult<()> {
-        if self.batch.is_none() {
-            self.conn
-                .execute("BEGIN IMMEDIATE")
-                .await
-                .map_err(map_err)?;
-            let (done, _) = watch::channel(None);
-            self.batch = Some(Batch {
-                id: self.shared.next_batch.fetch_add(1, Ordering::Relaxed),
-                done,
-                members: 0,
-            });
-        }
-        if let Err(e) = self.conn.execute("SAVEPOINT tx").await {
-            self.poisoned = true;
-            self.recover().await?;
-            return Err(map_err(e));
-        }
-        self.abandoned = Some(self.head);
-        Ok(())
-    }
-
-    /// Ends the open batch after a transaction went away: an empty batch is rolled back (it
-    /// holds SQLite's write lock for nothing); one with members waiting is committed now if
-    /// nobody else is in line to do it.
-    async fn settle(&mut self) {
-        match &self.batch {
-            Some(b) if b.members == 0 => {
-                let _ = self.conn.execute("ROLLBACK").await;
-                self.batch = None;
-                self.head = self.committed;
-            }
-            Some(_) if self.shared.queued.load(Ordering::Acquire) == 0 => {
-                self.commit_batch().await;
-            }
-            _ => {}
-        }
-    }
-
-    /// `COMMIT`s the open batch and tells its members the result.
-    pub(crate) async fn commit_batch(&mut self) {
-        let Some(batch) = self.batch.take() else {
-            return;
-        };
-        match self.conn.execute("COMMIT").await {
-            Ok(_) => {
-                self.committed = self.head;
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
-                batch.done.send_replace(Some(Ok(())));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, members = batch.members, "group commit failed");
-                self.batch = Some(batch);
-                self.fail_batch(&e.to_string()).await;
-            }
-        }
-    }
-
-    /// Rolls the open batch back and fails every member; reloads the chain head from disk.
-    async fn fail_batch(&mut self, why: &str) {
-        let _ = self.conn.execute("ROLLBACK").await;
-        self.poisoned = false;
-        self.abandoned = None;
-        if let Some(batch) = self.batch.take() {
-            batch.done.send_replace(Some(Err(why.to_string())));
-        }
-        self.head = self.committed;
-        if let Err(e) = self.load_head().await {
-            tracing::error!(error = %e, "could not reload the audit chain head");
-        }
-    }
-
-    /// The batch id if one is open.
-    fn batch_id(&self) -> Option<u64> {
-        self.batch.as_ref().map(|b| b.id)
-    }
-}
-
-pub(crate) fn u64_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> StoreResult<u64> {
-    let v: i64 = r.try_get(col).map_err(map_err)?;
-    u64::try_from(v).map_err(|_| StoreError::Corrupt("audit sequence number"))
-}
-
-pub(crate) fn hash_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> StoreResult<Hash> {
-    let v: &[u8] = r.try_get(col).map_err(map_err)?;
-    <[u8; 32]>::try_from(v).map_err(|_| StoreError::Corrupt("audit hash"))
-}
-
-/// Decrements the queue count when a task stops waiting for the lock (got it or went away).
-struct Queued<'a>(&'a AtomicUsize);
-
-impl<'a> Queued<'a> {
-    fn new(n: &'a AtomicUsize) -> Queued<'a> {
-        n.fetch_add(1, Ordering::AcqRel);
-        Queued(n)
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Runs `f` on the runtime if there is one (so cancelling the caller cannot interrupt it),
-/// else returns it for the caller to run.
-fn detach<F>(f: F) -> Option<F>
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => {
-            rt.spawn(f);
-            None
-        }
-        Err(_) => Some(f),
-    }
-}
-
-/// Waits for the batch's result.
-async fn batch_result(done: &mut watch::Receiver<BatchResult>) -> Result<(), String> {
-    match done.wait_for(Option::is_some).await {
-        Ok(v) => v.clone().unwrap_or(Err("no result".into())),
-        Err(_) => Err("the writer closed before the batch committed".into()),
-    }
-}
-
-/// Makes sure a batch whose member stopped waiting (its `commit()` future was dropped) still
-/// gets committed.
-struct Waiting {
-    lock: Arc<Mutex<Writer>>,
-    batch: u64,
-    armed: bool,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        if self.armed {
-            let lock = self.lock.clone();
-            let batch = self.batch;
-            let _ = detach(async move {
-                let mut w = lock.lock_owned().await;
-                let _ = w.recover().await;
-                if w.batch_id() == Some(batch) {
-                    w.settle().await;
-                }
-            });
-        }
-    }
-}
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// An open write transaction on the writer connection, holding the writer lock. Dropping it
 /// without [`WriteTx::commit`] — on an error, or when the request future is cancelled at any
 /// await point — rolls everything it did back: at once if a runtime is available, and in any
-/// case before the next transaction goes on.
+/// case before the next transaction goes on. Its SQL runs inside a savepoint of the batch's
+/// outer transaction; its audit records are chained at once and written with the batch.
 pub struct WriteTx {
     writer: Option<OwnedMutexGuard<Writer>>,
     lock: Arc<Mutex<Writer>>,
@@ -349,7 +29,7 @@ macro_rules! exec {
     ($self:ident, $sql:expr $(, $arg:expr)* $(,)?) => {{
         sqlx::query($sql)
             $(.bind($arg))*
-            .execute($self.conn()?)
+            .execute($self.sql().await?)
             .await
             .map_err(map_err)
             .map(|r| r.rows_affected())
@@ -357,13 +37,16 @@ macro_rules! exec {
 }
 
 impl WriteTx {
-    pub(crate) async fn begin(lock: Arc<Mutex<Writer>>, shared: &Shared) -> StoreResult<WriteTx> {
+    pub(crate) async fn begin(
+        lock: Arc<Mutex<Writer>>,
+        shared: &crate::writer::Shared,
+    ) -> StoreResult<WriteTx> {
         let mut writer = {
             let _queued = Queued::new(&shared.queued);
             lock.clone().lock_owned().await
         };
-        writer.recover().await?;
-        writer.open_tx().await?;
+        writer.recover().await;
+        writer.begin_tx().await?;
         Ok(WriteTx {
             writer: Some(writer),
             lock,
@@ -376,8 +59,20 @@ impl WriteTx {
             .ok_or(StoreError::Corrupt("write transaction already finished"))
     }
 
+    /// The connection, inside this transaction's savepoint (opened now if needed). Use this
+    /// for every statement: a statement run without it cannot be undone on its own.
+    pub(crate) async fn sql(&mut self) -> StoreResult<&mut SqliteConnection> {
+        let w = self.writer()?;
+        w.ensure_savepoint().await?;
+        Ok(&mut w.conn)
+    }
+
+    /// The connection without waiting for a savepoint (for callers that cannot await). If this
+    /// transaction has no savepoint yet, its SQL runs unprotected: should it then be dropped
+    /// while other transactions wait in its batch, the whole batch fails (closed). Prefer
+    /// [`WriteTx::sql`].
     pub(crate) fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
-        Ok(&mut self.writer()?.conn)
+        Ok(self.writer()?.unprotected_conn())
     }
 
     /// Makes every change of this transaction durable: returns `Ok` only once the batch it
@@ -389,12 +84,12 @@ impl WriteTx {
         let Some(batch) = w.batch.as_mut() else {
             return Err(StoreError::Corrupt("write transaction without a batch"));
         };
-        // The savepoint stays: the outer COMMIT commits it with the batch.
+        // The savepoint stays: the outer COMMIT commits it with the batch; so do the records.
         batch.members += 1;
         let members = batch.members;
         let id = batch.id;
         let mut done = batch.done.subscribe();
-        w.abandoned = None;
+        w.tx = None;
         let last_in_line = w.shared.queued.load(Ordering::Acquire) == 0;
         if last_in_line || members >= w.options.max_batch {
             if let Some(inline) = detach(async move {
@@ -417,7 +112,7 @@ impl WriteTx {
                 r = batch_result(&mut done) => break r,
                 mut w = self.lock.clone().lock_owned() => {
                     // Everyone who was in line before us has had their turn.
-                    let _ = w.recover().await;
+                    w.recover().await;
                     if w.batch_id() == Some(id) {
                         if let Some(inline) = detach(async move {
                             let mut w = w;
@@ -441,7 +136,7 @@ impl WriteTx {
         name: &str,
         sql: &str,
     ) -> StoreResult<()> {
-        self.conn()?.execute(sql).await.map_err(map_err)?;
+        self.sql().await?.execute(sql).await.map_err(map_err)?;
         exec!(
             self,
             "INSERT INTO schema_migrations (version, name, applied_at)
@@ -453,34 +148,32 @@ impl WriteTx {
     }
 
     /// Appends one audit record: takes the next sequence number, chains its hash to the
-    /// previous record's, and writes a signed checkpoint in the same transaction when one is
-    /// due. If anything fails, the transaction must not be committed (drop it).
+    /// previous record's and signs a checkpoint when one is due. The record is written with
+    /// the batch this transaction commits in (see `writer.rs`); if that write or the
+    /// `COMMIT` fails, [`WriteTx::commit`] fails and nothing of the transaction takes effect.
     pub async fn append_audit(&mut self, r: &AuditRecord) -> StoreResult<()> {
         let detail = canonical_detail(&r.detail);
         let w = self.writer()?;
+        if w.tx.is_none() {
+            return Err(StoreError::Corrupt("write transaction already finished"));
+        }
         let mut head = w.head;
         let seq = head.seq + 1;
         let hash = w.chainer.hash(&head.hash, &RecordView::of(seq, r, &detail));
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at, actor, auth, source, action, resource, project,
-               outcome, request_id, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-               $11, $12)",
-        )
-        .bind(seq as i64)
-        .bind(r.at.unix())
-        .bind(&r.actor)
-        .bind(&r.auth)
-        .bind(&r.source)
-        .bind(&r.action)
-        .bind(&r.resource)
-        .bind(r.project.as_deref())
-        .bind(r.outcome.as_str())
-        .bind(&r.request_id)
-        .bind(&detail)
-        .bind(&hash[..])
-        .execute(&mut w.conn)
-        .await
-        .map_err(map_err)?;
+        w.records.push(PendingRecord {
+            seq,
+            at: r.at.unix(),
+            actor: r.actor.clone(),
+            auth: r.auth.clone(),
+            source: r.source.clone(),
+            action: r.action.clone(),
+            resource: r.resource.clone(),
+            project: r.project.clone(),
+            outcome: r.outcome.as_str(),
+            request_id: r.request_id.clone(),
+            detail,
+            hash,
+        });
         head.seq = seq;
         head.hash = hash;
         let at = r.at.unix();
@@ -489,8 +182,8 @@ impl WriteTx {
             || at.saturating_sub(since) >= w.options.interval_secs();
         if due {
             if let Some(signer) = w.options.signer.clone() {
-                let cp = Checkpoint::sign(signer.as_ref(), seq, hash, r.at);
-                insert_checkpoint(&mut w.conn, &cp).await?;
+                w.checkpoints
+                    .push(Checkpoint::sign(signer.as_ref(), seq, hash, r.at));
                 head.checkpoint_seq = seq;
                 head.checkpoint_at = Some(at);
             }
@@ -513,10 +206,14 @@ impl WriteTx {
             return Ok(None);
         }
         if head.checkpoint_seq == head.seq {
-            return crate::audit::checkpoint_by_seq(&mut w.conn, head.seq).await;
+            if let Some(cp) = w.checkpoints.iter().find(|c| c.seq == head.seq) {
+                return Ok(Some(cp.clone()));
+            }
+            let conn = self.sql().await?;
+            return crate::audit::checkpoint_by_seq(conn, head.seq).await;
         }
         let cp = Checkpoint::sign(signer.as_ref(), head.seq, head.hash, at);
-        insert_checkpoint(&mut w.conn, &cp).await?;
+        w.checkpoints.push(cp.clone());
         head.checkpoint_seq = head.seq;
         head.checkpoint_at = Some(at.unix());
         w.head = head;
@@ -527,7 +224,10 @@ impl WriteTx {
     /// before it; that checkpoint stays as the trust anchor. Returns the number of records
     /// deleted.
     pub(crate) async fn prune_through(&mut self, through: u64) -> StoreResult<u64> {
-        let conn = self.conn()?;
+        self.sql().await?;
+        // Everything buffered in the batch goes in first, so the boundary is seen whole.
+        self.writer()?.flush().await?;
+        let conn = self.sql().await?;
         if crate::audit::checkpoint_by_seq(conn, through)
             .await?
             .is_none()
@@ -557,7 +257,7 @@ impl WriteTx {
             "SELECT seq, at, actor, auth, source, action, resource, project, outcome,
                request_id, detail FROM audit_events ORDER BY seq",
         )
-        .fetch_all(self.conn()?)
+        .fetch_all(self.sql().await?)
         .await
         .map_err(map_err)?;
         let mut chainer = Chainer::new();
@@ -660,7 +360,7 @@ impl WriteTx {
         .bind(true)
         .bind(false)
         .bind(except_user_id)
-        .fetch_one(self.conn()?)
+        .fetch_one(self.sql().await?)
         .await
         .map_err(map_err)?;
         r.try_get("n").map_err(map_err)
@@ -813,7 +513,7 @@ impl WriteTx {
              ORDER BY p.name",
         )
         .bind(user_id)
-        .fetch_all(self.conn()?)
+        .fetch_all(self.sql().await?)
         .await
         .map_err(map_err)?;
         rows.iter()
@@ -828,7 +528,7 @@ impl WriteTx {
             "SELECT COUNT(*) AS n FROM project_members WHERE project_id = $1 AND role = 'owner'",
         )
         .bind(project_id)
-        .fetch_one(self.conn()?)
+        .fetch_one(self.sql().await?)
         .await
         .map_err(map_err)?;
         r.try_get("n").map_err(map_err)
@@ -1013,27 +713,11 @@ impl WriteTx {
     pub async fn count_users(&mut self) -> StoreResult<i64> {
         use sqlx::Row;
         let r = sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(self.conn()?)
+            .fetch_one(self.sql().await?)
             .await
             .map_err(map_err)?;
         r.try_get("n").map_err(map_err)
     }
-}
-
-async fn insert_checkpoint(conn: &mut SqliteConnection, cp: &Checkpoint) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(cp.seq as i64)
-    .bind(&cp.hash[..])
-    .bind(cp.at.unix())
-    .bind(&cp.key_id)
-    .bind(&cp.signature)
-    .execute(conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
 }
 
 impl Drop for WriteTx {
@@ -1041,7 +725,7 @@ impl Drop for WriteTx {
         if let Some(mut writer) = self.writer.take() {
             // Without a runtime the guard is released here; `recover` runs at the next begin.
             let _ = detach(async move {
-                let _ = writer.recover().await;
+                writer.recover().await;
                 writer.settle().await;
             });
         }

@@ -373,8 +373,12 @@ async fn an_append_that_cannot_be_written_changes_nothing() {
     e.store.break_audit_for_tests().await.unwrap();
     let mut tx = e.store.write().await.unwrap();
     tx.insert_user(&user("ghost"), None).await.unwrap();
-    assert!(tx.append_audit(&rec(2)).await.is_err());
-    drop(tx);
+    // The record is written with its batch, just before the COMMIT: the commit fails.
+    tx.append_audit(&rec(2)).await.unwrap();
+    assert!(matches!(
+        tx.commit().await,
+        Err(enclave_store::StoreError::CommitFailed(_))
+    ));
     e.store.heal_for_tests().await.unwrap();
     assert_eq!(e.store.count_users().await.unwrap(), 0);
     append(&e.store, 2).await;
