@@ -32,6 +32,10 @@ pub(crate) struct Failure {
     pub code: String,
     pub message: String,
     pub hint: Option<String>,
+    /// The server's `details` (`Null` for local failures; boxed to keep results small).
+    pub details: Box<Value>,
+    /// Lines printed between the error and the hint, e.g. the offending line of a policy.
+    pub excerpt: Option<String>,
 }
 
 impl Failure {
@@ -41,6 +45,8 @@ impl Failure {
             code: code.into(),
             message: message.into(),
             hint,
+            details: Box::new(Value::Null),
+            excerpt: None,
         }
     }
 
@@ -72,6 +78,12 @@ impl Failure {
     /// The lines printed on stderr, with every secret replaced by `[redacted]`.
     pub(crate) fn render(&self, secrets: &[&str]) -> String {
         let mut text = format!("error: {} ({})\n", self.message, self.code);
+        if let Some(excerpt) = &self.excerpt {
+            text.push_str(excerpt);
+            if !excerpt.ends_with('\n') {
+                text.push('\n');
+            }
+        }
         if let Some(hint) = &self.hint {
             text.push_str(&format!("hint: {hint}\n"));
         }
@@ -111,12 +123,23 @@ pub(crate) fn api_failure(
         #[serde(default)]
         details: Value,
     }
+    /// `{code, message, details}`, or the same wrapped as `{"error": {…}}`.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ErrorShape {
+        Flat(ErrorBody),
+        Wrapped { error: ErrorBody },
+    }
     let kind = if status.is_client_error() {
         Kind::Refused
     } else {
         Kind::Server
     };
-    let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+    let parsed = serde_json::from_slice::<ErrorShape>(body)
+        .ok()
+        .map(|shape| match shape {
+            ErrorShape::Flat(b) | ErrorShape::Wrapped { error: b } => b,
+        });
     let (code, message, details) = match parsed {
         Some(b) => (sanitize(&b.code), sanitize(&b.message), b.details),
         None => (
@@ -127,10 +150,21 @@ pub(crate) fn api_failure(
     };
     let detail = |key: &str| details.get(key).and_then(Value::as_str).map(sanitize);
     let request_id = detail("request_id").or_else(|| request_id_header.map(sanitize));
+    let position = match (
+        details.get("line").and_then(Value::as_u64),
+        details.get("column").and_then(Value::as_u64),
+    ) {
+        (Some(line), Some(column)) => format!(" at line {line}, column {column}"),
+        (Some(line), None) => format!(" at line {line}"),
+        _ => String::new(),
+    };
     let listing = match resource {
         "users" | "groups" | "projects" | "tokens" => {
             format!("; `enclave {resource} list` shows what you can see")
         }
+        "policies" => "; `enclave policy list [--project P]` shows what you can see".into(),
+        "roles" => "; `enclave roles list [--project P]` shows what you can see".into(),
+        "grants" => "; `enclave grants list --project P` shows what you can see".into(),
         _ => String::new(),
     };
     let hint = match (status.as_u16(), code.as_str()) {
@@ -145,7 +179,7 @@ pub(crate) fn api_failure(
         (404, _) => Some(format!("check the name or id{listing}")),
         (409, _) => Some("the name is taken, or the current state does not allow this".into()),
         (400, "invalid_input") => Some(match detail("field") {
-            Some(field) => format!("fix the value of `{field}`"),
+            Some(field) => format!("fix the value of `{field}`{position}"),
             None => "fix the values given".into(),
         }),
         (400, _) | (415, _) => {
@@ -172,7 +206,9 @@ pub(crate) fn api_failure(
     } else {
         message
     };
-    Failure::new(kind, &code, message, hint)
+    let mut failure = Failure::new(kind, &code, message, hint);
+    failure.details = Box::new(details);
+    failure
 }
 
 /// Maps a transport error (no HTTP answer) to a failure naming the server.
@@ -511,6 +547,24 @@ impl ApiClient {
             })
     }
 
+    /// Fetches every item of a list that takes only `query` (no `limit`), following a `next`
+    /// cursor with `after` if the server sends one.
+    pub(crate) async fn list_all(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, Failure> {
+        collect_pages(None, |_, after| async move {
+            let mut query = query.to_vec();
+            if let Some(after) = after {
+                query.push(("after", after));
+            }
+            let value = self.call(Method::GET, segments, &query, None).await?;
+            parse_page(value)
+        })
+        .await
+    }
+
     /// Fetches every item of a list (or the first `max`), following `next` cursors.
     pub(crate) async fn list(
         &self,
@@ -523,16 +577,21 @@ impl ApiClient {
                 query.push(("after", after));
             }
             let value = self.call(Method::GET, segments, &query, None).await?;
-            serde_json::from_value::<Page>(value.unwrap_or(Value::Null)).map_err(|e| {
-                Failure::server(
-                    "invalid_response",
-                    format!("the server's list is malformed: {e}"),
-                    None,
-                )
-            })
+            parse_page(value)
         })
         .await
     }
+}
+
+/// Reads one page of a list answer.
+fn parse_page(value: Option<Value>) -> Result<Page, Failure> {
+    serde_json::from_value::<Page>(value.unwrap_or(Value::Null)).map_err(|e| {
+        Failure::server(
+            "invalid_response",
+            format!("the server's list is malformed: {e}"),
+            None,
+        )
+    })
 }
 
 /// Parses a PEM bundle into certificates; at least one is required.

@@ -1,5 +1,7 @@
 //! The commands: argument → request → output.
 
+mod governance;
+
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
@@ -16,9 +18,10 @@ pub(crate) async fn execute(ctx: &mut Ctx<'_>, cmd: ClientCommand) -> i32 {
     let mut runner = Runner {
         ctx,
         secrets: Vec::new(),
+        status: 0,
     };
     match runner.dispatch(cmd).await {
-        Ok(()) => 0,
+        Ok(()) => runner.status,
         Err(failure) => {
             let secrets: Vec<&str> = runner.secrets.iter().map(String::as_str).collect();
             let _ = runner
@@ -34,12 +37,30 @@ struct Runner<'c, 'a> {
     ctx: &'c mut Ctx<'a>,
     /// Passwords and tokens seen by this command, redacted from error output.
     secrets: Vec<String>,
+    /// Exit code of a command that succeeded (0, or [`crate::EXIT_DENIED`] for a deny).
+    status: i32,
 }
 
 type Res = Result<(), Failure>;
 
 fn limit(list: ListArgs) -> Option<usize> {
     list.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// The tags a project has now (none when the server sends no `tags`).
+async fn current_tags(client: &ApiClient, project: &str) -> Result<Map<String, Value>, Failure> {
+    let current = client
+        .call_json(Method::GET, &["projects", project], None)
+        .await?;
+    match current.get("tags") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(tags)) => Ok(tags.clone()),
+        Some(_) => Err(Failure::server(
+            "invalid_response",
+            "the server's project has malformed `tags`",
+            None,
+        )),
+    }
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -61,6 +82,9 @@ impl Runner<'_, '_> {
             ClientCommand::Groups(c) => self.groups(c).await,
             ClientCommand::Projects(c) => self.projects(c).await,
             ClientCommand::Tokens(c) => self.tokens(c).await,
+            ClientCommand::Policy(c) => self.policy(c).await,
+            ClientCommand::Roles(c) => self.roles(c).await,
+            ClientCommand::Grants(c) => self.grants(c).await,
         }
     }
 
@@ -100,6 +124,27 @@ impl Runner<'_, '_> {
             OutputFormat::Text => output::table(columns, &items),
         };
         self.write_out(&text)
+    }
+
+    /// Like [`Runner::show`], with `prep` applied to the object first in text mode.
+    fn show_as(&mut self, columns: &[Column], mut value: Value, prep: fn(&mut Value)) -> Res {
+        if self.ctx.output == OutputFormat::Text {
+            prep(&mut value);
+        }
+        self.show(columns, &value)
+    }
+
+    /// Like [`Runner::show_list`], with `prep` applied to each item first in text mode.
+    fn show_list_as(
+        &mut self,
+        columns: &[Column],
+        mut items: Vec<Value>,
+        prep: fn(&mut Value),
+    ) -> Res {
+        if self.ctx.output == OutputFormat::Text {
+            items.iter_mut().for_each(prep);
+        }
+        self.show_list(columns, items)
     }
 
     /// Confirms an action without a JSON answer: a line in text mode, nothing in JSON mode.
@@ -520,13 +565,37 @@ impl Runner<'_, '_> {
                     .await?;
                 self.done(&format!("Removed {user} from group {group}."))
             }
+            GroupsCommand::AddSubgroup { group, child } => {
+                let client = self.api()?;
+                client
+                    .call(
+                        Method::PUT,
+                        &["groups", &group, "subgroups", &child],
+                        &[],
+                        None,
+                    )
+                    .await?;
+                self.done(&format!("Nested group {child} in group {group}."))
+            }
+            GroupsCommand::RemoveSubgroup { group, child } => {
+                let client = self.api()?;
+                client
+                    .call(
+                        Method::DELETE,
+                        &["groups", &group, "subgroups", &child],
+                        &[],
+                        None,
+                    )
+                    .await?;
+                self.done(&format!("Took group {child} out of group {group}."))
+            }
         }
     }
 
     // ---- projects ----
 
     async fn projects(&mut self, cmd: ProjectsCommand) -> Res {
-        use output::{PROJECT, PROJECT_MEMBER};
+        use output::{PROJECT, PROJECT_DETAILS, PROJECT_MEMBER};
         match cmd {
             ProjectsCommand::List(l) => {
                 let items = self.api()?.list(&["projects"], limit(l)).await?;
@@ -548,22 +617,68 @@ impl Runner<'_, '_> {
                 let project = client
                     .call_json(Method::POST, &["projects"], Some(&body))
                     .await?;
-                self.show(PROJECT, &project)
+                self.show(PROJECT_DETAILS, &project)
             }
             ProjectsCommand::Show { name } => {
                 let client = self.api()?;
                 let project = client
                     .call_json(Method::GET, &["projects", &name], None)
                     .await?;
-                self.show(PROJECT, &project)
+                self.show(PROJECT_DETAILS, &project)
             }
-            ProjectsCommand::Update { name, description } => {
-                let body = json!({"description": description});
+            ProjectsCommand::Update {
+                name,
+                description,
+                classification,
+                tags,
+                remove_tags,
+                clear_tags,
+                requires_approval,
+            } => {
+                let mut body = Map::new();
+                if let Some(d) = description {
+                    body.insert("description".into(), json!(d));
+                }
+                if let Some(c) = classification {
+                    body.insert("classification".into(), json!(c));
+                }
+                if let Some(r) = requires_approval {
+                    body.insert("requires_approval".into(), json!(r));
+                }
+                let tags_change = clear_tags || !tags.is_empty() || !remove_tags.is_empty();
+                if body.is_empty() && !tags_change {
+                    return Err(Failure::usage(
+                        "nothing to change",
+                        Some(
+                            "give --description, --classification, --tag KEY=VALUE, \
+                             --remove-tag KEY, --clear-tags or --requires-approval true|false"
+                                .into(),
+                        ),
+                    ));
+                }
                 let client = self.api()?;
+                if tags_change {
+                    // The server replaces the whole tag set: start from the current one.
+                    let mut current = if clear_tags {
+                        Map::new()
+                    } else {
+                        current_tags(&client, &name).await?
+                    };
+                    for key in remove_tags {
+                        if current.remove(&key).is_none() {
+                            self.warn(&format!("project {name} has no tag `{}`", sanitize(&key)));
+                        }
+                    }
+                    for (key, value) in tags {
+                        current.insert(key, json!(value));
+                    }
+                    body.insert("tags".into(), Value::Object(current));
+                }
+                let body = Value::Object(body);
                 let project = client
                     .call_json(Method::PATCH, &["projects", &name], Some(&body))
                     .await?;
-                self.show(PROJECT, &project)
+                self.show(PROJECT_DETAILS, &project)
             }
             ProjectsCommand::Delete { name } => {
                 self.api()?

@@ -18,17 +18,42 @@
 //! enclave groups update NAME --description X
 //! enclave groups members NAME [--limit N]
 //! enclave groups add-member|remove-member GROUP USER
+//! enclave groups add-subgroup|remove-subgroup GROUP CHILD
 //! enclave projects list [--limit N]
 //! enclave projects create NAME [--description X] [--owner USER]
 //! enclave projects show|delete NAME
-//! enclave projects update NAME --description X
+//! enclave projects update NAME [--description X] [--classification C] [--requires-approval true|false]
+//!                         [--tag KEY=VALUE]... [--remove-tag KEY]... [--clear-tags]
 //! enclave projects members NAME [--limit N]
 //! enclave projects set-member PROJECT USER --role owner|member|viewer
 //! enclave projects remove-member PROJECT USER
 //! enclave tokens list [--limit N]
 //! enclave tokens create NAME [--scope read|full] [--project P]... [--expires-in-days N]
 //! enclave tokens show|revoke ID
+//! enclave policy list [--project P]
+//! enclave policy show|delete ID
+//! enclave policy create NAME [--project P] [--description X] (--file F | --stdin)
+//! enclave policy update ID [--description X] [--file F | --stdin]
+//! enclave policy check --principal WHO --action A --resource R [--context JSON]
+//! enclave policy can --principal WHO --project P
+//! enclave roles list [--project P]
+//! enclave roles bind ROLE (--user U | --group G | --workload W) [--project P] [--expires-in DUR]
+//! enclave roles unbind ID
+//! enclave grants list --project P
+//! enclave grants request --project P --role support|project_admin --reason TEXT --duration DUR
+//! enclave grants approve|deny|revoke ID
 //! ```
+//!
+//! Policies, role bindings and grants: a custom policy is one Cedar `permit` or `forbid`, read
+//! from `--file` or `--stdin` (UTF-8, at most 16 KiB, checked before anything is sent). When the
+//! server refuses it, the error names the place as `FILE:LINE:COLUMN` and the offending line is
+//! shown with a caret under the column. `policy check` simulates a request and prints `ALLOW` or
+//! `DENY`, the explanation, the determining policy ids and the roles the principal holds; it
+//! exits 0 for allow and 5 for deny (also with `--output json`), so scripts can branch on it.
+//! `policy can` prints the actions a principal may do in a project, one per line. In
+//! `projects update`, `--tag` adds or changes tags and keeps the others (the CLI reads the
+//! current tags first, the server replaces the whole set); `--clear-tags` starts from none.
+//! Durations (`--expires-in`, `--duration`) are the server's format, e.g. `30m`, `8h`, `2d`.
 //!
 //! `login` stores `{server, username, token, token_id}` in `credentials.json` (mode 0600) in the
 //! config directory (mode 0700): `$ENCLAVE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/enclave`, else
@@ -49,6 +74,7 @@
 //! | 2 | usage error: bad arguments or input (clap uses 2 as well) |
 //! | 3 | refused by the server: any 4xx (unauthenticated, forbidden, not found, conflict, invalid input…) |
 //! | 4 | server error (5xx), server unreachable, TLS failure or an answer that is not the API's |
+//! | 5 | `policy check` only: the request was answered and the decision is deny ([`EXIT_DENIED`]) |
 
 use std::io::{BufRead, BufReader, Write};
 
@@ -85,7 +111,24 @@ pub enum ClientCommand {
     /// Manage your personal API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Custom Cedar policies, and what a principal may do (`check`, `can`).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Role bindings: give a user, group or workload a built-in role, platform-wide or in a
+    /// project, optionally for a limited time.
+    #[command(subcommand)]
+    Roles(RolesCommand),
+    /// Time-bound access grants to a project (support, project_admin): request, approve, deny,
+    /// revoke.
+    #[command(subcommand)]
+    Grants(GrantsCommand),
 }
+
+/// Exit code of `policy check` when the decision is deny (the request itself succeeded).
+pub const EXIT_DENIED: i32 = 5;
+
+/// Largest custom policy the CLI sends, in bytes (the server's limit).
+pub const MAX_POLICY_BYTES: u64 = 16 * 1024;
 
 /// Output format, a global flag `--output text|json` defined by the binary.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -253,6 +296,20 @@ pub enum GroupsCommand {
         /// Username.
         user: String,
     },
+    /// Nest a group in another: CHILD's members get the roles bound to GROUP.
+    AddSubgroup {
+        /// The parent group.
+        group: String,
+        /// The group to nest in it.
+        child: String,
+    },
+    /// Take a nested group out of its parent.
+    RemoveSubgroup {
+        /// The parent group.
+        group: String,
+        /// The nested group.
+        child: String,
+    },
 }
 
 /// A project role.
@@ -287,13 +344,31 @@ pub enum ProjectsCommand {
         /// Project name.
         name: String,
     },
-    /// Change a project's description.
+    /// Change a project's description and the attributes policies can test.
+    ///
+    /// `--tag` adds or changes a tag and keeps the others (the current tags are read first);
+    /// with `--clear-tags` the project keeps only the tags given with `--tag`.
     Update {
         /// Project name.
         name: String,
         /// New description.
         #[arg(long, value_name = "X")]
-        description: String,
+        description: Option<String>,
+        /// Data classification label, e.g. public, internal, confidential, restricted.
+        #[arg(long, value_name = "C")]
+        classification: Option<String>,
+        /// Set a tag (repeatable).
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Remove a tag (repeatable).
+        #[arg(long = "remove-tag", value_name = "KEY", conflicts_with = "clear_tags")]
+        remove_tags: Vec<String>,
+        /// Remove all tags (before those given with --tag are set).
+        #[arg(long)]
+        clear_tags: bool,
+        /// Whether support and project_admin access grants need a project owner's approval.
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        requires_approval: Option<bool>,
     },
     /// Delete a project.
     Delete {
@@ -365,6 +440,199 @@ pub enum TokensCommand {
         /// Token id.
         id: String,
     },
+}
+
+/// `policy` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// List custom policies: the platform-wide ones, or a project's with --project.
+    List {
+        /// Project whose policies to list.
+        #[arg(long, value_name = "P")]
+        project: Option<String>,
+    },
+    /// Show a custom policy with its Cedar text.
+    Show {
+        /// Policy id.
+        id: String,
+    },
+    /// Add a custom policy: one Cedar `permit` or `forbid`, from --file or --stdin.
+    ///
+    /// A project's policy may only concern that project's resources. If the server refuses
+    /// the text, the error shows FILE:LINE:COLUMN and the offending line.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "stdin"])))]
+    Create {
+        /// Policy name, unique in its scope.
+        name: String,
+        /// Project the policy belongs to (default: platform-wide, platform admins only).
+        #[arg(long, value_name = "P")]
+        project: Option<String>,
+        /// Description.
+        #[arg(long, value_name = "X")]
+        description: Option<String>,
+        /// Read the Cedar text from this file (UTF-8, at most 16 KiB).
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+        /// Read the Cedar text from stdin.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Change a custom policy's description or Cedar text.
+    Update {
+        /// Policy id.
+        id: String,
+        /// New description.
+        #[arg(long, value_name = "X")]
+        description: Option<String>,
+        /// Read the new Cedar text from this file (UTF-8, at most 16 KiB).
+        #[arg(long, value_name = "FILE", conflicts_with = "stdin")]
+        file: Option<std::path::PathBuf>,
+        /// Read the new Cedar text from stdin.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Delete a custom policy.
+    Delete {
+        /// Policy id.
+        id: String,
+    },
+    /// Ask whether a principal may do an action on a resource, and why.
+    ///
+    /// Prints ALLOW or DENY, the explanation, the determining policies and the principal's
+    /// roles. Exit code 0 for allow, 5 for deny (with --output json too).
+    Check {
+        /// Who: `alice`, `user:alice` or `workload:ID`.
+        #[arg(long, value_name = "WHO")]
+        principal: String,
+        /// Action, e.g. `project.read`.
+        #[arg(long, value_name = "A")]
+        action: String,
+        /// Resource, e.g. `platform`, `project:fraud`, `user:bob`.
+        #[arg(long, value_name = "R")]
+        resource: String,
+        /// Circumstances as a JSON object, e.g. '{"mfa":true,"source_ip":"10.0.0.5"}'.
+        #[arg(long, value_name = "JSON", value_parser = parse_context)]
+        context: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// List the actions a principal may do in a project, one per line.
+    Can {
+        /// Who: `alice`, `user:alice` or `workload:ID`.
+        #[arg(long, value_name = "WHO")]
+        principal: String,
+        /// Project name.
+        #[arg(long, value_name = "P")]
+        project: String,
+    },
+}
+
+/// `roles` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum RolesCommand {
+    /// List role bindings: the platform-wide ones, or a project's with --project.
+    List {
+        /// Project whose bindings to list.
+        #[arg(long, value_name = "P")]
+        project: Option<String>,
+    },
+    /// Bind a built-in role (e.g. data_scientist, viewer) to a user, group or workload.
+    #[command(group(
+        clap::ArgGroup::new("subject").required(true).args(["user", "group", "workload"])
+    ))]
+    Bind {
+        /// Role name.
+        role: String,
+        /// Bind to this user.
+        #[arg(long, value_name = "U")]
+        user: Option<String>,
+        /// Bind to this group (and the groups nested in it).
+        #[arg(long, value_name = "G")]
+        group: Option<String>,
+        /// Bind to this workload id.
+        #[arg(long, value_name = "W")]
+        workload: Option<String>,
+        /// Bind in this project (default: platform-wide).
+        #[arg(long, value_name = "P")]
+        project: Option<String>,
+        /// Let the binding expire after this long, e.g. `8h`.
+        #[arg(long, value_name = "DUR")]
+        expires_in: Option<String>,
+    },
+    /// Remove a role binding.
+    Unbind {
+        /// Binding id.
+        id: String,
+    },
+}
+
+/// The role a time-bound grant gives.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantRole {
+    /// Read access for support work.
+    Support,
+    /// A project owner's rights.
+    #[value(name = "project_admin", alias = "project-admin")]
+    ProjectAdmin,
+}
+
+/// `grants` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum GrantsCommand {
+    /// List a project's access grants.
+    List {
+        /// Project name.
+        #[arg(long, value_name = "P")]
+        project: String,
+    },
+    /// Request time-bound access to a project; it starts at once unless the project requires
+    /// approval, else when a project owner approves it.
+    Request {
+        /// Project name.
+        #[arg(long, value_name = "P")]
+        project: String,
+        /// Role to get.
+        #[arg(long, value_enum)]
+        role: GrantRole,
+        /// Why, e.g. a ticket number (recorded in the audit trail).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// How long, e.g. `2h`.
+        #[arg(long, value_name = "DUR")]
+        duration: String,
+    },
+    /// Approve a pending grant (project owners; not your own).
+    Approve {
+        /// Grant id.
+        id: String,
+    },
+    /// Deny a pending grant.
+    Deny {
+        /// Grant id.
+        id: String,
+    },
+    /// End a grant before it expires.
+    Revoke {
+        /// Grant id.
+        id: String,
+    },
+}
+
+/// Parses `KEY=VALUE` (a non-empty key; the value may be empty).
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err("expected KEY=VALUE, e.g. --tag team=fraud".to_string()),
+    }
+}
+
+/// Parses a JSON object.
+fn parse_context(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err("expected a JSON object, e.g. '{\"mfa\":true}'".to_string()),
+        Err(e) => Err(format!(
+            "not valid JSON ({e}); expected an object, e.g. '{{\"mfa\":true}}'"
+        )),
+    }
 }
 
 /// Where a command reads and writes; [`run`] uses the process's stdio and environment.

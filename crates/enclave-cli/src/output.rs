@@ -32,8 +32,21 @@ pub(crate) const PROJECT: &[Column] = &[
     ("OWNER", "owner"),
     ("YOUR ROLE", "your_role"),
     ("MEMBERS", "member_count"),
+    ("CLASSIFICATION", "classification"),
     ("CREATED", "created_at"),
     ("DESCRIPTION", "description"),
+];
+/// Fields of one project, in the order `projects show` prints them.
+pub(crate) const PROJECT_DETAILS: &[Column] = &[
+    ("", "name"),
+    ("", "description"),
+    ("", "owner"),
+    ("", "your_role"),
+    ("", "member_count"),
+    ("", "classification"),
+    ("", "tags"),
+    ("", "requires_approval"),
+    ("", "created_at"),
 ];
 /// Columns of a project member.
 pub(crate) const PROJECT_MEMBER: &[Column] = &[("USERNAME", "username"), ("ROLE", "role")];
@@ -48,8 +61,76 @@ pub(crate) const TOKEN: &[Column] = &[
     ("LAST USED", "last_used_at"),
 ];
 
+/// Columns of a custom policy (its Cedar text is printed apart).
+pub(crate) const POLICY: &[Column] = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("PROJECT", "project"),
+    ("CREATED BY", "created_by"),
+    ("CREATED", "created_at"),
+    ("UPDATED", "updated_at"),
+    ("DESCRIPTION", "description"),
+];
+/// Columns of a role binding.
+pub(crate) const BINDING: &[Column] = &[
+    ("ID", "id"),
+    ("SUBJECT", "subject"),
+    ("ROLE", "role"),
+    ("PROJECT", "project"),
+    ("EXPIRES", "expires_at"),
+    ("CREATED BY", "created_by"),
+    ("CREATED", "created_at"),
+];
+/// Columns of a role held by the principal of `policy check`.
+pub(crate) const HELD_ROLE: &[Column] = &[
+    ("ROLE", "role"),
+    ("ORIGIN", "origin"),
+    ("SCOPE", "scope"),
+    ("VIA GROUP", "via_group"),
+    ("EXPIRES", "expires_at"),
+];
+
+/// Formats seconds as `1d2h3m4s` (zero parts left out; `0s` for zero).
+pub(crate) fn duration(secs: u64) -> String {
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs % 86_400 / 3_600, "h"),
+        (secs % 3_600 / 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let text: String = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "0s".into()
+    } else {
+        text
+    }
+}
+
+/// Replaces control characters except newlines and tabs, for multi-line server text.
+pub(crate) fn sanitize_multiline(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Indents every line of `text` by `prefix`; the result ends with a newline.
+pub(crate) fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}
+
 /// Formats one JSON value for a cell: booleans as yes/no, null and empty as `-`, arrays joined
-/// with commas; control characters are replaced.
+/// with commas, objects as `key=value` pairs sorted and joined with commas; control characters are
+/// replaced.
 pub(crate) fn cell(value: Option<&Value>) -> String {
     let text = match value {
         None | Some(Value::Null) => String::new(),
@@ -60,6 +141,17 @@ pub(crate) fn cell(value: Option<&Value>) -> String {
             .map(|v| cell(Some(v)))
             .collect::<Vec<_>>()
             .join(","),
+        Some(Value::Object(map)) => {
+            let mut pairs: Vec<String> = map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect();
+            pairs.sort();
+            pairs.join(",")
+        }
         Some(other) => other.to_string(),
     };
     if text.is_empty() {
@@ -151,6 +243,24 @@ mod tests {
         assert_eq!(cell(Some(&json!(["a", "b"]))), "a,b");
         assert_eq!(cell(Some(&json!([]))), "-");
         assert_eq!(cell(Some(&json!("a\u{1b}[2Jb\n"))), "a?[2Jb?");
+        assert_eq!(
+            cell(Some(&json!({"team": "fraud", "n": 1}))),
+            "n=1,team=fraud"
+        );
+        assert_eq!(cell(Some(&json!({}))), "-");
+    }
+
+    #[test]
+    fn durations_and_multiline_text() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(7200), "2h");
+        assert_eq!(duration(90_061), "1d1h1m1s");
+        assert_eq!(duration(5400), "1h30m");
+        assert_eq!(
+            sanitize_multiline("permit(\n\tprincipal\u{1b}[2J\r\n);"),
+            "permit(\n\tprincipal?[2J?\n);"
+        );
+        assert_eq!(indent("a\nb\n", "  "), "  a\n  b\n");
     }
 
     #[test]
