@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use crate::config::{Credentials, CA_FILE, CREDENTIALS_FILE};
 use crate::{commands, ClientCommand, Ctx, OutputFormat};
 
+mod governance;
+
 const SECRET: &str = "enc_pat_SECRETSECRET";
 
 #[derive(Parser, Debug)]
