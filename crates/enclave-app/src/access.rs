@@ -155,9 +155,7 @@ pub(crate) fn directory(facts: AuthzFacts) -> Directory {
 pub(crate) fn source_ip(source: &str) -> IpAddr {
     match source {
         "local" => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        s => s
-            .parse()
-            .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        s => s.parse().unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
     }
 }
 

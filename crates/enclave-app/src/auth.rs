@@ -6,11 +6,11 @@ use crate::secrets::{self, hash_secret, plausible_secret, TOKEN_PREFIX};
 use crate::{detail, App};
 use enclave_core::audit::{AuditRecord, Outcome};
 use enclave_core::authz::{Action, Credential, Principal};
-use enclave_policy::Resource;
 use enclave_core::model::User;
 use enclave_core::session::not_expired;
 use enclave_core::throttle::ThrottleRule;
 use enclave_core::{password, Error, ErrorCode, Result, Timestamp};
+use enclave_policy::Resource;
 use std::time::Duration;
 
 /// Activity is written back at most this often per session or token, keeping reads cheap.

@@ -3,8 +3,8 @@
 use crate::App;
 use enclave_core::audit::{AuditRecord, Outcome};
 use enclave_core::authz::{Action, Credential, Principal};
-use enclave_policy::{Decision, Resource};
 use enclave_core::{Error, ErrorCode, Result, Timestamp};
+use enclave_policy::{Decision, Resource};
 use enclave_store::WriteTx;
 use serde_json::{Map, Value};
 use std::cell::Cell;

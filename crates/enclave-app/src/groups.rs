@@ -4,9 +4,9 @@ use crate::chokepoint::{label, Caller};
 use crate::{detail, secrets, App};
 use enclave_core::audit::Outcome;
 use enclave_core::authz::Action;
-use enclave_policy::Resource;
 use enclave_core::model::{Group, Page, PageRequest};
 use enclave_core::{names, Error, ErrorCode, Result};
+use enclave_policy::Resource;
 
 impl App {
     async fn find_group(&self, caller: &Caller, action: Action, name: &str) -> Result<Group> {
@@ -192,6 +192,54 @@ impl App {
             None,
             Outcome::Success,
             detail!("user" => username),
+        );
+        self.commit(tx, rec).await
+    }
+
+    /// Makes group `child` a member of group `name`: its members, transitively, hold what
+    /// `name`'s members hold. Refuses cycles.
+    pub async fn add_subgroup(&self, caller: &Caller, name: &str, child: &str) -> Result<()> {
+        let g = self
+            .find_group(caller, Action::GroupManageMembers, name)
+            .await?;
+        let c = self.find_group(caller, Action::GroupRead, child).await?;
+        let edges = self.store.authz_facts().await?.group_groups;
+        if enclave_core::access::nesting_creates_cycle(&edges, &g.id, &c.id) {
+            return Err(Error::invalid(
+                "child",
+                format!("'{child}' already contains '{name}' (directly or through other groups); groups cannot contain themselves"),
+            ));
+        }
+        let mut tx = self.store.write().await?;
+        tx.add_group_to_group(&g.id, &c.id, self.now()).await?;
+        let rec = caller.record(
+            self,
+            "group.add_subgroup",
+            label("group", name),
+            None,
+            Outcome::Success,
+            detail!("group" => child),
+        );
+        self.commit(tx, rec).await
+    }
+
+    /// Removes group `child` from group `name`.
+    pub async fn remove_subgroup(&self, caller: &Caller, name: &str, child: &str) -> Result<()> {
+        let g = self
+            .find_group(caller, Action::GroupManageMembers, name)
+            .await?;
+        let c = self.find_group(caller, Action::GroupRead, child).await?;
+        let mut tx = self.store.write().await?;
+        if tx.remove_group_from_group(&g.id, &c.id).await? == 0 {
+            return Err(Error::not_found("subgroup", child));
+        }
+        let rec = caller.record(
+            self,
+            "group.remove_subgroup",
+            label("group", name),
+            None,
+            Outcome::Success,
+            detail!("group" => child),
         );
         self.commit(tx, rec).await
     }

@@ -37,7 +37,7 @@ pub use auth::{AuthMethod, LoginOutcome};
 pub use chokepoint::{count_decisions, Caller, RequestMeta};
 pub use passwords::PasswordHasher;
 pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
-pub use projects::ProjectView;
+pub use projects::{ProjectPatch, ProjectView};
 pub use tokens::TokenCreated;
 pub use users::{NewUser, UserPatch};
 

@@ -144,7 +144,15 @@ impl App {
             id: id.to_string(),
             project: policy.as_ref().and_then(|p| p.project.clone()),
         };
-        self.authorize(caller, action, &resource, &label("policy", id), true)
+        // Those who may read the policy learn that they may not change it; others that it
+        // does not exist.
+        let hide = policy.is_none()
+            || action == Action::PolicyRead
+            || !self
+                .decide(caller, Action::PolicyRead, &resource, None)
+                .await
+                .allowed;
+        self.authorize(caller, action, &resource, &label("policy", id), hide)
             .await?;
         policy.ok_or_else(|| Error::not_found("policy", id))
     }
@@ -297,7 +305,12 @@ impl App {
 
     /// The actions `principal` may take in `project` now, with a full session credential
     /// (`policy can`).
-    pub async fn can(&self, caller: &Caller, principal: &str, project: &str) -> Result<Vec<Action>> {
+    pub async fn can(
+        &self,
+        caller: &Caller,
+        principal: &str,
+        project: &str,
+    ) -> Result<Vec<Action>> {
         self.authorize_scope(caller, Action::PolicyCheck, Some(project), "policy-check")
             .await?;
         let principal = self.parse_principal(principal).await?;
@@ -562,11 +575,9 @@ impl App {
                 })
             }
             "group" => {
-                let g = self
-                    .store
-                    .group_by_name(rest)
-                    .await?
-                    .ok_or_else(|| Error::invalid("resource", format!("no group named '{rest}'")))?;
+                let g = self.store.group_by_name(rest).await?.ok_or_else(|| {
+                    Error::invalid("resource", format!("no group named '{rest}'"))
+                })?;
                 Ok(Resource::Group(g.id))
             }
             "policy" => {
@@ -661,7 +672,9 @@ fn simulated_context(
         credential.mfa = v.as_bool().ok_or_else(|| bad("mfa", "true or false"))?;
     }
     if let Some(v) = ctx.remove("read_only") {
-        credential.read_only = v.as_bool().ok_or_else(|| bad("read_only", "true or false"))?;
+        credential.read_only = v
+            .as_bool()
+            .ok_or_else(|| bad("read_only", "true or false"))?;
     }
     if let Some(v) = ctx.remove("token_projects") {
         credential.token_projects = v

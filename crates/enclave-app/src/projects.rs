@@ -4,14 +4,27 @@ use crate::chokepoint::{label, Caller};
 use crate::{detail, secrets, App};
 use enclave_core::audit::Outcome;
 use enclave_core::authz::Action;
-use enclave_policy::Resource;
-use enclave_core::model::{Page, PageRequest, Project, ProjectRole};
+use enclave_core::model::{check_project_attributes, Page, PageRequest, Project, ProjectRole};
 use enclave_core::{names, Error, ErrorCode, Result};
+use enclave_policy::Resource;
 
 /// Memo key of a project list: user id, member-only, cursor, limit.
 pub(crate) type ListKey = (String, bool, Option<String>, u32);
 /// Memoized page of a project list, with the user's role in each project.
 pub(crate) type ListPage = Page<(Project, Option<ProjectRole>)>;
+
+/// Changes to a project; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectPatch {
+    /// New description.
+    pub description: Option<String>,
+    /// New classification label.
+    pub classification: Option<String>,
+    /// New tag set (replaces all tags).
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+    /// Whether access grants need a project owner's approval.
+    pub requires_approval: Option<bool>,
+}
 
 /// A project as seen by a caller: the project and the caller's role in it.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,36 +191,66 @@ impl App {
                 description: description.to_string(),
                 owner: owner_user.username,
                 member_count: 1,
+                classification: "internal".into(),
+                tags: Default::default(),
+                requires_approval: true,
                 created_at: now,
             },
             your_role,
         })
     }
 
-    /// Updates a project's description.
+    /// Updates a project's description and the attributes policies can test
+    /// (classification, tags, whether access grants need approval).
     pub async fn update_project(
         &self,
         caller: &Caller,
         name: &str,
-        description: Option<&str>,
+        patch: ProjectPatch,
     ) -> Result<ProjectView> {
         let mut v = self
             .find_project(caller, Action::ProjectUpdate, name)
             .await?;
-        if let Some(d) = description {
-            names::text("description", d, false)?;
-            v.project.description = d.to_string();
+        let mut d = detail!();
+        if let Some(desc) = patch.description {
+            names::text("description", &desc, false)?;
+            v.project.description = desc;
         }
+        let attributes_changed = patch.classification.is_some()
+            || patch.tags.is_some()
+            || patch.requires_approval.is_some();
+        if let Some(c) = patch.classification {
+            d.insert("classification".into(), c.clone().into());
+            v.project.classification = c;
+        }
+        if let Some(t) = patch.tags {
+            d.insert("tags".into(), serde_json::to_value(&t).unwrap_or_default());
+            v.project.tags = t;
+        }
+        if let Some(r) = patch.requires_approval {
+            d.insert("requires_approval".into(), r.into());
+            v.project.requires_approval = r;
+        }
+        check_project_attributes(&v.project.classification, &v.project.tags)?;
         let mut tx = self.store.write().await?;
         tx.update_project(&v.project.id, &v.project.description)
             .await?;
+        if attributes_changed {
+            tx.set_project_facts(&enclave_store::ProjectFacts {
+                name: v.project.name.clone(),
+                classification: v.project.classification.clone(),
+                tags: v.project.tags.clone(),
+                requires_approval: v.project.requires_approval,
+            })
+            .await?;
+        }
         let rec = caller.record(
             self,
             Action::ProjectUpdate.as_str(),
             label("project", name),
             Some(name),
             Outcome::Success,
-            detail!(),
+            d,
         );
         self.commit(tx, rec).await?;
         Ok(v)

@@ -5,9 +5,9 @@ use crate::secrets::{self, hash_secret, TOKEN_PREFIX};
 use crate::{detail, App};
 use enclave_core::audit::Outcome;
 use enclave_core::authz::Action;
-use enclave_policy::Resource;
 use enclave_core::model::{ApiToken, Page, PageRequest, TokenScope};
 use enclave_core::{names, Error, Result};
+use enclave_policy::Resource;
 
 /// Most projects one token may be limited to.
 pub const MAX_TOKEN_PROJECTS: usize = 32;

@@ -5,9 +5,9 @@ use crate::chokepoint::{label, Caller};
 use crate::{detail, secrets, App};
 use enclave_core::audit::Outcome;
 use enclave_core::authz::Action;
-use enclave_policy::Resource;
 use enclave_core::model::{Page, PageRequest, User};
 use enclave_core::{names, Error, ErrorCode, Result};
+use enclave_policy::Resource;
 
 /// Input for a new account.
 #[derive(Debug, Clone, Default)]
@@ -219,14 +219,8 @@ impl App {
     ) -> Result<User> {
         let user = self.find_user(username).await;
         let target = Resource::User(user.as_ref().map(|u| u.id.clone()).unwrap_or_default());
-        self.authorize(
-            caller,
-            action,
-            &target,
-            &label("user", username),
-            hide,
-        )
-        .await?;
+        self.authorize(caller, action, &target, &label("user", username), hide)
+            .await?;
         user
     }
 

@@ -217,6 +217,33 @@ impl AccessGrant {
     }
 }
 
+/// Whether making group `child` a member of group `parent` would close a cycle, given the
+/// existing nesting `edges` as `(parent, child)` pairs (a group may not contain itself, even
+/// through other groups).
+pub fn nesting_creates_cycle(edges: &[(String, String)], parent: &str, child: &str) -> bool {
+    if parent == child {
+        return true;
+    }
+    // Walk up from `parent`: reaching `child` means `child` already contains `parent`.
+    let mut stack = vec![parent.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(g) = stack.pop() {
+        if g == child {
+            return true;
+        }
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        stack.extend(
+            edges
+                .iter()
+                .filter(|(_, c)| *c == g)
+                .map(|(p, _)| p.clone()),
+        );
+    }
+    false
+}
+
 /// Checks a grant request's reason and duration against the configured maximum.
 pub fn check_grant_request(reason: &str, duration_secs: i64, max_secs: i64) -> Result<()> {
     let reason = reason.trim();
@@ -280,6 +307,16 @@ mod tests {
         assert_eq!(g.display_status(Timestamp(3800)), "expired");
         g.status = GrantStatus::Revoked;
         assert!(!g.in_force(Timestamp(300)));
+    }
+
+    #[test]
+    fn nesting_cycles_are_found() {
+        let e = |p: &str, c: &str| (p.to_string(), c.to_string());
+        let edges = vec![e("all", "eng"), e("eng", "ds")];
+        assert!(nesting_creates_cycle(&edges, "ds", "all"));
+        assert!(nesting_creates_cycle(&edges, "ds", "ds"));
+        assert!(!nesting_creates_cycle(&edges, "all", "ops"));
+        assert!(!nesting_creates_cycle(&edges, "ops", "ds"));
     }
 
     #[test]

@@ -50,8 +50,60 @@ pub struct Project {
     pub owner: String,
     /// Number of members of any role.
     pub member_count: i64,
+    /// Data classification label policies can test (default `internal`).
+    pub classification: String,
+    /// Free-form tags policies can test (key → value).
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Whether support and admin access grants need a project owner's approval (default yes).
+    pub requires_approval: bool,
     /// Creation time.
     pub created_at: Timestamp,
+}
+
+/// Most tags on a project.
+pub const MAX_PROJECT_TAGS: usize = 32;
+
+/// Checks a classification label and a tag set.
+pub fn check_project_attributes(
+    classification: &str,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> crate::Result<()> {
+    let label_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    if !label_ok(classification) {
+        return Err(crate::Error::invalid(
+            "classification",
+            "1 to 64 letters, digits, '-', '_', '.' or ':' (e.g. public, internal, confidential, restricted)",
+        ));
+    }
+    if tags.len() > MAX_PROJECT_TAGS {
+        return Err(crate::Error::invalid(
+            "tags",
+            format!("at most {MAX_PROJECT_TAGS} tags"),
+        ));
+    }
+    for (k, v) in tags {
+        if !label_ok(k) {
+            return Err(crate::Error::invalid(
+                "tags",
+                format!(
+                    "tag key '{}' must be 1 to 64 letters, digits, '-', '_', '.' or ':'",
+                    k.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        if v.chars().count() > 256 || v.chars().any(char::is_control) {
+            return Err(crate::Error::invalid(
+                "tags",
+                format!("the value of tag '{k}' must be at most 256 printable characters"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A member's role in a project.

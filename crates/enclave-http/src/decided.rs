@@ -43,10 +43,16 @@ pub async fn require_decision(req: Request, next: Next) -> Response {
     let status = resp.status();
     // Sending an unauthenticated browser to the login page reveals nothing.
     let to_login = status.is_redirection()
-        && resp.headers().get(axum::http::header::LOCATION).map(|v| v.as_bytes())
+        && resp
+            .headers()
+            .get(axum::http::header::LOCATION)
+            .map(|v| v.as_bytes())
             == Some(b"/login".as_slice());
     if decisions == 0 && (status.is_success() || (status.is_redirection() && !to_login)) {
-        tracing::error!(route, "route answered without an authorization decision; refused");
+        tracing::error!(
+            route,
+            "route answered without an authorization decision; refused"
+        );
         return crate::error::ApiError(enclave_core::Error::internal()).into_response();
     }
     resp

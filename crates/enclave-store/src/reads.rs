@@ -45,6 +45,10 @@ fn project(r: &SqliteRow) -> StoreResult<Project> {
             .map_err(map_err)?
             .unwrap_or_default(),
         member_count: r.try_get("member_count").map_err(map_err)?,
+        classification: r.try_get("classification").map_err(map_err)?,
+        tags: serde_json::from_str(&r.try_get::<String, _>("tags").map_err(map_err)?)
+            .map_err(|_| StoreError::Corrupt("projects.tags"))?,
+        requires_approval: r.try_get("requires_approval").map_err(map_err)?,
         created_at: Timestamp(r.try_get("created_at").map_err(map_err)?),
     })
 }
@@ -83,6 +87,7 @@ fn role(s: &str) -> StoreResult<ProjectRole> {
 }
 
 const PROJECT_SELECT: &str = "SELECT p.id, p.name, p.description, p.created_at,
+    p.classification, p.tags, p.requires_approval,
     (SELECT MIN(u.username) FROM project_members m JOIN users u ON u.id = m.user_id
        WHERE m.project_id = p.id AND m.role = 'owner') AS owner,
     (SELECT COUNT(*) FROM project_members m WHERE m.project_id = p.id) AS member_count

@@ -1,7 +1,8 @@
 //! Wire types of the API. Request types refuse unknown fields; limits on sizes are enforced by
 //! the domain validators, and the body limit bounds everything else.
 
-use enclave_app::ProjectView;
+use enclave_app::{CheckAnswer, ProjectView};
+use enclave_core::access::{AccessGrant, CustomPolicy, GrantRole, RoleBinding};
 use enclave_core::model::{ApiToken, Group, Page, PageRequest, ProjectRole, TokenScope, User};
 use enclave_core::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -209,6 +210,13 @@ pub struct ProjectOut {
     pub your_role: Option<ProjectRole>,
     /// Number of members.
     pub member_count: i64,
+    /// Data classification label policies can test.
+    pub classification: String,
+    /// Tags policies can test.
+    #[schema(value_type = Object)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Whether support and admin access grants need a project owner's approval.
+    pub requires_approval: bool,
     /// RFC 3339 creation time.
     pub created_at: String,
 }
@@ -221,6 +229,9 @@ impl From<ProjectView> for ProjectOut {
             owner: v.project.owner,
             your_role: v.your_role,
             member_count: v.project.member_count,
+            classification: v.project.classification,
+            tags: v.project.tags,
+            requires_approval: v.project.requires_approval,
             created_at: ts(v.project.created_at),
         }
     }
@@ -386,4 +397,314 @@ pub struct WhoAmI {
     pub user: UserOut,
     /// The credential.
     pub auth: AuthInfo,
+}
+
+/// Changes to a project; absent fields stay as they are.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    /// New description.
+    pub description: Option<String>,
+    /// New classification label, e.g. `public`, `internal`, `confidential`, `restricted`.
+    pub classification: Option<String>,
+    /// New tags (replace all tags).
+    #[schema(value_type = Option<Object>)]
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+    /// Whether support and admin access grants need a project owner's approval.
+    pub requires_approval: Option<bool>,
+}
+
+fn opt_ts(t: Option<Timestamp>) -> Option<String> {
+    t.map(ts)
+}
+
+/// A custom Cedar policy.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyOut {
+    /// Id; the Cedar policy id is `custom.<id>`.
+    pub id: String,
+    /// Name, unique in its scope.
+    pub name: String,
+    /// Project, or null for a platform-wide policy.
+    pub project: Option<String>,
+    /// Description.
+    pub description: String,
+    /// Cedar text.
+    pub body: String,
+    /// Author's username.
+    pub created_by: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 time of the last change.
+    pub updated_at: String,
+}
+
+impl From<CustomPolicy> for PolicyOut {
+    fn from(p: CustomPolicy) -> Self {
+        PolicyOut {
+            id: p.id,
+            name: p.name,
+            project: p.project,
+            description: p.description,
+            body: p.body,
+            created_by: p.created_by,
+            created_at: ts(p.created_at),
+            updated_at: ts(p.updated_at),
+        }
+    }
+}
+
+/// A list without pagination (small, bounded collections).
+#[derive(Serialize, ToSchema)]
+pub struct Items<T: ToSchema> {
+    /// The items.
+    pub items: Vec<T>,
+}
+
+/// Scope filter of policy and role lists.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ScopeQuery {
+    /// A project; absent means the platform-wide ones.
+    pub project: Option<String>,
+}
+
+/// New custom policy.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePolicy {
+    /// Name (a slug), unique in its scope.
+    pub name: String,
+    /// Project, or absent for a platform-wide policy (admins only).
+    pub project: Option<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Cedar text: exactly one policy; a project policy must have the resource scope
+    /// `resource in Project::"<project>"`.
+    pub body: String,
+}
+
+/// Changes to a custom policy.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePolicy {
+    /// New description.
+    pub description: Option<String>,
+    /// New Cedar text.
+    pub body: Option<String>,
+}
+
+/// A simulated request to explain.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckIn {
+    /// `alice`, `user:alice` or `workload:<id>`.
+    pub principal: String,
+    /// Action, e.g. `project.read`.
+    pub action: String,
+    /// Resource, e.g. `platform`, `project:fraud`, `user:bob`, `secret:fraud/db-password`.
+    pub resource: String,
+    /// Circumstances: `source_ip`, `mfa`, `auth_method`, `read_only`, `token_projects`, and the
+    /// schema's optional context fields.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A role held in the request's scope.
+#[derive(Serialize, ToSchema)]
+pub struct AppliedRoleOut {
+    /// Role name.
+    pub role: String,
+    /// Where it comes from: `membership`, `binding`, `admin flag`, `grant:<id>`.
+    pub origin: String,
+    /// `platform` or `project:<name>`.
+    pub scope: String,
+    /// The group it is held through, if any.
+    pub via_group: Option<String>,
+    /// RFC 3339 expiry, if any.
+    pub expires_at: Option<String>,
+}
+
+/// The answer of explain.
+#[derive(Serialize, ToSchema)]
+pub struct CheckOut {
+    /// Whether the action would be allowed.
+    pub allowed: bool,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Ids of the policies that decided.
+    pub determining: Vec<String>,
+    /// One sentence.
+    pub explanation: String,
+    /// Roles held in the request's scope.
+    pub roles: Vec<AppliedRoleOut>,
+    /// Evaluation errors (each denies).
+    pub errors: Vec<String>,
+}
+
+impl From<CheckAnswer> for CheckOut {
+    fn from(a: CheckAnswer) -> Self {
+        let d = a.decision;
+        CheckOut {
+            allowed: d.allowed,
+            decision: if d.allowed { "allow" } else { "deny" }.into(),
+            determining: d.determining,
+            explanation: a.explanation,
+            roles: d
+                .roles
+                .into_iter()
+                .map(|r| AppliedRoleOut {
+                    role: r.role,
+                    origin: r.origin,
+                    scope: match r.scope {
+                        enclave_policy::Scope::Platform => "platform".into(),
+                        enclave_policy::Scope::Project(p) => format!("project:{p}"),
+                    },
+                    via_group: r.via_group,
+                    expires_at: opt_ts(r.expires_at),
+                })
+                .collect(),
+            errors: d.errors,
+        }
+    }
+}
+
+/// Query of `policy can`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CanQuery {
+    /// `alice`, `user:alice` or `workload:<id>`.
+    pub principal: String,
+    /// Project name.
+    pub project: String,
+}
+
+/// What a principal may do in a project.
+#[derive(Serialize, ToSchema)]
+pub struct CanOut {
+    /// The principal asked about.
+    pub principal: String,
+    /// The project.
+    pub project: String,
+    /// Action names.
+    pub actions: Vec<String>,
+}
+
+/// A role binding.
+#[derive(Serialize, ToSchema)]
+pub struct BindingOut {
+    /// Id.
+    pub id: String,
+    /// `user:NAME`, `group:NAME` or `workload:ID`.
+    pub subject: String,
+    /// Role name.
+    pub role: String,
+    /// Project, or null for platform-wide.
+    pub project: Option<String>,
+    /// RFC 3339 expiry, or null.
+    pub expires_at: Option<String>,
+    /// Who created it.
+    pub created_by: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+impl From<RoleBinding> for BindingOut {
+    fn from(b: RoleBinding) -> Self {
+        BindingOut {
+            subject: format!("{}:{}", b.subject_kind.as_str(), b.subject_name),
+            id: b.id,
+            role: b.role,
+            project: b.project,
+            expires_at: opt_ts(b.expires_at),
+            created_by: b.created_by,
+            created_at: ts(b.created_at),
+        }
+    }
+}
+
+/// New role binding.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBinding {
+    /// `user:NAME`, `group:NAME` or `workload:ID`.
+    pub subject: String,
+    /// A built-in role, e.g. `data_scientist`, `security_auditor`.
+    pub role: String,
+    /// Project, or absent for platform-wide.
+    pub project: Option<String>,
+    /// Lifetime, e.g. `8h`; absent means until removed.
+    pub expires_in: Option<String>,
+}
+
+/// A time-bound access grant.
+#[derive(Serialize, ToSchema)]
+pub struct GrantOut {
+    /// Id.
+    pub id: String,
+    /// Project.
+    pub project: String,
+    /// Who gets access.
+    pub grantee: String,
+    /// `support` or `project_admin`.
+    pub role: String,
+    /// Why.
+    pub reason: String,
+    /// Requested duration in seconds.
+    pub duration_secs: i64,
+    /// `pending`, `active`, `expired`, `denied` or `revoked`.
+    pub status: String,
+    /// RFC 3339 request time.
+    pub requested_at: String,
+    /// Who approved or denied it.
+    pub decided_by: Option<String>,
+    /// When it was approved or denied.
+    pub decided_at: Option<String>,
+    /// When it started.
+    pub starts_at: Option<String>,
+    /// When it ends.
+    pub expires_at: Option<String>,
+    /// Who ended it early.
+    pub revoked_by: Option<String>,
+    /// When it was ended early.
+    pub revoked_at: Option<String>,
+}
+
+impl GrantOut {
+    /// The wire form of `g` as seen at `now` (an active grant past its end reads `expired`).
+    pub fn at(g: AccessGrant, now: Timestamp) -> Self {
+        GrantOut {
+            status: g.display_status(now).into(),
+            id: g.id,
+            project: g.project,
+            grantee: g.grantee,
+            role: g.role.as_str().into(),
+            reason: g.reason,
+            duration_secs: g.duration_secs,
+            requested_at: ts(g.requested_at),
+            decided_by: g.decided_by,
+            decided_at: opt_ts(g.decided_at),
+            starts_at: opt_ts(g.starts_at),
+            expires_at: opt_ts(g.expires_at),
+            revoked_by: g.revoked_by,
+            revoked_at: opt_ts(g.revoked_at),
+        }
+    }
+}
+
+/// A request for time-bound access.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestGrant {
+    /// `support` (read and open notebooks, no secret values) or `project_admin` (an owner's
+    /// rights).
+    #[schema(value_type = String)]
+    pub role: GrantRole,
+    /// Why; shown to the project's members.
+    pub reason: String,
+    /// How long, e.g. `2h` (at most the platform's maximum, 4h by default).
+    pub duration: String,
 }

@@ -113,3 +113,29 @@ pub async fn remove_member(
     s.app.remove_group_member(&c, &name, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Makes group `child` a member of group `name` (its members then hold what `name`'s hold).
+#[utoipa::path(put, path = "/api/v1/groups/{name}/subgroups/{child}", tag = "groups",
+    params(("name" = String, Path), ("child" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn add_subgroup(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path((name, child)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.app.add_subgroup(&c, &name, &child).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes group `child` from group `name`.
+#[utoipa::path(delete, path = "/api/v1/groups/{name}/subgroups/{child}", tag = "groups",
+    params(("name" = String, Path), ("child" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn remove_subgroup(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path((name, child)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.app.remove_subgroup(&c, &name, &child).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

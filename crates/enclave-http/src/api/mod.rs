@@ -2,6 +2,7 @@
 
 pub mod dto;
 mod extract;
+mod governance;
 mod groups;
 mod projects;
 mod session;
@@ -15,7 +16,7 @@ use utoipa_axum::routes;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Enclave API", description = "Secure data science platform: accounts, groups, projects, tokens."),
+    info(title = "Enclave API", description = "Secure data science platform: accounts, groups, projects, tokens, policies, roles and access grants."),
     components(schemas(dto::ErrorBody)),
     modifiers(&Security),
     tags(
@@ -24,6 +25,7 @@ use utoipa_axum::routes;
         (name = "groups", description = "Groups of users (platform admins)"),
         (name = "projects", description = "Projects and their members"),
         (name = "tokens", description = "Personal API tokens"),
+        (name = "policy", description = "Cedar policies, explain, role bindings and time-bound access grants"),
     )
 )]
 struct ApiDoc;
@@ -77,6 +79,24 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::set_member, projects::remove_member))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::get, tokens::revoke))
+        .routes(routes!(groups::add_subgroup, groups::remove_subgroup))
+        .routes(routes!(
+            governance::list_policies,
+            governance::create_policy
+        ))
+        .routes(routes!(
+            governance::get_policy,
+            governance::update_policy,
+            governance::delete_policy
+        ))
+        .routes(routes!(governance::check))
+        .routes(routes!(governance::can))
+        .routes(routes!(governance::list_roles, governance::bind_role))
+        .routes(routes!(governance::unbind_role))
+        .routes(routes!(governance::list_grants, governance::request_grant))
+        .routes(routes!(governance::approve_grant))
+        .routes(routes!(governance::deny_grant))
+        .routes(routes!(governance::revoke_grant))
         .routes(routes!(openapi_json))
 }
 

@@ -47,21 +47,22 @@ pub async fn get(
     Ok(Json(s.app.get_project(&c, &name).await?.into()))
 }
 
-/// Updates a project's description (owners).
-#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), request_body = UpdateDescription,
+/// Updates a project's description and policy attributes (owners).
+#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), request_body = UpdateProject,
     responses((status = 200, body = ProjectOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(s): State<AppState>,
     Authed(c): Authed,
     Path(name): Path<String>,
-    Body(b): Body<UpdateDescription>,
+    Body(b): Body<UpdateProject>,
 ) -> ApiResult<Json<ProjectOut>> {
-    Ok(Json(
-        s.app
-            .update_project(&c, &name, b.description.as_deref())
-            .await?
-            .into(),
-    ))
+    let patch = enclave_app::ProjectPatch {
+        description: b.description,
+        classification: b.classification,
+        tags: b.tags,
+        requires_approval: b.requires_approval,
+    };
+    Ok(Json(s.app.update_project(&c, &name, patch).await?.into()))
 }
 
 /// Deletes a project (owners).

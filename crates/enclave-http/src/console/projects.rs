@@ -268,7 +268,14 @@ pub async fn set_description(
 ) -> Response {
     let result = s
         .app
-        .update_project(&session.caller, &name, Some(&f.description))
+        .update_project(
+            &session.caller,
+            &name,
+            enclave_app::ProjectPatch {
+                description: Some(f.description.clone()),
+                ..Default::default()
+            },
+        )
         .await
         .map(|_| ());
     let path = format!("/projects/{}", encode(&name));

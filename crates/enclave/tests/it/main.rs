@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod console;
+mod policy;
 mod serve;
 
 /// Path of the binary under test.
