@@ -583,8 +583,10 @@ pub enum GrantsCommand {
         #[arg(long, value_name = "P")]
         project: String,
     },
-    /// Request time-bound access to a project; it starts at once unless the project requires
-    /// approval, else when a project owner approves it.
+    /// Request time-bound access to a project.
+    ///
+    /// The grant starts at once when the project does not require approval; otherwise it is
+    /// pending until a project owner approves it (`enclave grants approve ID`).
     Request {
         /// Project name.
         #[arg(long, value_name = "P")]
@@ -595,7 +597,7 @@ pub enum GrantsCommand {
         /// Why, e.g. a ticket number (recorded in the audit trail).
         #[arg(long, value_name = "TEXT")]
         reason: String,
-        /// How long, e.g. `2h`.
+        /// How long, e.g. `2h` (at most the server's `[access] max_grant_duration`).
         #[arg(long, value_name = "DUR")]
         duration: String,
     },

@@ -81,6 +81,48 @@ pub(crate) const BINDING: &[Column] = &[
     ("CREATED BY", "created_by"),
     ("CREATED", "created_at"),
 ];
+/// Fields of one policy, in the order `policy show` prints them (the body comes last).
+pub(crate) const POLICY_DETAILS: &[Column] = &[
+    ("", "id"),
+    ("", "name"),
+    ("", "project"),
+    ("", "description"),
+    ("", "created_by"),
+    ("", "created_at"),
+    ("", "updated_at"),
+];
+
+/// Fields of one grant, in the order they are printed (text mode shows `duration` instead of
+/// `duration_secs`).
+pub(crate) const GRANT_DETAILS: &[Column] = &[
+    ("", "id"),
+    ("", "project"),
+    ("", "grantee"),
+    ("", "role"),
+    ("", "status"),
+    ("", "reason"),
+    ("", "duration"),
+    ("", "requested_at"),
+    ("", "decided_by"),
+    ("", "decided_at"),
+    ("", "starts_at"),
+    ("", "expires_at"),
+    ("", "revoked_by"),
+    ("", "revoked_at"),
+];
+
+/// Columns of the grants table (one project's grants).
+pub(crate) const GRANT_ROW: &[Column] = &[
+    ("ID", "id"),
+    ("GRANTEE", "grantee"),
+    ("ROLE", "role"),
+    ("STATUS", "status"),
+    ("DURATION", "duration"),
+    ("REQUESTED", "requested_at"),
+    ("EXPIRES", "expires_at"),
+    ("REASON", "reason"),
+];
+
 /// Columns of a role held by the principal of `policy check`.
 pub(crate) const HELD_ROLE: &[Column] = &[
     ("ROLE", "role"),

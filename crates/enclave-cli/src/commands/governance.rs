@@ -9,52 +9,11 @@ use serde_json::{json, Map, Value};
 
 use super::{Res, Runner};
 use crate::client::{sanitize, Failure};
-use crate::output::{self, Column};
+use crate::output::{self, GRANT_DETAILS, GRANT_ROW, POLICY_DETAILS};
 use crate::{
     GrantRole, GrantsCommand, OutputFormat, PolicyCommand, RolesCommand, EXIT_DENIED,
     MAX_POLICY_BYTES,
 };
-
-/// Fields of one policy, in the order `policy show` prints them (the body comes last).
-const POLICY_DETAILS: &[Column] = &[
-    ("", "id"),
-    ("", "name"),
-    ("", "project"),
-    ("", "description"),
-    ("", "created_by"),
-    ("", "created_at"),
-    ("", "updated_at"),
-];
-
-/// Fields of one grant, in the order they are printed.
-const GRANT_DETAILS: &[Column] = &[
-    ("", "id"),
-    ("", "project"),
-    ("", "grantee"),
-    ("", "role"),
-    ("", "status"),
-    ("", "reason"),
-    ("", "duration"),
-    ("", "requested_at"),
-    ("", "decided_by"),
-    ("", "decided_at"),
-    ("", "starts_at"),
-    ("", "expires_at"),
-    ("", "revoked_by"),
-    ("", "revoked_at"),
-];
-
-/// Columns of the grants table (one project's grants).
-const GRANT_ROW: &[Column] = &[
-    ("ID", "id"),
-    ("GRANTEE", "grantee"),
-    ("ROLE", "role"),
-    ("STATUS", "status"),
-    ("DURATION", "duration"),
-    ("REQUESTED", "requested_at"),
-    ("EXPIRES", "expires_at"),
-    ("REASON", "reason"),
-];
 
 /// Longest policy line shown in full in an error excerpt (in characters).
 const EXCERPT_WIDTH: usize = 120;

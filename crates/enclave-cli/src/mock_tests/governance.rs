@@ -914,3 +914,15 @@ async fn project_attributes_and_subgroups() {
         "{err}"
     );
 }
+
+#[test]
+fn help_documents_the_deny_exit_code() {
+    use clap::CommandFactory;
+    let mut cmd = TestCli::command();
+    let check = cmd
+        .find_subcommand_mut("policy")
+        .and_then(|c| c.find_subcommand_mut("check"))
+        .unwrap();
+    let help = check.render_long_help().to_string();
+    assert!(help.contains("Exit code 0 for allow, 5 for deny"), "{help}");
+}
