@@ -269,3 +269,98 @@ async fn a_failing_audit_write_refuses_the_change() {
         "nothing changed"
     );
 }
+
+async fn user(f: &Fixture, admin: &Caller, name: &str) -> Caller {
+    f.app
+        .create_user(
+            admin,
+            NewUser {
+                username: name.into(),
+                password: PW.into(),
+                display_name: String::new(),
+                email: String::new(),
+                platform_admin: false,
+            },
+        )
+        .await
+        .unwrap();
+    f.app.login_session(name, PW, &meta()).await.unwrap().caller
+}
+
+#[tokio::test]
+async fn grants_and_bindings_stop_exactly_at_expiry_for_open_sessions() {
+    use enclave_core::access::GrantRole;
+    let f = fixture().await;
+    let admin = admin(&f).await;
+    let owner = user(&f, &admin, "olivia").await;
+    let ada = user(&f, &admin, "ada").await;
+    f.app
+        .create_project(&admin, "alpha", "", Some("olivia"))
+        .await
+        .unwrap();
+
+    // An approved support grant: the admin's open session reads the project until the end.
+    let g = f
+        .app
+        .request_grant(&admin, "alpha", GrantRole::Support, "ticket 9", 3600)
+        .await
+        .unwrap();
+    assert!(f.app.get_project(&admin, "alpha").await.is_ok());
+    let e = f.app.decide_grant(&admin, &g.id, true).await.unwrap_err();
+    assert_eq!(
+        e.code,
+        ErrorCode::Forbidden,
+        "nobody approves their own grant"
+    );
+    let g = f.app.decide_grant(&owner, &g.id, true).await.unwrap();
+    let expires = g.expires_at.unwrap();
+    let project_reads = |c: Caller| {
+        let app = f.app.clone();
+        async move {
+            app.check_policy(
+                &c,
+                enclave_app::CheckRequest {
+                    principal: "admin".into(),
+                    action: "notebook.open".into(),
+                    resource: "notebook:alpha/nb".into(),
+                    context: None,
+                },
+            )
+            .await
+            .unwrap()
+            .decision
+            .allowed
+        }
+    };
+    assert!(project_reads(owner.clone()).await);
+    f.clock.advance(Duration::from_secs(3599));
+    assert!(f.clock.now() < expires);
+    assert!(project_reads(owner.clone()).await);
+    f.clock.advance(Duration::from_secs(1));
+    assert_eq!(f.clock.now(), expires);
+    assert!(
+        !project_reads(owner.clone()).await,
+        "over at expiry, no rebuild needed"
+    );
+
+    // Grants longer than the maximum are refused and nothing is stored.
+    let max = f.app.settings().max_grant.as_secs() as i64;
+    let e = f
+        .app
+        .request_grant(&admin, "alpha", GrantRole::Support, "ticket 10", max + 60)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+    assert_eq!(f.app.list_grants(&owner, "alpha").await.unwrap().len(), 1);
+
+    // A platform role bound for one hour works for ada's open session, then stops.
+    let until = Timestamp(f.clock.now().0 + 3600);
+    f.app
+        .bind_role(&admin, "user:ada", "security_auditor", None, Some(until))
+        .await
+        .unwrap();
+    assert!(f.app.list_policies(&ada, None).await.is_ok());
+    f.clock.advance(Duration::from_secs(3600));
+    let e = f.app.list_policies(&ada, None).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+}
