@@ -53,7 +53,7 @@
 //! `policy can` prints the actions a principal may do in a project, one per line. In
 //! `projects update`, `--tag` adds or changes tags and keeps the others (the CLI reads the
 //! current tags first, the server replaces the whole set); `--clear-tags` starts from none.
-//! Durations (`--expires-in`, `--duration`) are the server's format, e.g. `30m`, `8h`, `2d`.
+//! Durations (`--expires-in`, `--duration`) are passed to the server as given, e.g. `30m`, `8h`.
 //!
 //! `login` stores `{server, username, token, token_id}` in `credentials.json` (mode 0600) in the
 //! config directory (mode 0700): `$ENCLAVE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/enclave`, else
