@@ -53,7 +53,7 @@
 //! `policy can` prints the actions a principal may do in a project, one per line. In
 //! `projects update`, `--tag` adds or changes tags and keeps the others (the CLI reads the
 //! current tags first, the server replaces the whole set); `--clear-tags` starts from none.
-//! Durations (`--expires-in`, `--duration`) are passed to the server as given, e.g. `30m`, `8h`.
+//! Durations (`--expires-in`, `--duration`) are a number with `s`, `m`, `h` or `d`, e.g. `30m`.
 //!
 //! `login` stores `{server, username, token, token_id}` in `credentials.json` (mode 0600) in the
 //! config directory (mode 0700): `$ENCLAVE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/enclave`, else
@@ -553,8 +553,8 @@ pub enum RolesCommand {
         /// Bind in this project (default: platform-wide).
         #[arg(long, value_name = "P")]
         project: Option<String>,
-        /// Let the binding expire after this long, e.g. `8h`.
-        #[arg(long, value_name = "DUR")]
+        /// Let the binding expire after this long: a number with s, m, h or d, e.g. `8h`.
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         expires_in: Option<String>,
     },
     /// Remove a role binding.
@@ -597,8 +597,9 @@ pub enum GrantsCommand {
         /// Why, e.g. a ticket number (recorded in the audit trail).
         #[arg(long, value_name = "TEXT")]
         reason: String,
-        /// How long, e.g. `2h` (at most the server's `[access] max_grant_duration`).
-        #[arg(long, value_name = "DUR")]
+        /// How long: a number with s, m, h or d, e.g. `2h` (at most the server's
+        /// `[access] max_grant_duration`, 4h by default).
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         duration: String,
     },
     /// Approve a pending grant (project owners; not your own).
@@ -623,6 +624,18 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err("expected KEY=VALUE, e.g. --tag team=fraud".to_string()),
+    }
+}
+
+/// Checks a duration in the API's form: digits, then `s`, `m`, `h` or `d` (none means
+/// seconds); it is sent as given.
+fn parse_duration(text: &str) -> Result<String, String> {
+    let digits = text.trim_end_matches(['s', 'm', 'h', 'd']);
+    let unit_len = text.len() - digits.len();
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && unit_len <= 1 {
+        Ok(text.to_string())
+    } else {
+        Err("expected a number with s, m, h or d, e.g. 30m, 8h or 2d".to_string())
     }
 }
 

@@ -228,6 +228,32 @@ fn bad_arguments_are_usage_errors() {
         "cannot be used",
     );
     refused(&["grants", "list"], "--project");
+    for bad in ["", "h", "2 hours", "1h30m", "5mm", "2w", "1.5h"] {
+        refused(
+            &[
+                "roles",
+                "bind",
+                "viewer",
+                "--user",
+                "a",
+                "--expires-in",
+                bad,
+            ],
+            "e.g. 30m",
+        );
+    }
+    for good in ["90", "45s", "30m", "8h", "2d"] {
+        assert!(parse(&[
+            "roles",
+            "bind",
+            "viewer",
+            "--user",
+            "a",
+            "--expires-in",
+            good
+        ])
+        .is_ok());
+    }
     let request = [
         "grants",
         "request",
@@ -247,6 +273,21 @@ fn bad_arguments_are_usage_errors() {
     assert!(with_role("project-admin").is_ok());
     assert!(with_role("support").is_ok());
     assert_eq!(with_role("boss").unwrap_err().exit_code(), 2);
+    refused(
+        &[
+            "grants",
+            "request",
+            "--project",
+            "p",
+            "--role",
+            "support",
+            "--reason",
+            "r",
+            "--duration",
+            "soon",
+        ],
+        "e.g. 30m",
+    );
     refused(&["projects", "update", "p", "--tag", "team"], "KEY=VALUE");
     refused(&["projects", "update", "p", "--tag", "=x"], "KEY=VALUE");
     refused(
