@@ -247,6 +247,40 @@ fn main() {
             .unwrap();
         let dir2 = tempfile::tempdir().unwrap();
         println!("current_thread {}", rt.block_on(micro(dir2.path())));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let key = Arc::new(SigningKey::generate().unwrap().0);
+            let store = Store::open_with(&dir2.path().join("f.db"), options(&key))
+                .await
+                .unwrap();
+            let mut i = 0;
+            for round in 0..6 {
+                let t = Instant::now();
+                let mut tx = store.write().await.unwrap();
+                for _ in 0..10_000 {
+                    i += 1;
+                    tx.append_audit(&record(i)).await.unwrap();
+                }
+                let appended = t.elapsed();
+                tx.commit().await.unwrap();
+                println!(
+                    "round {round}: append {:?} commit {:?}",
+                    appended,
+                    t.elapsed() - appended
+                );
+            }
+            let t = Instant::now();
+            let n = store
+                .verify_audit(&key.public_key(), None)
+                .await
+                .unwrap()
+                .unwrap()
+                .records;
+            println!("verify {n} in {:?}", t.elapsed());
+        });
         return;
     }
     let writers = env_or("WRITERS", 64);

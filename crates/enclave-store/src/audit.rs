@@ -141,6 +141,17 @@ fn sql_seq(seq: u64) -> i64 {
 }
 
 impl Store {
+    async fn bulk_reader(&self) -> StoreResult<SqliteConnection> {
+        use sqlx::ConnectOptions;
+        self.connect
+            .clone()
+            .read_only(true)
+            .row_buffer_size(16_384)
+            .connect()
+            .await
+            .map_err(map_err)
+    }
+
     /// Searches the trail with `filter`, a page at a time (keyset pagination by sequence
     /// number: pass the previous page's `next` as `after`).
     pub async fn search_audit(
@@ -311,25 +322,38 @@ impl Store {
     /// genesis — or, after pruning, from the retention anchor, which must be documented by a
     /// chained `audit.prune` record. The snapshot read is checked against the writer's
     /// committed head. The outer `Result` is the store's; the inner one the verdict.
+    ///
+    /// The table is scanned on a blocking thread with a connection of its own (rusqlite on the
+    /// same SQLite library), row by row without allocating, so that verification runs at the
+    /// speed of SQLite and SHA-256 rather than at that of handing rows between threads.
     pub async fn verify_audit(
         &self,
         key: &PublicKey,
         from: Option<u64>,
     ) -> StoreResult<Result<Summary, Failure>> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        let (head_seq, head_hash) = {
-            // Pin the read snapshot while no COMMIT can happen, so it matches the head.
+        let path = self.path.clone();
+        let (conn, head) = {
+            // Pin the read snapshot while no COMMIT can happen, so that it matches the head.
             let w = self.writer.lock().await;
-            conn.execute("BEGIN").await.map_err(map_err)?;
-            sqlx::query("SELECT COUNT(*) FROM audit_checkpoints")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(map_err)?;
-            (w.committed.seq, w.committed.hash)
+            let head = (w.committed.seq, w.committed.hash);
+            let conn = blocking(move || {
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                conn.execute_batch("BEGIN")?;
+                conn.query_row("SELECT COUNT(*) FROM audit_checkpoints", [], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+                Ok(conn)
+            })
+            .await?;
+            (conn, head)
         };
-        let result = verify_snapshot(&mut conn, key, from, head_seq, head_hash).await;
-        let _ = conn.execute("ROLLBACK").await;
-        result
+        let key = *key;
+        blocking(move || verify_snapshot(&conn, &key, from, head)).await
     }
 
     /// Writes the trail as an export (JSON Lines, see `enclave_audit::export`) to `out`: from
@@ -347,7 +371,7 @@ impl Store {
         if self.options.signer.is_some() {
             self.checkpoint_now(at).await?;
         }
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.bulk_reader().await?;
         conn.execute("BEGIN").await.map_err(map_err)?;
         let result: StoreResult<u64> = async {
             if let Some(k) = key {
@@ -373,7 +397,7 @@ impl Store {
                    request_id, detail FROM audit_events WHERE seq > $1 ORDER BY seq",
             )
             .bind(sql_seq(start))
-            .fetch(&mut *conn);
+            .fetch(&mut conn);
             while let Some(r) = rows.try_next().await.map_err(map_err)? {
                 let (view, hash) = view(&r)?;
                 writeln!(out, "{}", record_line(&view, &hash)).map_err(io)?;
@@ -449,15 +473,56 @@ fn view(r: &SqliteRow) -> StoreResult<(RecordView<'_>, Hash)> {
     ))
 }
 
-async fn verify_snapshot(
-    conn: &mut SqliteConnection,
+/// Runs `f` on the blocking pool, mapping rusqlite's errors.
+async fn blocking<T, F>(f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, rusqlite::Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Bulk(e.to_string()))?
+        .map_err(|e| StoreError::Bulk(e.to_string()))
+}
+
+fn bulk_checkpoint(r: &rusqlite::Row<'_>) -> Result<Checkpoint, rusqlite::Error> {
+    let hash: Vec<u8> = r.get(1)?;
+    let seq: i64 = r.get(0)?;
+    Ok(Checkpoint {
+        seq: seq as u64,
+        hash: <[u8; 32]>::try_from(hash.as_slice()).unwrap_or([0; 32]),
+        at: Timestamp(r.get(2)?),
+        key_id: r.get(3)?,
+        signature: r.get(4)?,
+    })
+}
+
+fn bulk_checkpoints(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    seq: u64,
+) -> Result<Vec<Checkpoint>, rusqlite::Error> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([sql_seq(seq)], bulk_checkpoint)?;
+    rows.collect()
+}
+
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, rusqlite::Error> {
+    r.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// The verification of one snapshot (blocking).
+fn verify_snapshot(
+    conn: &rusqlite::Connection,
     key: &PublicKey,
     from: Option<u64>,
-    head_seq: u64,
-    head_hash: Hash,
-) -> StoreResult<Result<Summary, Failure>> {
+    (head_seq, head_hash): (u64, Hash),
+) -> Result<Result<Summary, Failure>, rusqlite::Error> {
+    const CP: &str = "SELECT seq, hash, at, key_id, signature FROM audit_checkpoints";
     let start = match from {
-        Some(s) => match checkpoint_by_seq(conn, s).await? {
+        Some(s) => match bulk_checkpoints(conn, &format!("{CP} WHERE seq = ?1"), s)?.pop() {
             Some(cp) => Some(cp),
             None => {
                 return Ok(Err(Failure {
@@ -466,7 +531,24 @@ async fn verify_snapshot(
                 }))
             }
         },
-        None => retention_anchor(conn).await?,
+        None => {
+            // After pruning: the checkpoint just before the first remaining record (or the
+            // newest one when no record is left).
+            let first: Option<i64> =
+                conn.query_row("SELECT MIN(seq) FROM audit_events", [], |r| r.get(0))?;
+            match first {
+                Some(f) if f > 1 => {
+                    bulk_checkpoints(conn, &format!("{CP} WHERE seq = ?1"), (f - 1) as u64)?.pop()
+                }
+                Some(_) => None,
+                None => bulk_checkpoints(
+                    conn,
+                    &format!("{CP} WHERE seq >= ?1 ORDER BY seq DESC LIMIT 1"),
+                    0,
+                )?
+                .pop(),
+            }
+        }
     };
     // An anchor reached without `from` must be a documented pruning.
     let undocumented = from
@@ -484,20 +566,43 @@ async fn verify_snapshot(
         verifier.expect_head(head_seq, head_hash);
     }
     let begin = start.as_ref().map_or(0, |c| c.seq);
-    for cp in checkpoints_after(conn, begin).await? {
+    for cp in bulk_checkpoints(conn, &format!("{CP} WHERE seq > ?1 ORDER BY seq"), begin)? {
         if let Err(f) = verifier.add_checkpoint(&cp) {
             return Ok(Err(f));
         }
     }
     let mut documented = undocumented.is_none();
-    let mut rows = sqlx::query(
+    let mut stmt = conn.prepare(
         "SELECT seq, hash, at, actor, auth, source, action, resource, project, outcome,
-           request_id, detail FROM audit_events WHERE seq > $1 ORDER BY seq",
-    )
-    .bind(sql_seq(begin))
-    .fetch(&mut *conn);
-    while let Some(r) = rows.try_next().await.map_err(map_err)? {
-        let (view, hash) = view(&r)?;
+           request_id, detail FROM audit_events WHERE seq > ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([sql_seq(begin)])?;
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let hash = r
+            .get_ref(1)?
+            .as_blob()
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            // A hash that is not 32 bytes matches nothing: reported as a modified record.
+            .unwrap_or([0; 32]);
+        let project = match r.get_ref(8)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(text(r, 8)?),
+        };
+        let view = RecordView {
+            seq: u64::try_from(seq).unwrap_or(0),
+            at: r.get(2)?,
+            actor: text(r, 3)?,
+            auth: text(r, 4)?,
+            source: text(r, 5)?,
+            action: text(r, 6)?,
+            resource: text(r, 7)?,
+            project,
+            outcome: text(r, 9)?,
+            request_id: text(r, 10)?,
+            detail: text(r, 11)?,
+        };
         if let Err(f) = verifier.push(&view, &hash) {
             return Ok(Err(f));
         }
@@ -508,7 +613,6 @@ async fn verify_snapshot(
             documented = through == undocumented;
         }
     }
-    drop(rows);
     let summary = verifier.finish();
     if let (Ok(_), false, Some(anchor)) = (&summary, documented, undocumented) {
         // Records before a checkpoint are gone and no chained record says they were pruned.

@@ -105,6 +105,9 @@ pub enum StoreError {
     /// The request cannot be carried out as asked.
     #[error("{0}")]
     Invalid(String),
+    /// A bulk read (audit verification) failed.
+    #[error("store unavailable: {0}")]
+    Bulk(String),
 }
 
 impl From<StoreError> for Error {
@@ -125,6 +128,10 @@ impl From<StoreError> for Error {
             }
             StoreError::NoSigner => Error::unavailable("the audit checkpoint key"),
             StoreError::Invalid(why) => Error::new(ErrorCode::InvalidInput, why),
+            StoreError::Bulk(cause) => {
+                tracing::error!(error = %cause, "bulk read failed");
+                Error::unavailable("the store")
+            }
         }
     }
 }
@@ -143,6 +150,10 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// How to open a connection of its own (bulk reads of the audit trail).
+    connect: SqliteConnectOptions,
+    /// The database file.
+    path: std::path::PathBuf,
     writer: Arc<Mutex<writer::Writer>>,
     shared: Arc<writer::Shared>,
     options: Arc<AuditOptions>,
@@ -171,13 +182,15 @@ impl Store {
             .max_connections(8)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(StoreError::Unavailable)?;
         let audit = Arc::new(options.audit);
         let shared = Arc::new(writer::Shared::default());
         let store = Store {
             pool,
+            connect: opts,
+            path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(writer::Writer::new(
                 writer,
                 audit.clone(),
