@@ -171,6 +171,11 @@ pub(crate) fn api_failure(
         (401, "invalid_credentials") => Some("check the username and the password".into()),
         (401, _) => Some("your token expired or was revoked: run `enclave login` again".into()),
         (403, "csrf_failed") => Some("run `enclave login` again".into()),
+        (403, _) if resource == "grants" => Some(
+            "a grant is approved or denied by a project owner other than its requester; \
+             revoked by them, the requester or a platform admin"
+                .into(),
+        ),
         (403, _) => Some(
             "you are not allowed to do this: it may need a platform admin, a project owner, or a \
              token with `full` scope for this project"
@@ -674,6 +679,25 @@ mod tests {
             None,
         );
         assert!(f.hint.unwrap().contains("r-1"));
+        let f = api_failure(
+            status(403),
+            br#"{"error":{"code":"forbidden","message":"no"}}"#,
+            "grants",
+            None,
+        );
+        assert_eq!((f.code.as_str(), f.message.as_str()), ("forbidden", "no"));
+        assert!(f.hint.unwrap().contains("other than its requester"));
+        let f = api_failure(
+            status(400),
+            br#"{"code":"invalid_input","message":"bad","details":{"field":"body","line":3,"column":9}}"#,
+            "policies",
+            None,
+        );
+        assert_eq!(
+            f.hint.as_deref(),
+            Some("fix the value of `body` at line 3, column 9")
+        );
+        assert_eq!(f.details["line"], 3);
         let f = api_failure(status(502), b"bad gateway", "", Some("r-2"));
         assert_eq!(f.code, "http_502");
         assert!(f.hint.unwrap().contains("r-2"));
