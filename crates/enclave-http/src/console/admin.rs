@@ -1,11 +1,13 @@
-//! Platform administration: users and groups. The application refuses non-admins; the console
-//! shows its answer as a 403 page.
+//! Platform administration: users, groups (with their subgroups) and platform-wide role
+//! bindings. The application refuses those the policy does not allow; the console shows its
+//! answer as a 403 page.
 
 use super::guard::{Button, DescriptionForm, PageQuery, Post, Visitor};
 use super::page::{
     encode, fail, finish, next_href, render, repeated, status, when, Chrome, Problem,
 };
-use super::projects::LIST_LIMIT;
+use super::grants::{bind_from, BindForm};
+use super::projects::{BindingRow, LIST_LIMIT};
 use crate::auth::ConsoleSession;
 use crate::AppState;
 use askama::Template;
@@ -550,6 +552,133 @@ pub async fn delete_group(
     let result = s.app.delete_group(&session.caller, &name).await;
     finish(result, &session, "/admin/groups", "group-deleted", |p| {
         group_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}
+
+/// The add-or-remove-subgroup form of a group.
+#[derive(Deserialize)]
+pub struct SubgroupForm {
+    #[serde(default)]
+    child: String,
+}
+
+/// `POST /admin/groups/{name}/subgroups`: makes `child` a member of the group.
+pub async fn add_subgroup(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Post { session, form: f }: Post<SubgroupForm>,
+) -> Response {
+    let result = s
+        .app
+        .add_subgroup(&session.caller, &name, f.child.trim())
+        .await;
+    let path = format!("/admin/groups/{}", encode(&name));
+    finish(result, &session, &path, "subgroup-added", |p| {
+        group_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}
+
+/// `POST /admin/groups/{name}/subgroups/remove`: takes `child` out of the group.
+pub async fn remove_subgroup(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Post { session, form: f }: Post<SubgroupForm>,
+) -> Response {
+    let result = s
+        .app
+        .remove_subgroup(&session.caller, &name, f.child.trim())
+        .await;
+    let path = format!("/admin/groups/{}", encode(&name));
+    finish(result, &session, &path, "subgroup-removed", |p| {
+        group_page(&s, &session, &name, PageQuery::default(), Some(p))
+    })
+    .await
+}
+
+/// Values of the bind-role form, kept when it is shown again.
+#[derive(Default)]
+struct BindDraft {
+    subject: String,
+    role: String,
+    expires_in: String,
+}
+
+#[derive(Template)]
+#[template(path = "roles.html")]
+struct RolesPage {
+    chrome: Chrome,
+    bindings: Vec<BindingRow>,
+    roles: Vec<&'static str>,
+    manage: bool,
+    draft: BindDraft,
+}
+
+async fn roles_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    q: PageQuery,
+    draft: BindDraft,
+    problem: Option<Problem>,
+) -> Response {
+    let bindings = match s.app.list_bindings(&session.caller, None).await {
+        Ok(b) => b,
+        Err(e) => return fail(&e, Some(session)),
+    };
+    let page = RolesPage {
+        chrome: Chrome::new("Platform roles", "roles", Some(session))
+            .notice(q.notice)
+            .problem(problem.as_ref()),
+        bindings: bindings.into_iter().map(BindingRow::of).collect(),
+        roles: enclave_app::bindable_roles(),
+        manage: session.caller.principal.platform_admin,
+        draft,
+    };
+    render(status(problem.as_ref()), &page)
+}
+
+/// `GET /admin/roles`: the platform-wide role bindings.
+pub async fn roles(State(s): State<AppState>, Visitor(session): Visitor, q: PageQuery) -> Response {
+    let draft = BindDraft {
+        role: "security_auditor".into(),
+        ..BindDraft::default()
+    };
+    roles_page(&s, &session, q, draft, None).await
+}
+
+/// `POST /admin/roles`: binds a role platform-wide.
+pub async fn bind_role(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<BindForm>,
+) -> Response {
+    let result = bind_from(&s, &session, &f, None).await;
+    let draft = BindDraft {
+        subject: f.subject,
+        role: f.role,
+        expires_in: f.expires_in,
+    };
+    finish(result, &session, "/admin/roles", "role-bound", |p| {
+        roles_page(&s, &session, PageQuery::default(), draft, Some(p))
+    })
+    .await
+}
+
+/// `POST /admin/roles/{id}/remove`.
+pub async fn unbind_role(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Post { session, .. }: Post<Button>,
+) -> Response {
+    let result = s.app.unbind_role(&session.caller, &id).await;
+    finish(result, &session, "/admin/roles", "role-removed", |p| {
+        roles_page(
+            &s,
+            &session,
+            PageQuery::default(),
+            BindDraft::default(),
+            Some(p),
+        )
     })
     .await
 }

@@ -8,14 +8,19 @@
 //!   field and is refused (403) without it or when the browser says it comes from another site.
 //! * Handlers only read forms, call one [`enclave_app::App`] use case with the session's
 //!   caller and render its answer; the application authorizes and audits.
+//! * Pages hide the forms and buttons the policy would refuse (asking it through the use
+//!   cases, e.g. [`enclave_app::App::can`]); hiding is never the protection: a forged post is
+//!   decided by its use case like any other.
 //! * Pages never contain passwords or session secrets; an API token's secret appears once, on
 //!   the page right after its creation.
 
 mod admin;
+mod grants;
 mod guard;
 mod login;
 mod me;
 mod page;
+mod policies;
 mod projects;
 
 use crate::AppState;
@@ -71,6 +76,41 @@ pub fn routes() -> Router<AppState> {
             post(projects::set_description),
         )
         .route("/projects/{name}/delete", post(projects::delete))
+        .route("/projects/{name}/settings", post(projects::set_settings))
+        .route("/projects/{name}/grants", post(grants::request))
+        .route(
+            "/projects/{name}/grants/{id}/approve",
+            post(grants::approve),
+        )
+        .route("/projects/{name}/grants/{id}/deny", post(grants::deny))
+        .route("/projects/{name}/grants/{id}/revoke", post(grants::revoke))
+        .route("/projects/{name}/roles", post(grants::bind))
+        .route("/projects/{name}/roles/{id}/remove", post(grants::unbind))
+        .route(
+            "/projects/{name}/policies",
+            post(policies::create_in_project),
+        )
+        .route(
+            "/projects/{name}/policies/new",
+            get(policies::new_in_project),
+        )
+        .route(
+            "/policies",
+            get(policies::list).post(policies::create_platform),
+        )
+        .route("/policies/new", get(policies::new_platform))
+        .route(
+            "/policies/{id}",
+            get(policies::show).post(policies::update),
+        )
+        .route("/policies/{id}/delete", post(policies::delete))
+        .route(
+            "/policy/check",
+            get(policies::explain_form).post(policies::explain),
+        )
+        .route("/policy/can", post(policies::can))
+        .route("/admin/roles", get(admin::roles).post(admin::bind_role))
+        .route("/admin/roles/{id}/remove", post(admin::unbind_role))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/{username}/disable", post(admin::disable_user))
         .route("/admin/users/{username}/enable", post(admin::enable_user))
@@ -104,6 +144,14 @@ pub fn routes() -> Router<AppState> {
             post(admin::set_group_description),
         )
         .route("/admin/groups/{name}/delete", post(admin::delete_group))
+        .route(
+            "/admin/groups/{name}/subgroups",
+            post(admin::add_subgroup),
+        )
+        .route(
+            "/admin/groups/{name}/subgroups/remove",
+            post(admin::remove_subgroup),
+        )
         .route("/tokens", get(me::tokens).post(me::create_token))
         .route("/tokens/{id}/revoke", post(me::revoke_token))
         .route("/account", get(me::account))

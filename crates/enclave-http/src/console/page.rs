@@ -6,6 +6,7 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use enclave_core::{Error, ErrorCode, Timestamp};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -179,6 +180,25 @@ pub const NOTICES: &[(&str, &str)] = &[
     ("group-saved", "Group description saved."),
     ("group-deleted", "Group deleted."),
     ("token-revoked", "Token revoked."),
+    ("settings-saved", "Project settings saved."),
+    (
+        "grant-requested",
+        "Access requested. A project owner must approve it before it applies.",
+    ),
+    (
+        "grant-active",
+        "Access granted: this project needs no approval, so it applies now. Its members see it.",
+    ),
+    ("grant-approved", "Access approved; it applies now."),
+    ("grant-denied", "Access request denied."),
+    ("grant-revoked", "Access ended."),
+    ("role-bound", "Role bound."),
+    ("role-removed", "Role binding removed."),
+    ("policy-created", "Policy created; it applies from the next request."),
+    ("policy-saved", "Policy saved; it applies from the next request."),
+    ("policy-deleted", "Policy deleted."),
+    ("subgroup-added", "Subgroup added."),
+    ("subgroup-removed", "Subgroup removed."),
 ];
 
 /// The message for a notice key, if it is one of [`NOTICES`].
@@ -230,6 +250,10 @@ pub struct Problem {
     pub status: StatusCode,
     /// The application's message.
     pub message: String,
+    /// The form field the error is about, when the application says.
+    pub field: Option<String>,
+    /// Line and column (from 1) in that field's text, when the application says.
+    pub position: Option<(u64, u64)>,
 }
 
 impl Problem {
@@ -240,10 +264,22 @@ impl Problem {
             ErrorCode::NotFound => StatusCode::BAD_REQUEST,
             code => status_code(code),
         };
+        let number = |k: &str| err.details.get(k).and_then(serde_json::Value::as_u64);
         Problem {
             status,
+            field: err
+                .details
+                .get("field")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            position: number("line").zip(number("column")),
             message: err.message,
         }
+    }
+
+    /// Whether the error is about `field`.
+    pub fn about(&self, field: &str) -> bool {
+        self.field.as_deref() == Some(field)
     }
 }
 
@@ -253,7 +289,9 @@ pub fn in_form(err: &Error) -> bool {
     match err.code {
         ErrorCode::NotFound => matches!(
             err.details.get("resource").and_then(|v| v.as_str()),
-            Some("user" | "member")
+            // A user or group named in the form, not the page's own object (a page whose
+            // object is missing fails again with 404 when it is shown again).
+            Some("user" | "member" | "group" | "subgroup")
         ),
         code => {
             matches!(shown(code), Shown::As(s, _) if s.is_client_error() && s != StatusCode::FORBIDDEN && s != StatusCode::NOT_FOUND)
@@ -336,6 +374,74 @@ pub fn repeated(new: &str, repeat: &str) -> Result<(), Error> {
     }
 }
 
+/// A duration typed in a form: a bare number of minutes (`90`) or a number with a unit
+/// (`45s`, `30m`, `2h`, `1d`), in seconds. Range checks are the application's.
+pub fn form_duration(field: &str, s: &str) -> Result<i64, Error> {
+    let s = s.trim();
+    let bad = || {
+        Error::invalid(
+            field,
+            "write a number of minutes, or a number with a unit: 30m, 2h, 1d",
+        )
+    };
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let secs = if s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().ok().and_then(|m| m.checked_mul(60))
+    } else {
+        enclave_config::parse_duration(s)
+            .ok()
+            .map(|d| d.as_secs())
+    };
+    secs.and_then(|n| i64::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)
+}
+
+/// An optional expiry typed in a form as a duration from `now` ([`form_duration`]); empty means
+/// never.
+pub fn form_expiry(field: &str, s: &str, now: Timestamp) -> Result<Option<Timestamp>, Error> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    let secs = form_duration(field, s)?;
+    Ok(Some(Timestamp(now.0.saturating_add(secs))))
+}
+
+/// Tags typed one `key=value` per line; blank lines are skipped.
+pub fn parse_tags(text: &str) -> Result<BTreeMap<String, String>, Error> {
+    let mut tags = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(Error::invalid(
+                "tags",
+                format!("line {}: write one key=value per line", n + 1),
+            ));
+        };
+        let k = k.trim();
+        if tags.insert(k.to_string(), v.trim().to_string()).is_some() {
+            return Err(Error::invalid(
+                "tags",
+                format!("line {}: tag '{}' is given twice", n + 1, k),
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+/// Tags as the form shows them: one `key=value` per line.
+pub fn tags_text(tags: &BTreeMap<String, String>) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The "next page" link of a list, if there is a next page.
 pub fn next_href(path: &str, next: Option<&str>) -> Option<String> {
     next.map(|n| format!("{path}?after={}", encode(n)))
@@ -400,6 +506,10 @@ mod tests {
         assert!(in_form(&err(ErrorCode::Conflict)));
         assert!(in_form(&Error::not_found("user", "bob")));
         assert!(in_form(&Error::not_found("member", "bob")));
+        assert!(in_form(&Error::not_found("group", "quants")));
+        assert!(in_form(&Error::not_found("subgroup", "quants")));
+        assert!(!in_form(&Error::not_found("grant", "grt_x")));
+        assert!(!in_form(&Error::not_found("policy", "pol_x")));
         assert!(!in_form(&Error::not_found("project", "x")));
         assert!(!in_form(&err(ErrorCode::Forbidden)));
         assert!(!in_form(&err(ErrorCode::Unauthenticated)));
@@ -437,6 +547,53 @@ mod tests {
         assert_eq!(span(Duration::from_secs(86_400)), "1 day");
         assert_eq!(span(Duration::from_secs(90)), "90 seconds");
         assert_eq!(span(Duration::ZERO), "0 seconds");
+    }
+
+    #[test]
+    fn form_durations() {
+        assert_eq!(form_duration("d", "90").ok(), Some(5400));
+        assert_eq!(form_duration("d", " 2h ").ok(), Some(7200));
+        assert_eq!(form_duration("d", "30m").ok(), Some(1800));
+        assert_eq!(form_duration("d", "1d").ok(), Some(86_400));
+        assert_eq!(form_duration("d", "45s").ok(), Some(45));
+        for bad in ["", "0", "0h", "soon", "-5", "1h30m", "99999999999999999999"] {
+            let e = form_duration("duration", bad).err();
+            assert_eq!(e.map(|e| e.code), Some(ErrorCode::InvalidInput), "{bad:?}");
+        }
+        assert_eq!(form_expiry("e", " ", Timestamp(10)).ok(), Some(None));
+        assert_eq!(
+            form_expiry("e", "1m", Timestamp(10)).ok(),
+            Some(Some(Timestamp(70)))
+        );
+        assert!(form_expiry("e", "never", Timestamp(10)).is_err());
+    }
+
+    #[test]
+    fn tags_round_trip() {
+        let tags = parse_tags("team = risk\n\n cost-center=42=x \nempty=\n").unwrap_or_default();
+        assert_eq!(tags.get("team").map(String::as_str), Some("risk"));
+        assert_eq!(tags.get("cost-center").map(String::as_str), Some("42=x"));
+        assert_eq!(tags.get("empty").map(String::as_str), Some(""));
+        assert_eq!(tags_text(&tags), "cost-center=42=x\nempty=\nteam=risk");
+        assert_eq!(parse_tags(&tags_text(&tags)).ok(), Some(tags));
+        let e = parse_tags("a=1\nnope").err().map(|e| e.message);
+        assert!(e.is_some_and(|m| m.contains("line 2")));
+        assert!(parse_tags("a=1\na=2").is_err());
+        assert_eq!(parse_tags("").ok(), Some(BTreeMap::new()));
+    }
+
+    #[test]
+    fn problems_carry_field_and_position() {
+        let e = Error::invalid("body", "bad")
+            .with("line", 2)
+            .with("column", 7);
+        let p = Problem::of(e);
+        assert!(p.about("body"));
+        assert_eq!(p.position, Some((2, 7)));
+        assert_eq!(p.status, StatusCode::BAD_REQUEST);
+        let p = Problem::of(Error::invalid("name", "taken"));
+        assert!(p.about("name") && !p.about("body"));
+        assert_eq!(p.position, None);
     }
 
     #[test]
