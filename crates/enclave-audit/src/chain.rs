@@ -70,7 +70,7 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
         }
     }
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if s.len() & 1 == 1 {
         return None;
     }
     s.chunks_exact(2)

@@ -27,7 +27,7 @@ pub mod encoding;
 pub mod export;
 pub mod verify;
 
-pub use chain::{chain_hash, Chainer, Hash, GENESIS};
+pub use chain::{chain_hash, to_hex, Chainer, Hash, GENESIS};
 pub use checkpoint::{Checkpoint, CheckpointSigner, KeyError, PublicKey, SigningKey};
 pub use encoding::{canonical_detail, canonical_json, RecordView};
 pub use verify::{Failure, OwnedRecord, Summary, Tamper, Verifier};

@@ -1,6 +1,12 @@
 //! Every tamper kind, on the in-memory verifier and on a round-tripped export.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::manual_is_multiple_of,
+    missing_docs
+)]
 
 use enclave_audit::export::{checkpoint_line, header_line, parse_line, record_line, verify_lines};
 use enclave_audit::{

@@ -1,3 +1,5 @@
+#![allow(clippy::manual_is_multiple_of)]
+
 //! The audit chain in the store: continuity, group commit, fail-closed commits, tamper
 //! detection on the real database file, retention, search and export.
 
