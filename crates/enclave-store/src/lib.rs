@@ -1,15 +1,24 @@
 //! Enclave's persistent store. This is the only crate that speaks SQL.
 //!
 //! Invariants:
-//! * Reads go through the pool; every write goes through [`WriteTx`], one at a time
-//!   (`BEGIN IMMEDIATE` on one dedicated writer connection behind an in-process lock), so
-//!   SQLite never fails a write with `SQLITE_BUSY` halfway through a use case. A transaction
-//!   abandoned mid-way (its request cancelled) is rolled back before the next one begins.
+//! * Reads go through the pool; every write goes through [`WriteTx`], one at a time on one
+//!   dedicated writer connection behind an in-process lock, inside an outer `BEGIN IMMEDIATE`
+//!   transaction shared by a batch of `WriteTx`s (group commit, see `writer.rs`), so SQLite
+//!   never fails a write with `SQLITE_BUSY` halfway through a use case. Each `WriteTx` runs in
+//!   its own savepoint: one abandoned mid-way (its request cancelled) is rolled back before
+//!   the next one goes on and changes nothing, while the rest of its batch commits.
 //! * A write and the audit record describing it commit in the same transaction: if the record
-//!   cannot be written, the change is not made either.
-//! * Commits are durable (`synchronous=FULL`) before the caller answers its client.
+//!   cannot be written, the change is not made either. [`WriteTx::commit`] returns `Ok` only
+//!   after the batch's `COMMIT` succeeded; if it fails, every member of the batch gets an error.
+//! * Commits are durable (`synchronous=FULL`, WAL) before the caller answers its client.
+//! * The audit trail is a hash chain built under the writer lock, in commit order, with signed
+//!   checkpoints (`enclave-audit` holds the rules; `audit.rs` the reads, verification, export
+//!   and retention). Chained rows are append-only (a trigger refuses updates); only pruning
+//!   up to a checkpoint deletes them, and it leaves a chained record saying so.
 //! * SQL is written to run on SQLite and PostgreSQL alike (`$n` parameters, no upserts beyond
-//!   `ON CONFLICT … DO UPDATE`, timestamps as integers); only the migration files differ.
+//!   `ON CONFLICT … DO UPDATE`, timestamps as integers); only the migration files differ. The
+//!   one SQLite-specific path is the bulk scan for audit verification (rusqlite on the same
+//!   library, on a blocking thread).
 
 mod audit;
 mod migrate;
@@ -32,7 +41,9 @@ pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};
 pub use writes::WriteTx;
 
-pub use audit::{AuditEntry, AuditFilter, AuditOrder, AuditSearchPage, PRUNE_ACTION};
+pub use audit::{
+    load_or_create_audit_key, AuditEntry, AuditFilter, AuditOrder, AuditSearchPage, PRUNE_ACTION,
+};
 
 /// How the store keeps the audit trail.
 #[derive(Clone)]
