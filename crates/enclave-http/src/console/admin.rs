@@ -2,11 +2,11 @@
 //! bindings. The application refuses those the policy does not allow; the console shows its
 //! answer as a 403 page.
 
+use super::grants::{bind_from, BindForm};
 use super::guard::{Button, DescriptionForm, PageQuery, Post, Visitor};
 use super::page::{
     encode, fail, finish, next_href, render, repeated, status, when, Chrome, Problem,
 };
-use super::grants::{bind_from, BindForm};
 use super::projects::{BindingRow, LIST_LIMIT};
 use crate::auth::ConsoleSession;
 use crate::AppState;

@@ -99,10 +99,7 @@ pub fn routes() -> Router<AppState> {
             get(policies::list).post(policies::create_platform),
         )
         .route("/policies/new", get(policies::new_platform))
-        .route(
-            "/policies/{id}",
-            get(policies::show).post(policies::update),
-        )
+        .route("/policies/{id}", get(policies::show).post(policies::update))
         .route("/policies/{id}/delete", post(policies::delete))
         .route(
             "/policy/check",
@@ -144,10 +141,7 @@ pub fn routes() -> Router<AppState> {
             post(admin::set_group_description),
         )
         .route("/admin/groups/{name}/delete", post(admin::delete_group))
-        .route(
-            "/admin/groups/{name}/subgroups",
-            post(admin::add_subgroup),
-        )
+        .route("/admin/groups/{name}/subgroups", post(admin::add_subgroup))
         .route(
             "/admin/groups/{name}/subgroups/remove",
             post(admin::remove_subgroup),

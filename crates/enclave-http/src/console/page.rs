@@ -194,8 +194,14 @@ pub const NOTICES: &[(&str, &str)] = &[
     ("grant-revoked", "Access ended."),
     ("role-bound", "Role bound."),
     ("role-removed", "Role binding removed."),
-    ("policy-created", "Policy created; it applies from the next request."),
-    ("policy-saved", "Policy saved; it applies from the next request."),
+    (
+        "policy-created",
+        "Policy created; it applies from the next request.",
+    ),
+    (
+        "policy-saved",
+        "Policy saved; it applies from the next request.",
+    ),
     ("policy-deleted", "Policy deleted."),
     ("subgroup-added", "Subgroup added."),
     ("subgroup-removed", "Subgroup removed."),
@@ -390,9 +396,7 @@ pub fn form_duration(field: &str, s: &str) -> Result<i64, Error> {
     let secs = if s.bytes().all(|b| b.is_ascii_digit()) {
         s.parse::<u64>().ok().and_then(|m| m.checked_mul(60))
     } else {
-        enclave_config::parse_duration(s)
-            .ok()
-            .map(|d| d.as_secs())
+        enclave_config::parse_duration(s).ok().map(|d| d.as_secs())
     };
     secs.and_then(|n| i64::try_from(n).ok())
         .filter(|n| *n > 0)

@@ -35,7 +35,9 @@ impl BodyError {
     fn of(problem: Option<&Problem>, body: &str) -> Option<BodyError> {
         let p = problem.filter(|p| p.about("body"))?;
         let excerpt = p.position.and_then(|(line, column)| {
-            let text = body.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+            let text = body
+                .lines()
+                .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
             let pad = usize::try_from(column).ok()?.saturating_sub(1);
             let caret = format!("{}^", " ".repeat(pad.min(text.chars().count())));
             Some((text.to_string(), caret))
@@ -61,11 +63,7 @@ struct PoliciesPage {
 }
 
 /// `GET /policies`: the platform-wide policies.
-pub async fn list(
-    State(s): State<AppState>,
-    Visitor(session): Visitor,
-    q: PageQuery,
-) -> Response {
+pub async fn list(State(s): State<AppState>, Visitor(session): Visitor, q: PageQuery) -> Response {
     let policies = match s.app.list_policies(&session.caller, None).await {
         Ok(p) => p,
         Err(e) => return fail(&e, Some(&session)),
@@ -139,10 +137,7 @@ pub async fn new_in_project(
     Path(name): Path<String>,
 ) -> Response {
     let draft = PolicyDraft {
-        body: EXAMPLE_POLICY.replace(
-            "resource)",
-            &format!("resource in Project::\"{name}\")"),
-        ),
+        body: EXAMPLE_POLICY.replace("resource)", &format!("resource in Project::\"{name}\")")),
         ..PolicyDraft::default()
     };
     new_policy_page(&s, &session, Some(&name), draft, None).await
@@ -244,10 +239,7 @@ async fn policy_page(
             };
             let probe = admin || !matches!(role, Some(ProjectRole::Member | ProjectRole::Viewer));
             let can = Abilities::of(s, session, p, probe, false).await;
-            (
-                can.may(Action::PolicyUpdate),
-                can.may(Action::PolicyDelete),
-            )
+            (can.may(Action::PolicyUpdate), can.may(Action::PolicyDelete))
         }
     };
     let draft = draft.unwrap_or_else(|| PolicyDraft {

@@ -387,7 +387,9 @@ pub(super) async fn project_page_with(
             .map(|g| {
                 let status = g.display_status(now);
                 GrantRow {
-                    decide: status == "pending" && g.grantee != *me && can.may(Action::GrantApprove),
+                    decide: status == "pending"
+                        && g.grantee != *me
+                        && can.may(Action::GrantApprove),
                     revoke: matches!(status, "pending" | "active") && can.may(Action::GrantRevoke),
                     status,
                     role: grant_role_label(g.role),

@@ -645,7 +645,11 @@ async fn console_policies_with_positions_and_explain() {
     let (st, _, page) = web
         .post(
             "/policies",
-            &[("name", "broken"), ("description", "oops"), ("body", broken)],
+            &[
+                ("name", "broken"),
+                ("description", "oops"),
+                ("body", broken),
+            ],
         )
         .await;
     assert_eq!(st, 400, "{page}");
@@ -693,7 +697,10 @@ async fn console_policies_with_positions_and_explain() {
         )
         .await;
     assert_eq!(st, 200, "{page}");
-    assert!(page.contains("decision-allow") && page.contains(">ALLOW<"), "{page}");
+    assert!(
+        page.contains("decision-allow") && page.contains(">ALLOW<"),
+        "{page}"
+    );
     assert!(page.contains("builtin.data_scientist"), "{page}");
     assert!(page.contains("role data_scientist"), "{page}");
     let (st, _, page) = web
@@ -708,7 +715,10 @@ async fn console_policies_with_positions_and_explain() {
         )
         .await;
     assert_eq!(st, 200, "{page}");
-    assert!(page.contains("decision-deny") && page.contains(">DENY<"), "{page}");
+    assert!(
+        page.contains("decision-deny") && page.contains(">DENY<"),
+        "{page}"
+    );
     assert!(page.contains(&format!("href=\"/policies/{id}\">custom.{id}")));
     let (st, _, page) = web
         .post(
@@ -783,7 +793,10 @@ async fn console_policies_with_positions_and_explain() {
     // The project owner writes a policy for her project from its page.
     let owner = Web::login(&s, "olivia").await;
     let (_, page) = owner.get("/projects/alpha").await;
-    assert!(page.contains("href=\"/projects/alpha/policies/new\""), "{page}");
+    assert!(
+        page.contains("href=\"/projects/alpha/policies/new\""),
+        "{page}"
+    );
     assert!(page.contains("Explain a decision in this project"));
     assert!(
         !page.contains("href=\"/policies\""),
@@ -795,7 +808,11 @@ async fn console_policies_with_positions_and_explain() {
     let (st, to, _) = owner
         .post(
             "/projects/alpha/policies",
-            &[("name", "mfa-for-secrets"), ("description", ""), ("body", scoped)],
+            &[
+                ("name", "mfa-for-secrets"),
+                ("description", ""),
+                ("body", scoped),
+            ],
         )
         .await;
     assert_eq!(st, 303);
@@ -805,11 +822,16 @@ async fn console_policies_with_positions_and_explain() {
         .trim_end_matches("?done=policy-created")
         .to_string();
     // Outside the project: refused with the reason, nothing stored.
-    let outside = r#"permit (principal, action == Action::"project.read", resource in Project::"beta");"#;
+    let outside =
+        r#"permit (principal, action == Action::"project.read", resource in Project::"beta");"#;
     let (st, _, page) = owner
         .post(
             "/projects/alpha/policies",
-            &[("name", "reach-out"), ("description", ""), ("body", outside)],
+            &[
+                ("name", "reach-out"),
+                ("description", ""),
+                ("body", outside),
+            ],
         )
         .await;
     assert_eq!(st, 400, "{page}");
@@ -859,17 +881,27 @@ async fn console_grants_need_an_owner_and_show_a_banner() {
     let admin = governed_project(&s).await;
     let web = Web::login(&s, "admin").await;
     let (_, page) = web.get("/projects/alpha").await;
-    assert!(page.contains("action=\"/projects/alpha/grants\""), "request form for admins");
+    assert!(
+        page.contains("action=\"/projects/alpha/grants\""),
+        "request form for admins"
+    );
     // Bad requests change nothing.
     for (reason, duration) in [("", "60"), ("ticket 4411", "5h"), ("ticket 4411", "soon")] {
         let (st, _, page) = web
             .post(
                 "/projects/alpha/grants",
-                &[("role", "support"), ("reason", reason), ("duration", duration)],
+                &[
+                    ("role", "support"),
+                    ("reason", reason),
+                    ("duration", duration),
+                ],
             )
             .await;
         assert_eq!(st, 400, "{reason:?} {duration:?}");
-        assert!(page.contains(&format!("value=\"{duration}\"")), "draft kept");
+        assert!(
+            page.contains(&format!("value=\"{duration}\"")),
+            "draft kept"
+        );
     }
     let (st, to, _) = web
         .post(
@@ -908,7 +940,10 @@ async fn console_grants_need_an_owner_and_show_a_banner() {
     let (st, _, page) = sam.post(&approve, &[]).await;
     assert_eq!(st, 403, "{page}");
     assert!(page.contains("Not allowed"));
-    assert_eq!(denials_of(&s, "sam").await, vec!["grant.approve".to_string()]);
+    assert_eq!(
+        denials_of(&s, "sam").await,
+        vec!["grant.approve".to_string()]
+    );
     let (_, grants) = admin.get("/api/v1/projects/alpha/grants").await;
     assert_eq!(grants["items"][0]["status"], "pending");
     // Without the CSRF token even the owner's approval is refused.
@@ -934,8 +969,11 @@ async fn console_grants_need_an_owner_and_show_a_banner() {
     for who in [&owner, &sam, &web] {
         let (_, page) = who.get("/projects/alpha").await;
         assert!(page.contains("banner-access"), "{page}");
-        assert!(page.contains("admin&#39;s support access is active until")
-            || page.contains("admin's support access is active until"), "{page}");
+        assert!(
+            page.contains("admin&#39;s support access is active until")
+                || page.contains("admin's support access is active until"),
+            "{page}"
+        );
         assert!(page.contains("Reason: ticket 4411: kernel crash · approved by olivia"));
     }
     let (_, grants) = admin.get("/api/v1/projects/alpha/grants").await;
