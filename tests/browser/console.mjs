@@ -1,7 +1,9 @@
 // Browser test of the web console: a real Enclave server, the real CLI, and Debian's Chromium
 // driven by playwright-core. Follows the README's first-run story: the first admin is created
 // through the setup URL in the browser; a user, a group and a project are created from the CLI;
-// the browser then shows them. Fails on any Content-Security-Policy violation or page error.
+// the browser then shows them. Then governance: a project owner approves a support request in
+// the browser, sees the access banner, explains decisions and gets a policy's error by line and
+// column. Fails on any Content-Security-Policy violation or page error.
 //
 // Usage: node tests/browser/console.mjs path/to/enclave
 import { spawn, spawnSync } from 'node:child_process';
@@ -21,6 +23,7 @@ const configDir = join(root, 'cli');
 const shots = join(process.cwd(), 'target', 'browser');
 mkdirSync(shots, { recursive: true });
 const PASSWORD = 'Amber-Valley-Kestrel-314';
+const OLIVIA = 'Lumen-Orchard-Basalt-2718';
 
 let server;
 let browser;
@@ -127,6 +130,57 @@ async function main() {
   const resp = await page.goto(`${base}/admin/users`);
   check(resp.status() === 403, 'member gets 403 on the users page');
   await page.screenshot({ path: join(shots, 'forbidden.png'), fullPage: true });
+
+  problems.length = 0; // the 403 page above logs its status in the console, as it should
+
+  // 7. Governance: the admin asks for support access from the CLI; a project owner sees the
+  // request on the project page, approves it, and everyone sees the banner; then she explains
+  // decisions and writes a policy with a mistake, which the page points at by line and column.
+  cli(['users', 'create', 'olivia', '--password-stdin'], OLIVIA);
+  cli(['projects', 'set-member', 'fraud-detection', 'olivia', '--role', 'owner']);
+  cli(['grants', 'request', '--project', 'fraud-detection', '--role', 'support',
+    '--reason', 'ticket 4411: kernel crash', '--duration', '2h']);
+  await page.goto(`${base}/`);
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/logout"] button')]);
+  await page.fill('#username', 'olivia');
+  await page.fill('#password', OLIVIA);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  await page.click('a[href="/projects/fraud-detection"]');
+  const grants = await page.textContent('#grants-table');
+  check(grants.includes('ticket 4411: kernel crash') && grants.includes('pending'),
+    'the owner sees the pending support request with its reason');
+  check(await page.locator('.banner-access').count() === 0, 'no access banner while pending');
+  await Promise.all([page.waitForNavigation(), page.click('form[action$="/approve"] button')]);
+  const banner = await page.textContent('.banner-access');
+  check(banner.includes("admin's support access is active until") && banner.includes('ticket 4411'),
+    'after approval the project page shows the active access banner');
+  await page.screenshot({ path: join(shots, 'project-grants.png'), fullPage: true });
+
+  await Promise.all([page.waitForNavigation(), page.click('text=Explain a decision in this project')]);
+  check(new URL(page.url()).pathname === '/policy/check', 'the project page links to explain');
+  await page.fill('#c-principal', 'dana');
+  await page.selectOption('#c-action', 'secret.read_value');
+  await page.fill('#c-resource', 'secret:fraud-detection/db');
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/policy/check"] button[type=submit]')]);
+  check((await page.textContent('#decision .verdict')).trim() === 'ALLOW', 'explain: a member may read secret values');
+  check((await page.textContent('#decision')).includes('builtin.data_scientist'), 'explain names the deciding policy');
+  await page.selectOption('#c-action', 'project.delete');
+  await page.fill('#c-resource', 'project:fraud-detection');
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/policy/check"] button[type=submit]')]);
+  check((await page.textContent('#decision .verdict')).trim() === 'DENY', 'explain: a member may not delete the project');
+  await page.screenshot({ path: join(shots, 'explain.png'), fullPage: true });
+
+  await page.goto(`${base}/projects/fraud-detection/policies/new`);
+  await page.fill('#pol-name', 'broken');
+  await page.fill('#pol-body', 'permit (principal, action, resource)\nwhen { resource.nosuch == 1 };');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]:has-text("Create policy")')]);
+  const err = await page.textContent('#pol-body-error');
+  check(/line 2, column \d+/.test(err), 'an invalid policy is refused with its line and column');
+  check((await page.inputValue('#pol-body')).includes('resource.nosuch'), 'the text is kept for fixing');
+  await page.screenshot({ path: join(shots, 'policy-error.png'), fullPage: true });
+  // The refused form answered 400, which Chromium logs; anything else is a problem.
+  const unexpected = problems.filter((p) => !p.includes('status of 400 (Bad Request)'));
+  check(unexpected.length === 0, `no CSP violations or page errors on the governance pages (${unexpected.join('; ')})`);
 }
 
 let failed = false;
