@@ -8,6 +8,7 @@ use crate::auth::ConsoleSession;
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::http::Uri;
 use axum::response::Response;
 use enclave_app::{CheckRequest, NewPolicy};
 use enclave_core::authz::Action;
@@ -207,6 +208,8 @@ struct PolicyPage {
     created_by: String,
     created: String,
     updated: String,
+    /// The stored description.
+    description: String,
     /// The stored text.
     body: String,
     /// The text in the edit form (the visitor's, after a refused edit).
@@ -264,6 +267,7 @@ async fn policy_page(
         name: policy.name,
         project: policy.project,
         created_by: policy.created_by,
+        description: policy.description,
         body: policy.body,
         edit,
         delete,
@@ -435,12 +439,16 @@ async fn explain_page(
     render(status(problem.as_ref()), &page)
 }
 
-/// `GET /policy/check`: the forms, filled in from the query.
+/// `GET /policy/check`: the forms, filled in from the query (a query that cannot be read fills
+/// in nothing).
 pub async fn explain_form(
     State(s): State<AppState>,
     Visitor(session): Visitor,
-    Query(q): Query<CheckForm>,
+    uri: Uri,
 ) -> Response {
+    let q = Query::<CheckForm>::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .unwrap_or_default();
     let can = CanForm {
         principal: q.principal.clone(),
         project: q

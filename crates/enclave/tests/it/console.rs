@@ -684,6 +684,14 @@ async fn console_policies_with_positions_and_explain() {
     let (_, page) = web.get("/policies").await;
     assert!(page.contains(&format!("href=\"/policies/{id}\"")));
 
+    // The explain page is filled in from its query; a query it cannot read fills in nothing.
+    let (st, page) = web
+        .get("/policy/check?principal=sam&resource=project%3Aalpha")
+        .await;
+    assert_eq!(st, 200);
+    assert!(page.contains("value=\"sam\"") && page.contains("value=\"project:alpha\""));
+    let (st, _) = web.get("/policy/check?principal=%zz&x=1").await;
+    assert_eq!(st, 200);
     // Explain: ALLOW with the policy and the role that decided, DENY by the custom forbid.
     let (st, _, page) = web
         .post(
