@@ -82,6 +82,7 @@ mod custom;
 mod engine;
 mod error;
 mod model;
+mod sets;
 mod snapshot;
 mod statics;
 

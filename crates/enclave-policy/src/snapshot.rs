@@ -4,16 +4,17 @@
 use crate::custom::parse_custom;
 use crate::error::PolicyError;
 use crate::model::{
-    AppliedRole, BindingRecord, Decision, Directory, Principal, Request, Resource, Scope, Subject,
-    WorkloadKind,
+    AppliedRole, BindingRecord, Credential, Decision, Directory, Principal, Request, Resource,
+    Scope, Subject, WorkloadKind,
 };
+use crate::sets::{builtin_index, can_apply, set_of, specialize, ActionSets, USER, WORKLOAD};
 use crate::statics::{action_index, statics, Statics, Ty, PLATFORM_ONLY_ROLES};
 use cedar_policy::{
-    ActionConstraint, Context, Entities, Entity, EntityUid, Policy, PolicySet, PrincipalConstraint,
-    Response, RestrictedExpression,
+    Context, Entities, Entity, EntityUid, Policy, PolicySet, Response, RestrictedExpression,
 };
 use enclave_core::authz::Action;
 use enclave_core::Timestamp;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,15 +33,14 @@ const ENGINE_KEYS: [&str; 10] = [
     "project",
 ];
 
-const USER: usize = 0;
-const WORKLOAD: usize = 1;
-
 struct UserEntry {
     uid: EntityUid,
     username: String,
     platform_admin: bool,
     disabled: bool,
-    /// Every group the user is in, transitively.
+    /// Every group the user is in, transitively (indices into the snapshot's groups).
+    closure: Vec<u32>,
+    /// The groups of `closure` some policy names: the only ones a decision can depend on.
     groups: Vec<EntityUid>,
     /// Bindings that reach the user: (binding index, group index it comes through).
     bindings: Vec<(u32, Option<u32>)>,
@@ -58,6 +58,8 @@ struct WorkloadEntry {
 struct BindingEntry {
     record: BindingRecord,
     role_uid: EntityUid,
+    /// Index in [`BUILTIN_ROLES`] of a built-in role.
+    builtin: Option<u8>,
 }
 
 struct ProjectEntry {
@@ -73,15 +75,17 @@ pub struct Snapshot {
     users: HashMap<String, UserEntry>,
     workloads: HashMap<String, WorkloadEntry>,
     group_names: Vec<String>,
-    /// Group id -> every group it is in, transitively (not itself).
+    group_index: HashMap<String, u32>,
+    /// Group id -> the groups it is in, transitively (not itself), that policies name.
     group_ancestors: HashMap<String, Vec<EntityUid>>,
     projects: HashMap<String, ProjectEntry>,
     bindings: Vec<BindingEntry>,
-    /// Built-ins and platform custom policies that can apply, per action and principal kind.
-    base: Vec<[PolicySet; 2]>,
-    /// Each project's own custom policies.
-    project_sets: HashMap<String, PolicySet>,
-    /// Every policy, unfiltered (for reports and comparisons).
+    /// Built-ins and platform custom policies that can apply, per action, principal kind and
+    /// built-in roles held.
+    base: Vec<[Arc<ActionSets>; 2]>,
+    /// Each project's own custom policies, per action and principal kind (only non-empty).
+    project_sets: HashMap<String, HashMap<(usize, usize), PolicySet>>,
+    /// Every policy, unfiltered.
     all: Vec<Policy>,
     warnings: Vec<String>,
 }
@@ -100,40 +104,55 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
-/// Whether a policy's scope can match requests for this action and principal kind.
-fn can_apply(st: &Statics, p: &Policy, ai: usize, kind: usize) -> bool {
-    let action_ok = match p.action_constraint() {
-        ActionConstraint::Any => true,
-        ActionConstraint::Eq(uid) => uid == st.action_uids[ai],
-        ActionConstraint::In(list) => list
-            .iter()
-            .any(|u| *u == st.action_uids[ai] || st.action_groups[ai].contains(u)),
-    };
-    if !action_ok {
-        return false;
-    }
-    let kind_ty = if kind == USER { Ty::User } else { Ty::Workload };
-    let is_kind = |t: &cedar_policy::EntityTypeName| t == st.ty(kind_ty);
-    match p.principal_constraint() {
-        PrincipalConstraint::Any => true,
-        PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => is_kind(&t),
-        PrincipalConstraint::Eq(uid) => is_kind(uid.type_name()),
-        PrincipalConstraint::In(uid) => {
-            // Users are only in groups, roles and projects; workloads in projects and roles.
-            let t = uid.type_name();
-            if t == st.ty(Ty::Group) || t == st.ty(Ty::User) {
-                kind == USER
-            } else if t == st.ty(Ty::Workload) {
-                kind == WORKLOAD
-            } else {
-                true
-            }
+/// Parses the directory's custom policies: (every policy, platform ones, per project).
+#[allow(clippy::type_complexity)]
+fn parse_policies(
+    st: &Statics,
+    dir: &Directory,
+) -> Result<(Vec<Policy>, Vec<Policy>, HashMap<String, Vec<Policy>>), PolicyError> {
+    let mut platform = Vec::new();
+    let mut per_project: HashMap<String, Vec<Policy>> = HashMap::new();
+    let mut all: Vec<Policy> = st.builtins.clone();
+    let mut ids = HashSet::new();
+    for c in &dir.policies {
+        let custom = |error| PolicyError::Custom {
+            id: c.id.clone(),
+            error: Box::new(error),
+        };
+        if !ids.insert(c.id.as_str()) {
+            return Err(custom(PolicyError::NotAllowed {
+                message: "duplicate custom policy id".to_string(),
+                position: None,
+            }));
+        }
+        let p = parse_custom(st, &c.id, &c.text, &c.scope).map_err(custom)?;
+        all.push(p.clone());
+        match &c.scope {
+            Scope::Platform => platform.push(p),
+            Scope::Project(name) => per_project.entry(name.clone()).or_default().push(p),
         }
     }
+    Ok((all, platform, per_project))
 }
 
-fn set_of(policies: impl IntoIterator<Item = Policy>) -> Result<PolicySet, PolicyError> {
-    PolicySet::from_policies(policies).map_err(|e| PolicyError::Internal(e.to_string()))
+/// For each group, itself and every group it is in, transitively (a cycle ends the walk).
+fn group_closures(parents: &[Vec<u32>]) -> Vec<Vec<u32>> {
+    (0..parents.len())
+        .map(|g| {
+            let g = g as u32;
+            let mut seen = vec![g];
+            let mut stack = vec![g];
+            while let Some(x) = stack.pop() {
+                for &p in &parents[x as usize] {
+                    if !seen.contains(&p) {
+                        seen.push(p);
+                        stack.push(p);
+                    }
+                }
+            }
+            seen
+        })
+        .collect()
 }
 
 impl Snapshot {
@@ -144,58 +163,46 @@ impl Snapshot {
 
     /// Parses and indexes everything once: transitive group membership (cycles are harmless),
     /// the bindings reaching each user, project entities, and the policy sets (built-ins and
-    /// platform custom policies prefiltered per action and principal kind; each project's own
-    /// policies apart). Fails if a custom policy does not pass [`crate::validate_custom`] for
-    /// its scope. Dangling references (a binding to an unknown group, a project binding of a
-    /// platform-only role) are skipped and listed in [`Snapshot::warnings`].
+    /// platform custom policies prefiltered per action, principal kind and built-in roles
+    /// held; each project's own policies apart). Fails if a custom policy does not pass
+    /// [`crate::validate_custom`] for its scope. Dangling references (a binding to an unknown
+    /// group, a project binding of a platform-only role) are skipped and listed in
+    /// [`Snapshot::warnings`].
     pub fn build(dir: Directory) -> Result<Snapshot, PolicyError> {
         let st = statics()?;
         let mut warnings = Vec::new();
+        let (all, platform_custom, per_project) = parse_policies(&st, &dir)?;
 
-        // Groups and their transitive ancestors.
-        let group_index: HashMap<&str, u32> = dir
+        // Groups, their transitive ancestors, and which of them policies name.
+        let group_index: HashMap<String, u32> = dir
             .groups
             .iter()
             .enumerate()
-            .map(|(i, g)| (g.id.as_str(), i as u32))
+            .map(|(i, g)| (g.id.clone(), i as u32))
             .collect();
-        let parents: Vec<Vec<u32>> = dir
-            .groups
-            .iter()
-            .map(|g| {
-                g.parents
-                    .iter()
-                    .filter_map(|p| {
-                        let i = group_index.get(p.as_str()).copied();
-                        if i.is_none() {
-                            warnings.push(format!("group {} is in unknown group {p}", g.id));
-                        }
-                        i
-                    })
-                    .collect()
-            })
-            .collect();
-        // closure[g]: g and every group it is in, transitively (a cycle just ends the walk).
-        let closure: Vec<Vec<u32>> = (0..dir.groups.len() as u32)
-            .map(|g| {
-                let mut seen = vec![g];
-                let mut stack = vec![g];
-                while let Some(x) = stack.pop() {
-                    for &p in &parents[x as usize] {
-                        if !seen.contains(&p) {
-                            seen.push(p);
-                            stack.push(p);
-                        }
-                    }
+        let mut parents: Vec<Vec<u32>> = Vec::with_capacity(dir.groups.len());
+        for g in &dir.groups {
+            let mut ps = Vec::with_capacity(g.parents.len());
+            for p in &g.parents {
+                match group_index.get(p) {
+                    Some(&i) => ps.push(i),
+                    None => warnings.push(format!("group {} is in unknown group {p}", g.id)),
                 }
-                seen
-            })
-            .collect();
+            }
+            parents.push(ps);
+        }
+        let closure = group_closures(&parents);
         let group_uids: Vec<EntityUid> = dir
             .groups
             .iter()
             .map(|g| st.uid(Ty::Group, &g.id))
             .collect();
+        let named: HashSet<EntityUid> = all
+            .iter()
+            .flat_map(|p| p.entity_literals())
+            .filter(|u| u.type_name() == st.ty(Ty::Group))
+            .collect();
+        let relevant = |x: &u32| named.contains(&group_uids[*x as usize]);
         let group_ancestors = dir
             .groups
             .iter()
@@ -203,7 +210,7 @@ impl Snapshot {
             .map(|(i, g)| {
                 let anc = closure[i]
                     .iter()
-                    .filter(|&&x| x as usize != i)
+                    .filter(|&&x| x as usize != i && relevant(&x))
                     .map(|&x| group_uids[x as usize].clone())
                     .collect();
                 (g.id.clone(), anc)
@@ -259,7 +266,7 @@ impl Snapshot {
             let i = bindings.len() as u32;
             match &b.subject {
                 Subject::User(u) => by_user.entry(u.as_str()).or_default().push(i),
-                Subject::Group(g) => match group_index.get(g.as_str()) {
+                Subject::Group(g) => match group_index.get(g) {
                     Some(&gi) => by_group[gi as usize].push(i),
                     None => {
                         warnings.push(format!("binding {}: unknown group {g}; ignored", b.id));
@@ -270,6 +277,7 @@ impl Snapshot {
             }
             bindings.push(BindingEntry {
                 role_uid: st.uid(Ty::Role, &b.role),
+                builtin: builtin_index(&b.role),
                 record: b.clone(),
             });
         }
@@ -279,7 +287,7 @@ impl Snapshot {
         for u in &dir.users {
             let mut member: Vec<u32> = Vec::new();
             for g in &u.groups {
-                match group_index.get(g.as_str()) {
+                match group_index.get(g) {
                     Some(&gi) => {
                         for &x in &closure[gi as usize] {
                             if !member.contains(&x) {
@@ -297,6 +305,11 @@ impl Snapshot {
             for &g in &member {
                 ub.extend(by_group[g as usize].iter().map(|&b| (b, Some(g))));
             }
+            let groups = member
+                .iter()
+                .filter(|x| relevant(x))
+                .map(|&g| group_uids[g as usize].clone())
+                .collect();
             users.insert(
                 u.id.clone(),
                 UserEntry {
@@ -304,10 +317,8 @@ impl Snapshot {
                     username: u.username.clone(),
                     platform_admin: u.platform_admin,
                     disabled: u.disabled,
-                    groups: member
-                        .iter()
-                        .map(|&g| group_uids[g as usize].clone())
-                        .collect(),
+                    closure: member,
+                    groups,
                     bindings: ub,
                 },
             );
@@ -329,49 +340,45 @@ impl Snapshot {
             );
         }
 
-        // Policies.
-        let mut platform_custom = Vec::new();
-        let mut per_project: HashMap<String, Vec<Policy>> = HashMap::new();
-        let mut all: Vec<Policy> = st.builtins.clone();
-        let mut ids = HashSet::new();
-        for c in &dir.policies {
-            if !ids.insert(c.id.as_str()) {
-                return Err(PolicyError::Custom {
-                    id: c.id.clone(),
-                    error: Box::new(PolicyError::NotAllowed {
-                        message: "duplicate custom policy id".to_string(),
-                        position: None,
-                    }),
-                });
-            }
-            let p =
-                parse_custom(&st, &c.id, &c.text, &c.scope).map_err(|e| PolicyError::Custom {
-                    id: c.id.clone(),
-                    error: Box::new(e),
-                })?;
-            all.push(p.clone());
-            match &c.scope {
-                Scope::Platform => platform_custom.push(p),
-                Scope::Project(name) => per_project.entry(name.clone()).or_default().push(p),
-            }
-        }
+        // Prefiltered policy sets, specialized to their action.
         let mut base = Vec::with_capacity(Action::ALL.len());
+        let mut project_sets: HashMap<String, HashMap<(usize, usize), PolicySet>> =
+            HashMap::with_capacity(per_project.len());
         for ai in 0..Action::ALL.len() {
-            let mut pair: [PolicySet; 2] = [PolicySet::new(), PolicySet::new()];
-            for (kind, slot) in pair.iter_mut().enumerate() {
-                let chosen = st
-                    .builtins
+            let mut pair = Vec::with_capacity(2);
+            for kind in [USER, WORKLOAD] {
+                let platform = platform_custom
                     .iter()
-                    .chain(platform_custom.iter())
                     .filter(|p| can_apply(&st, p, ai, kind))
-                    .cloned();
-                *slot = set_of(chosen)?;
+                    .map(|p| specialize(&st, p, ai))
+                    .collect::<Result<Vec<Policy>, _>>()?;
+                if platform.is_empty() {
+                    pair.push(Arc::clone(&st.builtin_sets[ai][kind]));
+                } else {
+                    let candidates: Vec<&Policy> = st.builtin_candidates[ai][kind]
+                        .iter()
+                        .chain(platform.iter())
+                        .collect();
+                    pair.push(Arc::new(ActionSets::build(&st, &candidates)?));
+                }
+                for (name, ps) in &per_project {
+                    let chosen = ps
+                        .iter()
+                        .filter(|p| can_apply(&st, p, ai, kind))
+                        .map(|p| specialize(&st, p, ai))
+                        .collect::<Result<Vec<Policy>, _>>()?;
+                    if !chosen.is_empty() {
+                        project_sets
+                            .entry(name.clone())
+                            .or_default()
+                            .insert((ai, kind), set_of(chosen)?);
+                    }
+                }
             }
-            base.push(pair);
-        }
-        let mut project_sets = HashMap::with_capacity(per_project.len());
-        for (name, ps) in per_project {
-            project_sets.insert(name, set_of(ps)?);
+            let [user, workload]: [Arc<ActionSets>; 2] = pair
+                .try_into()
+                .map_err(|_| PolicyError::Internal("policy sets".to_string()))?;
+            base.push([user, workload]);
         }
 
         Ok(Snapshot {
@@ -379,6 +386,7 @@ impl Snapshot {
             users,
             workloads,
             group_names: dir.groups.iter().map(|g| g.id.clone()).collect(),
+            group_index,
             group_ancestors,
             projects,
             bindings,
@@ -402,18 +410,18 @@ impl Snapshot {
     /// Decides one request at `now`. Default deny; forbid beats permit; any error denies.
     pub fn decide(&self, req: &Request, now: Timestamp) -> Decision {
         match self.prepare(req, now) {
-            Ok(prepared) => self.evaluate(&prepared),
+            Ok(prepared) => self.evaluate(prepared),
             Err(e) => Decision::error(e),
         }
     }
 
     /// The actions `principal` may take on project `project` at `now`, asked with the project
-    /// itself as the resource ("may X in P at all"; ownership rules then answer for some of
-    /// the principal's own workloads).
+    /// itself as the resource ("may X in P at all"; ownership rules then answer for the
+    /// principal's own workloads).
     pub fn can(
         &self,
         principal: &Principal,
-        credential: &crate::model::Credential,
+        credential: &Credential,
         source_ip: IpAddr,
         project: &str,
         now: Timestamp,
@@ -460,13 +468,15 @@ impl Snapshot {
         }
     }
 
+    /// Adds the roles in force in `scope` at `now` to `held`: their `Role` entities to
+    /// `parents`, the bindings to `roles`, built-in ones to the bit set. Returns whether one of
+    /// them is a project binding (membership).
     fn roles_in_scope(
         &self,
         refs: impl Iterator<Item = (u32, Option<u32>)>,
         scope: Option<&str>,
         now: Timestamp,
-        parents: &mut HashSet<EntityUid>,
-        roles: &mut Vec<AppliedRole>,
+        held: &mut Held,
     ) -> bool {
         let mut member = false;
         for (bi, via) in refs {
@@ -482,8 +492,11 @@ impl Snapshot {
                 continue;
             }
             member |= matches!(r.scope, Scope::Project(_));
-            parents.insert(b.role_uid.clone());
-            roles.push(AppliedRole {
+            if let Some(i) = b.builtin {
+                held.builtin |= 1 << i;
+            }
+            held.parents.insert(b.role_uid.clone());
+            held.roles.push(AppliedRole {
                 role: r.role.clone(),
                 origin: r.origin.clone(),
                 binding: Some(r.id.clone()),
@@ -547,7 +560,206 @@ impl Snapshot {
         Entity::new_with_tags(uid, attrs, parents, []).map_err(|e| e.to_string())
     }
 
-    /// Builds the Cedar request and entity slice for `req`.
+    /// The principal's entity (with its parents for this request) and its kind.
+    fn principal_entity(
+        &self,
+        req: &Request,
+        project: Option<&ProjectEntry>,
+        now: Timestamp,
+        held: &mut Held,
+    ) -> Result<(usize, Entity), String> {
+        let st = &*self.st;
+        let scope = req.resource.project();
+        match &req.principal {
+            Principal::User(id) => {
+                let u = self
+                    .users
+                    .get(id)
+                    .ok_or_else(|| format!("unknown user {id}"))?;
+                held.parents.extend(u.groups.iter().cloned());
+                // `principal in resource` for a group resource.
+                if let Resource::Group(g) = &req.resource {
+                    if let Some(gi) = self.group_index.get(g) {
+                        if u.closure.contains(gi) {
+                            held.parents.insert(st.uid(Ty::Group, g));
+                        }
+                    }
+                }
+                if u.platform_admin {
+                    held.parents.insert(st.uid(Ty::Role, "platform_admin"));
+                    held.builtin |= builtin_index("platform_admin").map_or(0, |i| 1 << i);
+                    held.roles.push(AppliedRole {
+                        role: "platform_admin".to_string(),
+                        origin: "admin flag".to_string(),
+                        binding: None,
+                        via_group: None,
+                        scope: Scope::Platform,
+                        expires_at: None,
+                    });
+                }
+                let member = self.roles_in_scope(u.bindings.iter().copied(), scope, now, held);
+                if member {
+                    if let Some(p) = project {
+                        held.parents.insert(p.uid.clone());
+                    }
+                }
+                let parents = std::mem::take(&mut held.parents);
+                Ok((USER, self.user_entity(u, parents)?))
+            }
+            Principal::Workload(id) => {
+                let w = self
+                    .workloads
+                    .get(id)
+                    .ok_or_else(|| format!("unknown workload {id}"))?;
+                if let Resource::Workload {
+                    id: rid,
+                    project: rp,
+                    ..
+                } = &req.resource
+                {
+                    if rid == id && *rp != w.project {
+                        return Err(format!(
+                            "workload {id} is in project {}, not {rp}",
+                            w.project
+                        ));
+                    }
+                }
+                held.parents.insert(w.project_uid.clone());
+                self.roles_in_scope(w.bindings.iter().map(|&b| (b, None)), scope, now, held);
+                let mut attrs = vec![
+                    (
+                        "kind".to_string(),
+                        RestrictedExpression::new_string(w.kind.as_str().to_string()),
+                    ),
+                    (
+                        "project".to_string(),
+                        RestrictedExpression::new_entity_uid(w.project_uid.clone()),
+                    ),
+                ];
+                if let Some(o) = &w.owner {
+                    attrs.push((
+                        "owner".to_string(),
+                        RestrictedExpression::new_entity_uid(o.clone()),
+                    ));
+                }
+                let parents = std::mem::take(&mut held.parents);
+                let entity = Entity::new_with_tags(w.uid.clone(), attrs, parents, [])
+                    .map_err(|e| e.to_string())?;
+                Ok((WORKLOAD, entity))
+            }
+        }
+    }
+
+    /// The resource's uid, and its entity unless it is the principal or the project (which
+    /// the slice holds anyway) or an unknown user.
+    fn resource_entity(
+        &self,
+        req: &Request,
+        project: Option<&ProjectEntry>,
+        principal_uid: &EntityUid,
+    ) -> Result<(EntityUid, Option<Entity>), String> {
+        let st = &*self.st;
+        Ok(match &req.resource {
+            Resource::Platform => (st.platform_uid.clone(), None),
+            Resource::User(id) => {
+                let uid = st.uid(Ty::User, id);
+                let entity = match self.users.get(id) {
+                    Some(u) if uid != *principal_uid => {
+                        Some(self.user_entity(u, u.groups.iter().cloned().collect())?)
+                    }
+                    _ => None,
+                };
+                (uid, entity)
+            }
+            Resource::Group(id) => {
+                let uid = st.uid(Ty::Group, id);
+                let parents: HashSet<EntityUid> = self
+                    .group_ancestors
+                    .get(id)
+                    .map(|a| a.iter().cloned().collect())
+                    .unwrap_or_default();
+                (uid.clone(), Some(Entity::new_no_attrs(uid, parents)))
+            }
+            Resource::Project(_) => match project {
+                Some(p) => (p.uid.clone(), None),
+                None => return Err("project resource without a project".to_string()),
+            },
+            Resource::Token { owner } => {
+                let uid = st.uid(Ty::Token, owner);
+                let e = self.owned_entity(uid.clone(), None, None, Some(owner), None)?;
+                (uid, Some(e))
+            }
+            Resource::Policy { id, .. } => {
+                let uid = st.uid(Ty::Policy, id);
+                let e = self.owned_entity(uid.clone(), None, project, None, None)?;
+                (uid, Some(e))
+            }
+            Resource::Secret {
+                name,
+                project: p,
+                owner,
+            } => {
+                let uid = st.uid(Ty::Secret, &format!("{p}/{name}"));
+                let e =
+                    self.owned_entity(uid.clone(), Some(name), project, owner.as_deref(), None)?;
+                (uid, Some(e))
+            }
+            Resource::Dataset {
+                name,
+                project: p,
+                owner,
+            } => {
+                let uid = st.uid(Ty::Dataset, &format!("{p}/{name}"));
+                let e =
+                    self.owned_entity(uid.clone(), Some(name), project, owner.as_deref(), None)?;
+                (uid, Some(e))
+            }
+            Resource::Workload {
+                id,
+                project: p,
+                kind,
+                owner,
+            } => {
+                let uid = st.uid(Ty::Workload, id);
+                if uid == *principal_uid {
+                    (uid, None)
+                } else {
+                    if let Some(w) = self.workloads.get(id) {
+                        if w.project != *p {
+                            return Err(format!(
+                                "workload {id} is in project {}, not {p}",
+                                w.project
+                            ));
+                        }
+                    }
+                    let kind = RestrictedExpression::new_string(kind.as_str().to_string());
+                    let e = self.owned_entity(
+                        uid.clone(),
+                        None,
+                        project,
+                        owner.as_deref(),
+                        Some(("kind", kind)),
+                    )?;
+                    (uid, Some(e))
+                }
+            }
+            Resource::AuditTrail { project: p } => {
+                let uid = match p {
+                    Some(p) => st.uid(Ty::AuditTrail, &format!("project/{p}")),
+                    None => st.uid(Ty::AuditTrail, "platform"),
+                };
+                let e = self.owned_entity(uid.clone(), None, project, None, None)?;
+                (uid, Some(e))
+            }
+            Resource::Template(name) => {
+                let uid = st.uid(Ty::Template, name);
+                let e = self.owned_entity(uid.clone(), Some(name), None, None, None)?;
+                (uid, Some(e))
+            }
+        })
+    }
+
+    /// Builds the Cedar request and entity slice for `req`, and picks the policy sets.
     fn prepare(&self, req: &Request, now: Timestamp) -> Result<Prepared<'_>, String> {
         let st = &*self.st;
         let ai = action_index(req.action);
@@ -570,91 +782,8 @@ impl Snapshot {
             ));
         }
 
-        let mut roles = Vec::new();
-        let mut entities: Vec<Entity> = Vec::with_capacity(4);
-        let (kind, principal_uid) = match &req.principal {
-            Principal::User(id) => {
-                let u = self
-                    .users
-                    .get(id)
-                    .ok_or_else(|| format!("unknown user {id}"))?;
-                let mut parents: HashSet<EntityUid> = u.groups.iter().cloned().collect();
-                if u.platform_admin {
-                    parents.insert(st.uid(Ty::Role, "platform_admin"));
-                    roles.push(AppliedRole {
-                        role: "platform_admin".to_string(),
-                        origin: "admin flag".to_string(),
-                        binding: None,
-                        via_group: None,
-                        scope: Scope::Platform,
-                        expires_at: None,
-                    });
-                }
-                let member = self.roles_in_scope(
-                    u.bindings.iter().copied(),
-                    scope,
-                    now,
-                    &mut parents,
-                    &mut roles,
-                );
-                if member {
-                    if let Some(p) = project {
-                        parents.insert(p.uid.clone());
-                    }
-                }
-                entities.push(self.user_entity(u, parents)?);
-                (USER, u.uid.clone())
-            }
-            Principal::Workload(id) => {
-                let w = self
-                    .workloads
-                    .get(id)
-                    .ok_or_else(|| format!("unknown workload {id}"))?;
-                let mut parents = HashSet::with_capacity(4);
-                parents.insert(w.project_uid.clone());
-                self.roles_in_scope(
-                    w.bindings.iter().map(|&b| (b, None)),
-                    scope,
-                    now,
-                    &mut parents,
-                    &mut roles,
-                );
-                let mut attrs = vec![
-                    (
-                        "kind".to_string(),
-                        RestrictedExpression::new_string(w.kind.as_str().to_string()),
-                    ),
-                    (
-                        "project".to_string(),
-                        RestrictedExpression::new_entity_uid(w.project_uid.clone()),
-                    ),
-                ];
-                if let Some(o) = &w.owner {
-                    attrs.push((
-                        "owner".to_string(),
-                        RestrictedExpression::new_entity_uid(o.clone()),
-                    ));
-                }
-                entities.push(
-                    Entity::new_with_tags(w.uid.clone(), attrs, parents, [])
-                        .map_err(|e| e.to_string())?,
-                );
-                if let Resource::Workload {
-                    id: rid,
-                    project: rp,
-                    ..
-                } = &req.resource
-                {
-                    if rid == id && *rp != w.project {
-                        return Err(format!(
-                            "workload {id} is in project {}, not {rp}",
-                            w.project
-                        ));
-                    }
-                }
-                (WORKLOAD, w.uid.clone())
-            }
-        };
+        let mut held = Held::default();
+        let (kind, principal) = self.principal_entity(req, project, now, &mut held)?;
         if !applies.principal[kind] {
             return Err(format!(
                 "{} does not apply to a {} principal",
@@ -662,136 +791,46 @@ impl Snapshot {
                 if kind == USER { "User" } else { "Workload" }
             ));
         }
+        let principal_uid = principal.uid();
+        let (resource_uid, resource) = self.resource_entity(req, project, &principal_uid)?;
 
-        // The resource, and the project it is in.
-        let resource_uid = match &req.resource {
-            Resource::Platform => st.platform_uid.clone(),
-            Resource::User(id) => {
-                let uid = st.uid(Ty::User, id);
-                if uid != principal_uid {
-                    if let Some(u) = self.users.get(id) {
-                        let parents = u.groups.iter().cloned().collect();
-                        entities.push(self.user_entity(u, parents)?);
-                    }
-                }
-                uid
-            }
-            Resource::Group(id) => {
-                let uid = st.uid(Ty::Group, id);
-                let parents: HashSet<EntityUid> = self
-                    .group_ancestors
-                    .get(id)
-                    .map(|a| a.iter().cloned().collect())
-                    .unwrap_or_default();
-                entities.push(Entity::new_no_attrs(uid.clone(), parents));
-                uid
-            }
-            Resource::Project(_) => match project {
-                Some(p) => p.uid.clone(),
-                None => return Err("project resource without a project".to_string()),
-            },
-            Resource::Token { owner } => {
-                let uid = st.uid(Ty::Token, owner);
-                entities.push(self.owned_entity(uid.clone(), None, None, Some(owner), None)?);
-                uid
-            }
-            Resource::Policy { id, .. } => {
-                let uid = st.uid(Ty::Policy, id);
-                entities.push(self.owned_entity(uid.clone(), None, project, None, None)?);
-                uid
-            }
-            Resource::Secret {
-                name,
-                project: p,
-                owner,
-            } => {
-                let uid = st.uid(Ty::Secret, &format!("{p}/{name}"));
-                entities.push(self.owned_entity(
-                    uid.clone(),
-                    Some(name),
-                    project,
-                    owner.as_deref(),
-                    None,
-                )?);
-                uid
-            }
-            Resource::Dataset {
-                name,
-                project: p,
-                owner,
-            } => {
-                let uid = st.uid(Ty::Dataset, &format!("{p}/{name}"));
-                entities.push(self.owned_entity(
-                    uid.clone(),
-                    Some(name),
-                    project,
-                    owner.as_deref(),
-                    None,
-                )?);
-                uid
-            }
-            Resource::Workload {
-                id,
-                project: p,
-                kind,
-                owner,
-            } => {
-                let uid = st.uid(Ty::Workload, id);
-                if uid != principal_uid {
-                    if let Some(w) = self.workloads.get(id) {
-                        if w.project != *p {
-                            return Err(format!(
-                                "workload {id} is in project {}, not {p}",
-                                w.project
-                            ));
-                        }
-                    }
-                    let kind = RestrictedExpression::new_string(kind.as_str().to_string());
-                    entities.push(self.owned_entity(
-                        uid.clone(),
-                        None,
-                        project,
-                        owner.as_deref(),
-                        Some(("kind", kind)),
-                    )?);
-                }
-                uid
-            }
-            Resource::AuditTrail { project: p } => {
-                let uid = match p {
-                    Some(p) => st.uid(Ty::AuditTrail, &format!("project/{p}")),
-                    None => st.uid(Ty::AuditTrail, "platform"),
-                };
-                entities.push(self.owned_entity(uid.clone(), None, project, None, None)?);
-                uid
-            }
-            Resource::Template(name) => {
-                let uid = st.uid(Ty::Template, name);
-                entities.push(self.owned_entity(uid.clone(), Some(name), None, None, None)?);
-                uid
-            }
-        };
+        let mut entities: Vec<Entity> = Vec::with_capacity(4);
+        entities.push(principal);
+        entities.extend(resource);
         if let Some(p) = project {
             entities.push(p.entity.clone());
         }
         entities.push(st.action_entities[ai].clone());
 
+        let action_uid = &st.action_uids[ai];
         let context = self.context(req, scope, now)?;
+        if req.extra.is_some() {
+            // The engine's own attributes are well typed by construction; check the caller's.
+            context
+                .validate(&st.schema, action_uid)
+                .map_err(|e| format!("context does not match the schema: {e}"))?;
+        }
+        // Principal and resource types were checked above against the schema's `appliesTo`.
         let request = cedar_policy::Request::new(
             principal_uid,
-            st.action_uids[ai].clone(),
+            action_uid.clone(),
             resource_uid,
             context,
-            Some(&st.schema),
+            None,
         )
-        .map_err(|e| format!("request does not match the schema: {e}"))?;
+        .map_err(|e| format!("request: {e}"))?;
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        let base = self.base[ai][kind]
+            .pick(held.builtin)
+            .ok_or_else(|| "no policy set for this request".to_string())?;
         Ok(Prepared {
             request,
             entities,
-            base: &self.base[ai][kind],
-            project: scope.and_then(|p| self.project_sets.get(p)),
-            roles,
+            base,
+            project: scope
+                .and_then(|p| self.project_sets.get(p))
+                .and_then(|sets| sets.get(&(ai, kind))),
+            roles: held.roles,
         })
     }
 
@@ -806,14 +845,8 @@ impl Snapshot {
         let hour = secs.rem_euclid(86_400) / 3600;
         let weekday = (secs.div_euclid(86_400) + 3).rem_euclid(7) + 1;
         let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(12);
-        pairs.push((
-            "source_ip".to_string(),
-            RestrictedExpression::new_ip(req.source_ip.to_string()),
-        ));
-        pairs.push((
-            "now".to_string(),
-            RestrictedExpression::new_datetime(now.rfc3339()),
-        ));
+        pairs.push(("source_ip".to_string(), ip_expression(req.source_ip)));
+        pairs.push(("now".to_string(), datetime_expression(now)));
         pairs.push(("hour_utc".to_string(), RestrictedExpression::new_long(hour)));
         pairs.push((
             "weekday".to_string(),
@@ -862,20 +895,21 @@ impl Snapshot {
         Context::from_pairs(pairs).map_err(|e| format!("context: {e}"))
     }
 
-    fn evaluate(&self, p: &Prepared<'_>) -> Decision {
+    fn evaluate(&self, p: Prepared<'_>) -> Decision {
         let st = &*self.st;
         let first = st.authorizer.is_authorized(&p.request, p.base, &p.entities);
         let second = p
             .project
             .map(|set| st.authorizer.is_authorized(&p.request, set, &p.entities));
-        combine([Some(first), second].into_iter().flatten(), p.roles.clone())
+        combine([Some(first), second].into_iter().flatten(), p.roles)
     }
 
-    // ---- support for benchmarks and tests ----------------------------------------------------
+    // ---- support for benchmarks ----------------------------------------------------------
 
     /// The Cedar request, entity slice and prefiltered policy sets `decide` would evaluate
     /// (for benchmarks comparing with raw Cedar).
     #[doc(hidden)]
+    #[allow(clippy::type_complexity)]
     pub fn raw_parts(
         &self,
         req: &Request,
@@ -898,6 +932,64 @@ impl Snapshot {
     pub fn full_policy_set(&self) -> Result<PolicySet, PolicyError> {
         set_of(self.all.iter().cloned())
     }
+}
+
+/// What the principal holds in the request's scope.
+#[derive(Default)]
+struct Held {
+    parents: HashSet<EntityUid>,
+    roles: Vec<AppliedRole>,
+    /// Bit `i`: holds `BUILTIN_ROLES[i]`.
+    builtin: u16,
+}
+
+/// Per thread, the extension-constructor expressions last built. Building `ip("…")` or
+/// `datetime("…")` parses the constructor's name each time (several microseconds); reusing the
+/// expression for the same address or second avoids it. Pure memoization: same input, same
+/// expression.
+#[derive(Default)]
+struct ExtensionMemo {
+    ips: HashMap<IpAddr, RestrictedExpression>,
+    now: Option<(i64, RestrictedExpression)>,
+}
+
+const MAX_MEMO_IPS: usize = 4096;
+
+thread_local! {
+    static MEMO: RefCell<ExtensionMemo> = RefCell::new(ExtensionMemo::default());
+}
+
+fn ip_expression(ip: IpAddr) -> RestrictedExpression {
+    MEMO.with(|m| {
+        let Ok(mut m) = m.try_borrow_mut() else {
+            return RestrictedExpression::new_ip(ip.to_string());
+        };
+        if let Some(e) = m.ips.get(&ip) {
+            return e.clone();
+        }
+        if m.ips.len() >= MAX_MEMO_IPS {
+            m.ips.clear();
+        }
+        let e = RestrictedExpression::new_ip(ip.to_string());
+        m.ips.insert(ip, e.clone());
+        e
+    })
+}
+
+fn datetime_expression(now: Timestamp) -> RestrictedExpression {
+    MEMO.with(|m| {
+        let Ok(mut m) = m.try_borrow_mut() else {
+            return RestrictedExpression::new_datetime(now.rfc3339());
+        };
+        if let Some((t, e)) = &m.now {
+            if *t == now.unix() {
+                return e.clone();
+            }
+        }
+        let e = RestrictedExpression::new_datetime(now.rfc3339());
+        m.now = Some((now.unix(), e.clone()));
+        e
+    })
 }
 
 /// Unions several Cedar answers as if one set had been evaluated: a satisfied forbid anywhere
@@ -937,4 +1029,165 @@ struct Prepared<'a> {
     base: &'a PolicySet,
     project: Option<&'a PolicySet>,
     roles: Vec<AppliedRole>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::model::{
+        AuthMethod, Credential, GroupRecord, ProjectRecord, UserRecord, WorkloadRecord,
+    };
+
+    /// Every slice the engine builds conforms to the schema (attribute types, parent types),
+    /// for every action and every kind of resource it applies to.
+    #[test]
+    fn slices_conform_to_the_schema() {
+        let mut p1 = ProjectRecord {
+            name: "p1".into(),
+            classification: "restricted".into(),
+            ..Default::default()
+        };
+        p1.tags.insert("pii".into(), "yes".into());
+        let dir = Directory {
+            users: vec![
+                UserRecord {
+                    id: "u1".into(),
+                    username: "ada".into(),
+                    platform_admin: true,
+                    disabled: false,
+                    groups: vec!["g1".into()],
+                },
+                UserRecord {
+                    id: "u2".into(),
+                    username: "bob".into(),
+                    platform_admin: false,
+                    disabled: true,
+                    groups: vec![],
+                },
+            ],
+            groups: vec![
+                GroupRecord {
+                    id: "g1".into(),
+                    parents: vec!["g2".into()],
+                },
+                GroupRecord {
+                    id: "g2".into(),
+                    parents: vec!["g1".into()],
+                },
+            ],
+            projects: vec![p1],
+            bindings: vec![
+                BindingRecord {
+                    id: "b1".into(),
+                    subject: Subject::Group("g2".into()),
+                    role: "project_owner".into(),
+                    scope: Scope::Project("p1".into()),
+                    starts_at: None,
+                    expires_at: None,
+                    origin: "membership".into(),
+                },
+                BindingRecord {
+                    id: "b2".into(),
+                    subject: Subject::Workload("w1".into()),
+                    role: "job_execution".into(),
+                    scope: Scope::Project("p1".into()),
+                    starts_at: None,
+                    expires_at: None,
+                    origin: "binding".into(),
+                },
+            ],
+            workloads: vec![WorkloadRecord {
+                id: "w1".into(),
+                project: "p1".into(),
+                kind: WorkloadKind::Job,
+                owner: Some("u1".into()),
+            }],
+            policies: vec![],
+        };
+        let snap = Snapshot::build(dir).unwrap();
+        let st = statics().unwrap();
+        let resources = [
+            Resource::Platform,
+            Resource::User("u1".into()),
+            Resource::User("u2".into()),
+            Resource::User("unknown".into()),
+            Resource::Group("g1".into()),
+            Resource::Project("p1".into()),
+            Resource::Token { owner: "u2".into() },
+            Resource::Policy {
+                id: "x".into(),
+                project: Some("p1".into()),
+            },
+            Resource::Policy {
+                id: "y".into(),
+                project: None,
+            },
+            Resource::Secret {
+                name: "s".into(),
+                project: "p1".into(),
+                owner: Some("u2".into()),
+            },
+            Resource::Dataset {
+                name: "d".into(),
+                project: "p1".into(),
+                owner: None,
+            },
+            Resource::Workload {
+                id: "w1".into(),
+                project: "p1".into(),
+                kind: WorkloadKind::Job,
+                owner: Some("u1".into()),
+            },
+            Resource::Workload {
+                id: "w2".into(),
+                project: "p1".into(),
+                kind: WorkloadKind::Endpoint,
+                owner: None,
+            },
+            Resource::AuditTrail {
+                project: Some("p1".into()),
+            },
+            Resource::AuditTrail { project: None },
+            Resource::Template("basic".into()),
+        ];
+        let mut checked = 0;
+        for principal in [
+            Principal::User("u1".into()),
+            Principal::Workload("w1".into()),
+        ] {
+            let kind = usize::from(matches!(principal, Principal::Workload(_)));
+            for action in Action::ALL {
+                let applies = &st.applies[action_index(action)];
+                for resource in &resources {
+                    let ty = Snapshot::ty_of(resource);
+                    let r = Request {
+                        principal: principal.clone(),
+                        credential: Credential::full(AuthMethod::Passkey, true),
+                        source_ip: "2001:db8::1".parse().unwrap(),
+                        action,
+                        resource: resource.clone(),
+                        extra: None,
+                    };
+                    let prepared = snap.prepare(&r, Timestamp(1_800_000_000));
+                    if !applies.principal[kind] || applies.resources & (1 << ty as u32) == 0 {
+                        assert!(prepared.is_err(), "{r:?}");
+                        continue;
+                    }
+                    let p = prepared.unwrap_or_else(|e| panic!("{r:?}: {e}"));
+                    let action_ty = st.action_uids[0].type_name().clone();
+                    let slice: Vec<Entity> = p
+                        .entities
+                        .iter()
+                        .filter(|e| e.uid().type_name() != &action_ty)
+                        .cloned()
+                        .collect();
+                    Entities::from_entities(slice, Some(&st.schema))
+                        .unwrap_or_else(|e| panic!("{r:?}: {e}"));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
+    }
 }

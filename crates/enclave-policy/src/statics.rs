@@ -2,6 +2,7 @@
 //! policies. Parsed once, on first use, and shared by every snapshot.
 
 use crate::error::PolicyError;
+use crate::sets::{can_apply, specialize, ActionSets, USER, WORKLOAD};
 use cedar_policy::{
     Authorizer, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Schema,
     ValidationMode, Validator,
@@ -92,6 +93,11 @@ pub(crate) struct Statics {
     pub applies: Vec<Applies>,
     pub builtins: Vec<Policy>,
     pub platform_uid: EntityUid,
+    /// Per action and principal kind: the built-ins that can apply, specialized to the action.
+    pub builtin_candidates: Vec<[Vec<Policy>; 2]>,
+    /// The same, split by built-in roles held (shared by snapshots without platform-wide
+    /// custom policies for that action and kind).
+    pub builtin_sets: Vec<[Arc<ActionSets>; 2]>,
 }
 
 impl Statics {
@@ -200,7 +206,7 @@ fn build() -> Result<Statics, PolicyError> {
         types[Ty::Platform as usize].clone(),
         EntityId::new("enclave"),
     );
-    Ok(Statics {
+    let mut st = Statics {
         schema,
         validator,
         authorizer: Authorizer::new(),
@@ -211,7 +217,30 @@ fn build() -> Result<Statics, PolicyError> {
         applies,
         builtins,
         platform_uid,
-    })
+        builtin_candidates: Vec::new(),
+        builtin_sets: Vec::new(),
+    };
+    let mut candidates = Vec::with_capacity(Action::ALL.len());
+    let mut sets = Vec::with_capacity(Action::ALL.len());
+    for ai in 0..Action::ALL.len() {
+        let per_kind = |kind: usize| {
+            st.builtins
+                .iter()
+                .filter(|p| can_apply(&st, p, ai, kind))
+                .map(|p| specialize(&st, p, ai))
+                .collect::<Result<Vec<Policy>, _>>()
+        };
+        let (user, workload) = (per_kind(USER)?, per_kind(WORKLOAD)?);
+        let set = |ps: &[Policy]| {
+            let refs: Vec<&Policy> = ps.iter().collect();
+            ActionSets::build(&st, &refs).map(Arc::new)
+        };
+        sets.push([set(&user)?, set(&workload)?]);
+        candidates.push([user, workload]);
+    }
+    st.builtin_candidates = candidates;
+    st.builtin_sets = sets;
+    Ok(st)
 }
 
 /// Parses the built-in policy files; each policy takes its `@id` annotation as its id.

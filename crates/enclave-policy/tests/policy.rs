@@ -1281,3 +1281,82 @@ fn dangling_references_are_warnings() {
     let d = snap.decide(&req(u("u-x"), Action::ProjectUpdate, proj("own")), now());
     assert!(!d.allowed);
 }
+
+#[test]
+fn principal_in_a_group_resource_counts_nested_membership() {
+    let mut dir = base_dir();
+    dir.groups.push(group("inner", &["outer"]));
+    dir.groups.push(group("outer", &[]));
+    dir.users.push(user("u-in", &["inner"]));
+    dir.policies.push(custom(
+        "members",
+        Scope::Platform,
+        r#"permit(principal, action == Action::"group.read", resource is Group) when { principal in resource };"#,
+    ));
+    let snap = snapshot(dir);
+    let read = |who: &str, g: &str| {
+        snap.decide(
+            &req(u(who), Action::GroupRead, Resource::Group(g.into())),
+            now(),
+        )
+        .allowed
+    };
+    assert!(read("u-in", "outer"));
+    assert!(read("u-in", "inner"));
+    assert!(!read("u-in", "g-other"));
+    assert!(!read("u-other", "outer"));
+}
+
+#[test]
+fn roles_add_up_and_platform_policies_may_name_built_in_roles() {
+    let mut dir = base_dir();
+    dir.users.push(user("u-two", &[]));
+    dir.users.push(user("u-vw", &[]));
+    dir.bindings.push(bind("b1", uid("u-two"), "viewer", own()));
+    dir.bindings
+        .push(bind("b2", uid("u-two"), "support", own()));
+    dir.bindings.push(bind("b3", uid("u-vw"), "viewer", own()));
+    dir.policies.push(custom(
+        "viewers-run-jobs",
+        Scope::Platform,
+        r#"permit(principal in Role::"viewer", action in [Action::"job.run", Action::"job.cancel"], resource);"#,
+    ));
+    let snap = snapshot(dir);
+    // viewer + support: the union of both.
+    let d = snap.decide(
+        &req(
+            u("u-two"),
+            Action::NotebookOpen,
+            Resource::Workload {
+                id: "w".into(),
+                project: "own".into(),
+                kind: WorkloadKind::Notebook,
+                owner: None,
+            },
+        ),
+        now(),
+    );
+    assert!(d.allowed);
+    assert_eq!(d.determining, vec!["builtin.support"]);
+    assert!(
+        snap.decide(
+            &req(u("u-two"), Action::DatasetRead, dataset("own", None)),
+            now()
+        )
+        .allowed
+    );
+    // The custom policy reaches viewers, only where they are viewers.
+    let d = snap.decide(&req(u("u-vw"), Action::JobRun, proj("own")), now());
+    assert!(d.allowed);
+    assert_eq!(d.determining, vec!["custom.viewers-run-jobs"]);
+    assert!(
+        !snap
+            .decide(&req(u("u-vw"), Action::JobRun, proj("other")), now())
+            .allowed
+    );
+    assert!(
+        !snap
+            .decide(&req(u("u-other"), Action::JobRun, proj("own")), now())
+            .allowed
+    );
+}
