@@ -214,6 +214,9 @@ impl App {
         if let Err(e) = self.refresh_policy().await {
             tracing::error!(error = %e, "policy refresh after a commit failed");
         }
+        if let Some(f) = self.on_commit.get() {
+            f();
+        }
         Ok(())
     }
 

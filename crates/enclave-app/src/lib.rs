@@ -22,6 +22,7 @@ mod projects;
 pub mod secrets;
 mod setup;
 mod tokens;
+mod trail;
 mod users;
 
 use enclave_core::session::{SessionPolicy, TokenPolicy};
@@ -39,6 +40,7 @@ pub use passwords::PasswordHasher;
 pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
 pub use projects::{ProjectPatch, ProjectView};
 pub use tokens::TokenCreated;
+pub use trail::{AuditKey, AuditScope, MAX_AUDIT_PAGE};
 pub use users::{NewUser, UserPatch};
 
 /// Tunable rules of the application, filled from the configuration.
@@ -115,7 +117,11 @@ pub struct App {
     auth_cache: Arc<memo::Memo<String, memo::Resolved>>,
     project_lists: Arc<memo::Memo<projects::ListKey, projects::ListPage>>,
     policy: Arc<access::PolicyState>,
+    on_commit: Arc<std::sync::OnceLock<CommitListener>>,
 }
+
+/// Called after every successful commit (e.g. to wake the audit forwarders).
+pub type CommitListener = Box<dyn Fn() + Send + Sync>;
 
 impl App {
     /// Wires the application.
@@ -133,7 +139,13 @@ impl App {
             auth_cache: Arc::default(),
             project_lists: Arc::default(),
             policy: Arc::new(access::PolicyState::new()?),
+            on_commit: Arc::default(),
         })
+    }
+
+    /// Sets the function called after every successful commit (once; later calls are ignored).
+    pub fn set_commit_listener(&self, f: CommitListener) {
+        let _ = self.on_commit.set(f);
     }
 
     /// The current time from the injected clock.

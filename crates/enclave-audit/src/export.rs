@@ -110,6 +110,8 @@ pub fn checkpoint_line(cp: &Checkpoint, anchor: bool) -> String {
     s
 }
 
+// Lines are parsed one at a time and matched at once: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 enum Line {

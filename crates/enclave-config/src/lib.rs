@@ -60,6 +60,8 @@ pub struct Config {
     pub passwords: PasswordConfig,
     /// `[access]`: time-bound access grants.
     pub access: AccessConfig,
+    /// `[audit]`: checkpoints, retention, forwarding.
+    pub audit: AuditConfig,
 }
 
 /// `[tls]` settings.
@@ -226,6 +228,44 @@ impl Default for AccessConfig {
     }
 }
 
+/// `[audit]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Sign a checkpoint after this many records (`audit.checkpoint_every`, default 1024).
+    pub checkpoint_every: u64,
+    /// ... or after this much time with new records (`audit.checkpoint_interval`, default 1m).
+    pub checkpoint_interval: Duration,
+    /// Records older than this are pruned up to a checkpoint (`audit.retention_days`;
+    /// default 0 = keep forever).
+    pub retention_days: u32,
+    /// Forward to this syslog collector over TCP, `host:port` (`audit.forward_syslog`).
+    pub forward_syslog: Option<String>,
+    /// Use TLS to the collector (`audit.forward_syslog_tls`, default true).
+    pub forward_syslog_tls: bool,
+    /// CA bundle trusted for the collector (`audit.forward_syslog_ca_file`).
+    pub forward_syslog_ca_file: Option<PathBuf>,
+    /// Name in the collector's certificate (`audit.forward_syslog_server_name`; default the
+    /// host of the address).
+    pub forward_syslog_server_name: Option<String>,
+    /// Append every record to this JSON Lines file (`audit.forward_file`).
+    pub forward_file: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_every: 1024,
+            checkpoint_interval: Duration::from_secs(60),
+            retention_days: 0,
+            forward_syslog: None,
+            forward_syslog_tls: true,
+            forward_syslog_ca_file: None,
+            forward_syslog_server_name: None,
+            forward_file: None,
+        }
+    }
+}
+
 /// `[limits]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
@@ -290,6 +330,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             passwords: PasswordConfig::default(),
             access: AccessConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

@@ -55,6 +55,7 @@ pub(crate) const SECTIONS: &[(&str, &str)] = &[
     ("limits", "Request and connection limits."),
     ("passwords", "Password hashing (argon2)."),
     ("access", "Time-bound support and admin access to projects."),
+    ("audit", "The tamper-evident audit trail: signed checkpoints, retention, forwarding\nto a syslog collector (RFC 5424) or a JSON Lines file."),
 ];
 
 const DURATION_EXPECTED: &str = "expected a duration like \"30m\" or \"12h\"";
@@ -262,6 +263,86 @@ pub(crate) const SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| show_duration(c.access.max_grant_duration),
+    },
+    Setting {
+        key: "audit.checkpoint_every",
+        doc: "Sign a checkpoint of the audit chain after this many records (1 to 1000000).",
+        set: |c, v| {
+            c.audit.checkpoint_every = count(v, 1, 1_000_000)?;
+            Ok(())
+        },
+        show: |c| c.audit.checkpoint_every.to_string(),
+    },
+    Setting {
+        key: "audit.checkpoint_interval",
+        doc: "... or after this much time when there are new records.",
+        set: |c, v| {
+            c.audit.checkpoint_interval = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.audit.checkpoint_interval),
+    },
+    Setting {
+        key: "audit.retention_days",
+        doc: "Prune records older than this many days, up to a signed checkpoint that\nstays the trust anchor (0 keeps everything; 0 to 36500).",
+        set: |c, v| {
+            c.audit.retention_days = count(v, 0, 36_500)?;
+            Ok(())
+        },
+        show: |c| c.audit.retention_days.to_string(),
+    },
+    Setting {
+        key: "audit.forward_syslog",
+        doc: "Forward every record to this syslog collector, host:port, over TCP\n(RFC 5424, octet counting); empty means off.",
+        set: |c, v| {
+            let s = string(v, "an address like \"siem.example.org:6514\"")?;
+            c.audit.forward_syslog = if s.is_empty() {
+                None
+            } else if s.len() > 255 || !s.contains(':') {
+                return Err("expected host:port".into());
+            } else {
+                Some(s.to_owned())
+            };
+            Ok(())
+        },
+        show: |c| quote(c.audit.forward_syslog.as_deref().unwrap_or("")),
+    },
+    Setting {
+        key: "audit.forward_syslog_tls",
+        doc: "Use TLS to the syslog collector (needs forward_syslog_ca_file).",
+        set: |c, v| {
+            c.audit.forward_syslog_tls = boolean(v)?;
+            Ok(())
+        },
+        show: |c| c.audit.forward_syslog_tls.to_string(),
+    },
+    Setting {
+        key: "audit.forward_syslog_ca_file",
+        doc: "PEM CA bundle trusted for the syslog collector's certificate.",
+        set: |c, v| {
+            c.audit.forward_syslog_ca_file = optional_path(v)?;
+            Ok(())
+        },
+        show: |c| show_optional_path(c.audit.forward_syslog_ca_file.as_ref()),
+    },
+    Setting {
+        key: "audit.forward_syslog_server_name",
+        doc: "Name expected in the collector's certificate (empty: the address's host).",
+        set: |c, v| {
+            let s = string(v, "a host name")?;
+            c.audit.forward_syslog_server_name = (!s.is_empty()).then(|| s.to_owned());
+            Ok(())
+        },
+        show: |c| quote(c.audit.forward_syslog_server_name.as_deref().unwrap_or("")),
+    },
+    Setting {
+        key: "audit.forward_file",
+        doc: "Append every record to this JSON Lines file (mode 0600); empty means off.",
+        set: |c, v| {
+            c.audit.forward_file = optional_path(v)?;
+            Ok(())
+        },
+        show: |c| show_optional_path(c.audit.forward_file.as_ref()),
     },
 ];
 

@@ -273,6 +273,21 @@ impl Store {
         })
     }
 
+    /// Usernames of every member of a project, whatever their role.
+    pub async fn all_project_members(&self, project_id: &str) -> StoreResult<Vec<String>> {
+        sqlx::query(
+            "SELECT u.username FROM project_members m JOIN users u ON u.id = m.user_id
+             WHERE m.project_id = $1",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| s(r, "username"))
+        .collect()
+    }
+
     /// A project's policy-relevant attributes.
     pub async fn project_facts(&self, project: &str) -> StoreResult<Option<ProjectFacts>> {
         sqlx::query(
@@ -392,7 +407,7 @@ impl WriteTx {
         .bind(b.expires_at.map(Timestamp::unix))
         .bind(&b.created_by)
         .bind(b.created_at.unix())
-        .execute(self.conn()?)
+        .execute(self.sql().await?)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -402,7 +417,7 @@ impl WriteTx {
     pub async fn delete_binding(&mut self, id: &str) -> StoreResult<u64> {
         Ok(sqlx::query("DELETE FROM role_bindings WHERE id = $1")
             .bind(id)
-            .execute(self.conn()?)
+            .execute(self.sql().await?)
             .await
             .map_err(map_err)?
             .rows_affected())
@@ -426,7 +441,7 @@ impl WriteTx {
         .bind(&p.created_by)
         .bind(p.created_at.unix())
         .bind(p.updated_at.unix())
-        .execute(self.conn()?)
+        .execute(self.sql().await?)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -441,7 +456,7 @@ impl WriteTx {
         .bind(&p.body)
         .bind(p.updated_at.unix())
         .bind(&p.id)
-        .execute(self.conn()?)
+        .execute(self.sql().await?)
         .await
         .map_err(map_err)?
         .rows_affected())
@@ -451,7 +466,7 @@ impl WriteTx {
     pub async fn delete_policy(&mut self, id: &str) -> StoreResult<u64> {
         Ok(sqlx::query("DELETE FROM custom_policies WHERE id = $1")
             .bind(id)
-            .execute(self.conn()?)
+            .execute(self.sql().await?)
             .await
             .map_err(map_err)?
             .rows_affected())
@@ -476,7 +491,7 @@ impl WriteTx {
         .bind(g.decided_at.map(Timestamp::unix))
         .bind(g.starts_at.map(Timestamp::unix))
         .bind(g.expires_at.map(Timestamp::unix))
-        .execute(self.conn()?)
+        .execute(self.sql().await?)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -503,7 +518,7 @@ impl WriteTx {
         .bind(g.revoked_at.map(Timestamp::unix))
         .bind(&g.id)
         .bind(expected.as_str())
-        .execute(self.conn()?)
+        .execute(self.sql().await?)
         .await
         .map_err(map_err)?
         .rows_affected())
@@ -520,7 +535,7 @@ impl WriteTx {
         .bind(tags)
         .bind(f.requires_approval)
         .bind(&f.name)
-        .execute(self.conn()?)
+        .execute(self.sql().await?)
         .await
         .map_err(map_err)?
         .rows_affected())
@@ -540,7 +555,7 @@ impl WriteTx {
         .bind(parent_id)
         .bind(child_id)
         .bind(now.unix())
-        .execute(self.conn()?)
+        .execute(self.sql().await?)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -556,7 +571,7 @@ impl WriteTx {
             sqlx::query("DELETE FROM group_groups WHERE parent_id = $1 AND child_id = $2")
                 .bind(parent_id)
                 .bind(child_id)
-                .execute(self.conn()?)
+                .execute(self.sql().await?)
                 .await
                 .map_err(map_err)?
                 .rows_affected(),

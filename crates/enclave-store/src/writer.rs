@@ -102,9 +102,6 @@ pub(crate) enum Savepoint {
     /// `SAVEPOINT tx` is open; buffered records up to these counts had been written when it
     /// was opened.
     Open { records: usize, checkpoints: usize },
-    /// SQL ran before a savepoint was opened (through [`crate::WriteTx::conn`]): undoing it
-    /// means rolling back the whole batch.
-    Unprotected,
 }
 
 /// The active (or abandoned) transaction: what to restore if it is rolled back.
@@ -299,16 +296,6 @@ impl Writer {
         Ok(())
     }
 
-    /// The connection for SQL that cannot wait for a savepoint (see [`Savepoint::Unprotected`]).
-    pub(crate) fn unprotected_conn(&mut self) -> &mut SqliteConnection {
-        if let Some(tx) = self.tx.as_mut() {
-            if tx.savepoint == Savepoint::Pending {
-                tx.savepoint = Savepoint::Unprotected;
-            }
-        }
-        &mut self.conn
-    }
-
     /// Undoes the active (or abandoned) transaction.
     async fn rollback_tx(&mut self) {
         let Some(tx) = self.tx.take() else {
@@ -334,22 +321,6 @@ impl Writer {
                         tracing::error!(error = %e, "rollback to savepoint failed");
                         self.poisoned = true;
                     }
-                }
-            }
-            Savepoint::Unprotected => {
-                if self.batch.as_ref().is_some_and(|b| b.members > 0) {
-                    tracing::error!("a transaction with unprotected SQL was dropped in a batch");
-                    self.poisoned = true;
-                } else {
-                    // Alone in its batch: undo the batch.
-                    let _ = self.conn.execute("ROLLBACK").await;
-                    self.batch = None;
-                    self.records.clear();
-                    self.checkpoints.clear();
-                    self.records_written = 0;
-                    self.checkpoints_written = 0;
-                    self.head = self.committed;
-                    return;
                 }
             }
         }

@@ -67,14 +67,6 @@ impl WriteTx {
         Ok(&mut w.conn)
     }
 
-    /// The connection without waiting for a savepoint (for callers that cannot await). If this
-    /// transaction has no savepoint yet, its SQL runs unprotected: should it then be dropped
-    /// while other transactions wait in its batch, the whole batch fails (closed). Prefer
-    /// [`WriteTx::sql`].
-    pub(crate) fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
-        Ok(self.writer()?.unprotected_conn())
-    }
-
     /// Makes every change of this transaction durable: returns `Ok` only once the batch it
     /// joined has been committed to disk. On `Err` none of its changes took effect.
     pub async fn commit(mut self) -> StoreResult<()> {

@@ -2,6 +2,7 @@
 //! (`login`, `users`, `projects`, …) in one binary. This file only wires the crates together.
 
 mod serve;
+mod trail;
 
 use clap::{Args, Parser, Subcommand};
 use enclave_cli::{ClientCommand, OutputFormat};
@@ -94,6 +95,16 @@ enum AdminCmd {
         #[arg(long)]
         password_file: PathBuf,
     },
+    /// Verify the audit trail in the data directory: hash chain and checkpoint signatures.
+    /// Exits 0 when intact, 6 when tampered (naming the first bad record), 1 on errors.
+    VerifyAudit {
+        /// Data directory of the server.
+        #[arg(long, env = "ENCLAVE_DATA_DIR", default_value = "./enclave-data")]
+        data_dir: PathBuf,
+        /// Start at the checkpoint with this sequence number (default: the beginning).
+        #[arg(long)]
+        from: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +135,9 @@ fn main() -> ExitCode {
                 username,
                 password_file,
             }) => serve::bootstrap(&data_dir, &username, &password_file).await,
+            Cmd::Admin(AdminCmd::VerifyAudit { data_dir, from }) => {
+                serve::verify_audit(&data_dir, from).await
+            }
             Cmd::Config(ConfigCmd::Check(flags)) => serve::check_config(&flags.overrides()),
             Cmd::Config(ConfigCmd::Example) => {
                 print!("{}", enclave_config::Config::example_toml());

@@ -84,7 +84,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-async fn open_app(cfg_settings: Settings, data_dir: &Path) -> Result<App, String> {
+async fn open_app(
+    cfg_settings: Settings,
+    data_dir: &Path,
+    audit: &enclave_config::AuditConfig,
+) -> Result<App, String> {
     prepare_data_dir(data_dir).map_err(|e| {
         format!(
             "cannot create the data directory {}: {e}",
@@ -101,7 +105,10 @@ async fn open_app(cfg_settings: Settings, data_dir: &Path) -> Result<App, String
             .open(&db)
             .map_err(|e| format!("cannot create {}: {e}", db.display()))?;
     }
-    let store = Store::open(&db)
+    let options = enclave_store::StoreOptions {
+        audit: crate::trail::audit_options(data_dir, audit)?,
+    };
+    let store = Store::open_with(&db, options)
         .await
         .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
     App::new(store, Arc::new(SystemClock), cfg_settings).map_err(|e| e.to_string())
@@ -149,7 +156,8 @@ pub async fn bootstrap(data_dir: &Path, username: &str, password_file: &Path) ->
     };
     let password = password.lines().next().unwrap_or("").to_string();
     let password = zeroize::Zeroizing::new(password);
-    let app = match open_app(Settings::default(), data_dir).await {
+    let audit = enclave_config::AuditConfig::default();
+    let app = match open_app(Settings::default(), data_dir, &audit).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -169,6 +177,59 @@ pub async fn bootstrap(data_dir: &Path, username: &str, password_file: &Path) ->
             } else {
                 EXIT_FAIL
             }
+        }
+    };
+    app.store().close().await;
+    code
+}
+
+/// Exit code of `admin verify-audit` when the trail was altered.
+const EXIT_TAMPERED: i32 = 6;
+
+/// `enclave admin verify-audit`: checks the trail in the data directory with the
+/// installation's public key.
+pub async fn verify_audit(data_dir: &Path, from: Option<u64>) -> i32 {
+    if !data_dir.join(DB_FILE).exists() {
+        eprintln!(
+            "error: no Enclave data in {} (pass --data-dir)",
+            data_dir.display()
+        );
+        return EXIT_USAGE;
+    }
+    let audit = enclave_config::AuditConfig::default();
+    let app = match open_app(Settings::default(), data_dir, &audit).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAIL;
+        }
+    };
+    let key = match crate::trail::load_or_create_key(data_dir) {
+        Ok(k) => enclave_audit::CheckpointSigner::public_key(&k),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAIL;
+        }
+    };
+    let code = match app.store().verify_audit(&key, from).await {
+        Ok(Ok(s)) => {
+            println!(
+                "audit trail intact: {} records ({}..{}), {} signed checkpoints, key {}",
+                s.records,
+                s.first_seq.map_or("-".into(), |v| v.to_string()),
+                s.last_seq.map_or("-".into(), |v| v.to_string()),
+                s.checkpoints,
+                key.key_id()
+            );
+            0
+        }
+        Ok(Err(f)) => {
+            println!("audit trail ALTERED: {f}");
+            EXIT_TAMPERED
+        }
+        Err(e) => {
+            eprintln!("error: cannot read the audit trail: {e}");
+            EXIT_FAIL
         }
     };
     app.store().close().await;
@@ -205,10 +266,24 @@ pub async fn serve(flags: Overrides) -> i32 {
         }
     };
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let app = match open_app(settings(&cfg), &cfg.data_dir).await {
+    let app = match open_app(settings(&cfg), &cfg.data_dir, &cfg.audit).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
+            return EXIT_FAIL;
+        }
+    };
+    if let Err(e) = app.refresh_policy().await {
+        eprintln!(
+            "error: the authorization policies do not load: {}",
+            e.message
+        );
+        return EXIT_FAIL;
+    }
+    let forwarders = match crate::trail::Forwarders::start(app.store(), &cfg.data_dir, &cfg.audit) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: audit forwarding: {e}");
             return EXIT_FAIL;
         }
     };
@@ -265,6 +340,11 @@ pub async fn serve(flags: Overrides) -> i32 {
             }
         })
     };
+    {
+        let f = forwarders.clone();
+        app.set_commit_listener(Box::new(move || f.notify()));
+    }
+    let housekeeping = crate::trail::spawn_housekeeping(app.clone(), &cfg.audit);
     let router = enclave_http::router(
         app.clone(),
         enclave_http::HttpSettings {
@@ -276,6 +356,8 @@ pub async fn serve(flags: Overrides) -> i32 {
     opts.max_connections = cfg.limits.max_connections;
     let result = enclave_listener::serve_with(listener, router, shutdown, opts).await;
     pruner.abort();
+    housekeeping.abort();
+    forwarders.stop().await;
     app.store().close().await;
     match result {
         Ok(()) => {

@@ -708,3 +708,221 @@ pub struct RequestGrant {
     /// How long, e.g. `2h` (at most the platform's maximum, 4h by default).
     pub duration: String,
 }
+
+/// Audit search filters and paging.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Who (username, `system` or `anonymous`).
+    pub actor: Option<String>,
+    /// Action, e.g. `project.update`, `auth.login`.
+    pub action: Option<String>,
+    /// Resource, e.g. `project:fraud`.
+    pub resource: Option<String>,
+    /// Project.
+    pub project: Option<String>,
+    /// `success`, `denied` or `failure`.
+    pub outcome: Option<String>,
+    /// RFC 3339 time: at or after.
+    pub since: Option<String>,
+    /// RFC 3339 time: at or before.
+    pub until: Option<String>,
+    /// `newest` (default) or `oldest` first.
+    pub order: Option<String>,
+    /// Cursor from the previous page's `next`.
+    pub after: Option<u64>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// One audit record with its place in the hash chain.
+#[derive(Serialize, ToSchema)]
+pub struct AuditRecordOut {
+    /// Sequence number.
+    pub seq: u64,
+    /// Chain hash (hex).
+    pub hash: String,
+    /// RFC 3339 time (UTC).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// How they authenticated.
+    pub auth: String,
+    /// Source address.
+    pub source: String,
+    /// Action.
+    pub action: String,
+    /// Resource.
+    pub resource: String,
+    /// Project, if any.
+    pub project: Option<String>,
+    /// `success`, `denied` or `failure`.
+    pub outcome: String,
+    /// Request id (also in the server log).
+    pub request_id: String,
+    /// Structured detail.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// A page of audit records.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPageOut {
+    /// Records.
+    pub items: Vec<AuditRecordOut>,
+    /// Cursor for the next page, or null.
+    pub next: Option<u64>,
+    /// What the search covered: `all`, `project` or `own`.
+    pub scope: String,
+}
+
+/// Start of an export or verification.
+#[derive(Deserialize, IntoParams, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FromQuery {
+    /// Start at the checkpoint with this sequence number (default: the beginning).
+    pub from: Option<u64>,
+}
+
+/// A list size.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// How many, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Where verification starts.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyIn {
+    /// The sequence number of a checkpoint to start from (default: the beginning).
+    pub from: Option<u64>,
+}
+
+/// The first bad place of the trail.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyFailureOut {
+    /// Sequence number of the first bad record or checkpoint.
+    pub seq: u64,
+    /// `modified`, `deleted`, `inserted`, `reordered`, `broken`, `truncated`,
+    /// `checkpoint_mismatch`, `bad_signature`, `checkpoint_out_of_order`, `missing_start`,
+    /// `malformed`.
+    pub kind: String,
+    /// One sentence.
+    pub message: String,
+}
+
+/// The verdict of a verification.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyOut {
+    /// Whether the trail is intact.
+    pub ok: bool,
+    /// Records verified.
+    pub records: u64,
+    /// First sequence number verified.
+    pub first_seq: Option<u64>,
+    /// Last sequence number verified.
+    pub last_seq: Option<u64>,
+    /// Signed checkpoints checked.
+    pub checkpoints: u64,
+    /// Checkpoint verification started from.
+    pub started_from: Option<u64>,
+    /// Head hash (hex).
+    pub head: Option<String>,
+    /// What is wrong, when not ok.
+    pub failure: Option<VerifyFailureOut>,
+}
+
+/// Stable name of a tamper kind.
+pub fn tamper_kind(t: &enclave_audit::Tamper) -> &'static str {
+    use enclave_audit::Tamper;
+    match t {
+        Tamper::Modified => "modified",
+        Tamper::Deleted { .. } => "deleted",
+        Tamper::Inserted => "inserted",
+        Tamper::Reordered { .. } => "reordered",
+        Tamper::Broken => "broken",
+        Tamper::Truncated { .. } => "truncated",
+        Tamper::CheckpointMismatch => "checkpoint_mismatch",
+        Tamper::BadSignature => "bad_signature",
+        Tamper::CheckpointOutOfOrder => "checkpoint_out_of_order",
+        Tamper::MissingStart => "missing_start",
+        Tamper::Malformed { .. } => "malformed",
+    }
+}
+
+impl From<Result<enclave_audit::Summary, enclave_audit::Failure>> for VerifyOut {
+    fn from(v: Result<enclave_audit::Summary, enclave_audit::Failure>) -> Self {
+        match v {
+            Ok(s) => VerifyOut {
+                ok: true,
+                records: s.records,
+                first_seq: s.first_seq,
+                last_seq: s.last_seq,
+                checkpoints: s.checkpoints,
+                started_from: s.started_from,
+                head: Some(enclave_audit::to_hex(&s.head)),
+                failure: None,
+            },
+            Err(f) => VerifyOut {
+                ok: false,
+                records: 0,
+                first_seq: None,
+                last_seq: None,
+                checkpoints: 0,
+                started_from: None,
+                head: None,
+                failure: Some(VerifyFailureOut {
+                    seq: f.seq,
+                    kind: tamper_kind(&f.kind).into(),
+                    message: f.to_string(),
+                }),
+            },
+        }
+    }
+}
+
+/// A signed checkpoint.
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointOut {
+    /// The record it covers.
+    pub seq: u64,
+    /// That record's chain hash (hex).
+    pub hash: String,
+    /// RFC 3339 signing time.
+    pub at: String,
+    /// Signing key id.
+    pub key_id: String,
+    /// Ed25519 signature (base64).
+    pub signature: String,
+}
+
+impl From<enclave_audit::Checkpoint> for CheckpointOut {
+    fn from(c: enclave_audit::Checkpoint) -> Self {
+        use base64::Engine;
+        CheckpointOut {
+            seq: c.seq,
+            hash: enclave_audit::to_hex(&c.hash),
+            at: c.at.rfc3339(),
+            key_id: c.key_id,
+            signature: base64::engine::general_purpose::STANDARD.encode(&c.signature),
+        }
+    }
+}
+
+/// The audit public key and the latest checkpoint.
+#[derive(Serialize, ToSchema)]
+pub struct AuditKeyOut {
+    /// Ed25519 public key (base64 of the 32 raw bytes).
+    pub public_key: String,
+    /// The same key in hex.
+    pub public_key_hex: String,
+    /// Key id.
+    pub key_id: String,
+    /// The newest signed checkpoint, covering the trail up to now.
+    pub latest_checkpoint: Option<CheckpointOut>,
+}

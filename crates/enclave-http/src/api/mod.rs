@@ -1,5 +1,6 @@
 //! The REST API under `/api/v1`, described by OpenAPI (utoipa).
 
+mod audit;
 pub mod dto;
 mod extract;
 mod governance;
@@ -25,6 +26,7 @@ use utoipa_axum::routes;
         (name = "groups", description = "Groups of users (platform admins)"),
         (name = "projects", description = "Projects and their members"),
         (name = "tokens", description = "Personal API tokens"),
+        (name = "audit", description = "The tamper-evident audit trail: search, export, verify, public key"),
         (name = "policy", description = "Cedar policies, explain, role bindings and time-bound access grants"),
     )
 )]
@@ -97,6 +99,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(governance::approve_grant))
         .routes(routes!(governance::deny_grant))
         .routes(routes!(governance::revoke_grant))
+        .routes(routes!(audit::search))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::key))
+        .routes(routes!(audit::my_work))
         .routes(routes!(openapi_json))
 }
 

@@ -10,6 +10,7 @@ mod cli;
 mod console;
 mod policy;
 mod serve;
+mod trail;
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_enclave");
