@@ -112,7 +112,8 @@ pub(crate) fn can_apply(st: &Statics, p: &Policy, ai: usize, kind: usize) -> boo
 /// much cheaper for Cedar to evaluate (it rebuilds and searches the list on every request).
 /// Only used in sets that serve action `ai` alone; the policy keeps its id and annotations.
 pub(crate) fn specialize(st: &Statics, p: &Policy, ai: usize) -> Result<Policy, PolicyError> {
-    if !matches!(p.action_constraint(), ActionConstraint::In(_)) {
+    // `action in Action::"group"` or `in [one]` is a single ancestor check: keep it.
+    if !matches!(p.action_constraint(), ActionConstraint::In(list) if list.len() > 1) {
         return Ok(p.clone());
     }
     let internal = |e: String| PolicyError::Internal(format!("specializing {}: {e}", p.id()));

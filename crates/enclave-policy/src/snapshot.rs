@@ -10,12 +10,19 @@ use crate::model::{
 use crate::sets::{builtin_index, can_apply, set_of, specialize, ActionSets, USER, WORKLOAD};
 use crate::statics::{action_index, statics, Statics, Ty, PLATFORM_ONLY_ROLES};
 use cedar_policy::{
-    Context, Entities, Entity, EntityUid, Policy, PolicySet, Response, RestrictedExpression,
+    Context, Entities, EntityUid, Policy, PolicySet, Response, RestrictedExpression,
 };
+use cedar_policy_core::ast::{
+    Entity as CoreEntity, EntityUID as Uid, PartialValue, Value as CoreValue,
+};
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::evaluator::RestrictedEvaluator;
+use cedar_policy_core::extensions::Extensions;
 use enclave_core::authz::Action;
 use enclave_core::Timestamp;
+use smol_str::SmolStr;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -34,37 +41,37 @@ const ENGINE_KEYS: [&str; 10] = [
 ];
 
 struct UserEntry {
-    uid: EntityUid,
+    uid: Uid,
     username: String,
     platform_admin: bool,
     disabled: bool,
     /// Every group the user is in, transitively (indices into the snapshot's groups).
     closure: Vec<u32>,
     /// The groups of `closure` some policy names: the only ones a decision can depend on.
-    groups: Vec<EntityUid>,
+    groups: Vec<Uid>,
     /// Bindings that reach the user: (binding index, group index it comes through).
     bindings: Vec<(u32, Option<u32>)>,
 }
 
 struct WorkloadEntry {
-    uid: EntityUid,
+    uid: Uid,
     project: String,
-    project_uid: EntityUid,
+    project_uid: Uid,
     kind: WorkloadKind,
-    owner: Option<EntityUid>,
+    owner: Option<Uid>,
     bindings: Vec<u32>,
 }
 
 struct BindingEntry {
     record: BindingRecord,
-    role_uid: EntityUid,
+    role_uid: Uid,
     /// Index in [`BUILTIN_ROLES`] of a built-in role.
     builtin: Option<u8>,
 }
 
 struct ProjectEntry {
-    uid: EntityUid,
-    entity: Entity,
+    uid: Uid,
+    entity: Arc<CoreEntity>,
 }
 
 /// An immutable, fully parsed view of the directory and policies. Build it off the request path
@@ -77,7 +84,7 @@ pub struct Snapshot {
     group_names: Vec<String>,
     group_index: HashMap<String, u32>,
     /// Group id -> the groups it is in, transitively (not itself), that policies name.
-    group_ancestors: HashMap<String, Vec<EntityUid>>,
+    group_ancestors: HashMap<String, Vec<Uid>>,
     projects: HashMap<String, ProjectEntry>,
     bindings: Vec<BindingEntry>,
     /// Built-ins and platform custom policies that can apply, per action, principal kind and
@@ -192,15 +199,16 @@ impl Snapshot {
             parents.push(ps);
         }
         let closure = group_closures(&parents);
-        let group_uids: Vec<EntityUid> = dir
+        let group_uids: Vec<Uid> = dir
             .groups
             .iter()
-            .map(|g| st.uid(Ty::Group, &g.id))
+            .map(|g| st.cuid(Ty::Group, &g.id))
             .collect();
-        let named: HashSet<EntityUid> = all
+        let named: HashSet<Uid> = all
             .iter()
             .flat_map(|p| p.entity_literals())
             .filter(|u| u.type_name() == st.ty(Ty::Group))
+            .map(Uid::from)
             .collect();
         let relevant = |x: &u32| named.contains(&group_uids[*x as usize]);
         let group_ancestors = dir
@@ -220,27 +228,26 @@ impl Snapshot {
         // Projects.
         let mut projects = HashMap::with_capacity(dir.projects.len());
         for p in &dir.projects {
-            let uid = st.uid(Ty::Project, &p.name);
+            let uid = st.cuid(Ty::Project, &p.name);
             let attrs = [
+                (SmolStr::new_static("name"), str_value(&p.name)),
                 (
-                    "name".to_string(),
-                    RestrictedExpression::new_string(p.name.clone()),
+                    SmolStr::new_static("classification"),
+                    str_value(&p.classification),
                 ),
                 (
-                    "classification".to_string(),
-                    RestrictedExpression::new_string(p.classification.clone()),
-                ),
-                (
-                    "requires_approval".to_string(),
-                    RestrictedExpression::new_bool(p.requires_approval),
+                    SmolStr::new_static("requires_approval"),
+                    bool_value(p.requires_approval),
                 ),
             ];
-            let tags = p
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())));
-            let entity = Entity::new_with_tags(uid.clone(), attrs, [], tags)
-                .map_err(|e| PolicyError::Internal(format!("project {}: {e}", p.name)))?;
+            let tags = p.tags.iter().map(|(k, v)| (SmolStr::new(k), str_value(v)));
+            let entity = Arc::new(CoreEntity::new_with_attr_partial_value(
+                uid.clone(),
+                attrs,
+                HashSet::new(),
+                HashSet::new(),
+                tags,
+            ));
             projects.insert(p.name.clone(), ProjectEntry { uid, entity });
         }
 
@@ -276,7 +283,7 @@ impl Snapshot {
                 Subject::Workload(w) => by_workload.entry(w.as_str()).or_default().push(i),
             }
             bindings.push(BindingEntry {
-                role_uid: st.uid(Ty::Role, &b.role),
+                role_uid: st.cuid(Ty::Role, &b.role),
                 builtin: builtin_index(&b.role),
                 record: b.clone(),
             });
@@ -313,7 +320,7 @@ impl Snapshot {
             users.insert(
                 u.id.clone(),
                 UserEntry {
-                    uid: st.uid(Ty::User, &u.id),
+                    uid: st.cuid(Ty::User, &u.id),
                     username: u.username.clone(),
                     platform_admin: u.platform_admin,
                     disabled: u.disabled,
@@ -330,11 +337,11 @@ impl Snapshot {
             workloads.insert(
                 w.id.clone(),
                 WorkloadEntry {
-                    uid: st.uid(Ty::Workload, &w.id),
+                    uid: st.cuid(Ty::Workload, &w.id),
                     project: w.project.clone(),
-                    project_uid: st.uid(Ty::Project, &w.project),
+                    project_uid: st.cuid(Ty::Project, &w.project),
                     kind: w.kind,
-                    owner: w.owner.as_ref().map(|o| st.uid(Ty::User, o)),
+                    owner: w.owner.as_ref().map(|o| st.cuid(Ty::User, o)),
                     bindings: by_workload.get(w.id.as_str()).cloned().unwrap_or_default(),
                 },
             );
@@ -508,66 +515,58 @@ impl Snapshot {
         member
     }
 
-    fn user_entity(&self, u: &UserEntry, parents: HashSet<EntityUid>) -> Result<Entity, String> {
+    fn user_entity(&self, u: &UserEntry, parents: HashSet<Uid>) -> CoreEntity {
         let attrs = [
+            (SmolStr::new_static("username"), str_value(&u.username)),
             (
-                "username".to_string(),
-                RestrictedExpression::new_string(u.username.clone()),
+                SmolStr::new_static("platform_admin"),
+                bool_value(u.platform_admin),
             ),
-            (
-                "platform_admin".to_string(),
-                RestrictedExpression::new_bool(u.platform_admin),
-            ),
-            (
-                "disabled".to_string(),
-                RestrictedExpression::new_bool(u.disabled),
-            ),
+            (SmolStr::new_static("disabled"), bool_value(u.disabled)),
         ];
-        Entity::new_with_tags(u.uid.clone(), attrs, parents, []).map_err(|e| e.to_string())
+        CoreEntity::new_with_attr_partial_value(u.uid.clone(), attrs, HashSet::new(), parents, [])
     }
 
+    /// A project-owned (or free-standing) resource's entity: `name`, `project`, `owner` and
+    /// one more attribute, as given; in its project.
     fn owned_entity(
         &self,
-        uid: EntityUid,
+        uid: Uid,
         name: Option<&str>,
         project: Option<&ProjectEntry>,
         owner: Option<&str>,
-        extra: Option<(&str, RestrictedExpression)>,
-    ) -> Result<Entity, String> {
-        let mut attrs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(4);
+        extra: Option<(&'static str, PartialValue)>,
+    ) -> CoreEntity {
+        let mut attrs: Vec<(SmolStr, PartialValue)> = Vec::with_capacity(4);
         if let Some(n) = name {
-            attrs.push((
-                "name".to_string(),
-                RestrictedExpression::new_string(n.to_string()),
-            ));
+            attrs.push((SmolStr::new_static("name"), str_value(n)));
         }
         if let Some(p) = project {
-            attrs.push((
-                "project".to_string(),
-                RestrictedExpression::new_entity_uid(p.uid.clone()),
-            ));
+            attrs.push((SmolStr::new_static("project"), uid_value(p.uid.clone())));
         }
         if let Some(o) = owner {
             attrs.push((
-                "owner".to_string(),
-                RestrictedExpression::new_entity_uid(self.st.uid(Ty::User, o)),
+                SmolStr::new_static("owner"),
+                uid_value(self.st.cuid(Ty::User, o)),
             ));
         }
         if let Some((k, v)) = extra {
-            attrs.push((k.to_string(), v));
+            attrs.push((SmolStr::new_static(k), v));
         }
-        let parents = project.map(|p| p.uid.clone());
-        Entity::new_with_tags(uid, attrs, parents, []).map_err(|e| e.to_string())
+        let parents = project.map(|p| p.uid.clone()).into_iter().collect();
+        CoreEntity::new_with_attr_partial_value(uid, attrs, HashSet::new(), parents, [])
     }
 
-    /// The principal's entity (with its parents for this request) and its kind.
+    /// The principal's entity, with its parents for this request, and its kind. Its parents
+    /// are transitively closed: the groups it is in (those policies name), the roles it holds
+    /// in scope, its project; none of them has parents of its own in the slice.
     fn principal_entity(
         &self,
         req: &Request,
         project: Option<&ProjectEntry>,
         now: Timestamp,
         held: &mut Held,
-    ) -> Result<(usize, Entity), String> {
+    ) -> Result<(usize, CoreEntity), String> {
         let st = &*self.st;
         let scope = req.resource.project();
         match &req.principal {
@@ -581,12 +580,12 @@ impl Snapshot {
                 if let Resource::Group(g) = &req.resource {
                     if let Some(gi) = self.group_index.get(g) {
                         if u.closure.contains(gi) {
-                            held.parents.insert(st.uid(Ty::Group, g));
+                            held.parents.insert(st.cuid(Ty::Group, g));
                         }
                     }
                 }
                 if u.platform_admin {
-                    held.parents.insert(st.uid(Ty::Role, "platform_admin"));
+                    held.parents.insert(st.cuid(Ty::Role, "platform_admin"));
                     held.builtin |= builtin_index("platform_admin").map_or(0, |i| 1 << i);
                     held.roles.push(AppliedRole {
                         role: "platform_admin".to_string(),
@@ -604,7 +603,7 @@ impl Snapshot {
                     }
                 }
                 let parents = std::mem::take(&mut held.parents);
-                Ok((USER, self.user_entity(u, parents)?))
+                Ok((USER, self.user_entity(u, parents)))
             }
             Principal::Workload(id) => {
                 let w = self
@@ -627,24 +626,23 @@ impl Snapshot {
                 held.parents.insert(w.project_uid.clone());
                 self.roles_in_scope(w.bindings.iter().map(|&b| (b, None)), scope, now, held);
                 let mut attrs = vec![
+                    (SmolStr::new_static("kind"), str_value(w.kind.as_str())),
                     (
-                        "kind".to_string(),
-                        RestrictedExpression::new_string(w.kind.as_str().to_string()),
-                    ),
-                    (
-                        "project".to_string(),
-                        RestrictedExpression::new_entity_uid(w.project_uid.clone()),
+                        SmolStr::new_static("project"),
+                        uid_value(w.project_uid.clone()),
                     ),
                 ];
                 if let Some(o) = &w.owner {
-                    attrs.push((
-                        "owner".to_string(),
-                        RestrictedExpression::new_entity_uid(o.clone()),
-                    ));
+                    attrs.push((SmolStr::new_static("owner"), uid_value(o.clone())));
                 }
                 let parents = std::mem::take(&mut held.parents);
-                let entity = Entity::new_with_tags(w.uid.clone(), attrs, parents, [])
-                    .map_err(|e| e.to_string())?;
+                let entity = CoreEntity::new_with_attr_partial_value(
+                    w.uid.clone(),
+                    attrs,
+                    HashSet::new(),
+                    parents,
+                    [],
+                );
                 Ok((WORKLOAD, entity))
             }
         }
@@ -656,42 +654,49 @@ impl Snapshot {
         &self,
         req: &Request,
         project: Option<&ProjectEntry>,
-        principal_uid: &EntityUid,
-    ) -> Result<(EntityUid, Option<Entity>), String> {
+        principal_uid: &Uid,
+    ) -> Result<(Uid, Option<CoreEntity>), String> {
         let st = &*self.st;
         Ok(match &req.resource {
-            Resource::Platform => (st.platform_uid.clone(), None),
+            Resource::Platform => (st.platform_uid.as_ref().clone(), None),
             Resource::User(id) => {
-                let uid = st.uid(Ty::User, id);
+                let uid = st.cuid(Ty::User, id);
                 let entity = match self.users.get(id) {
                     Some(u) if uid != *principal_uid => {
-                        Some(self.user_entity(u, u.groups.iter().cloned().collect())?)
+                        Some(self.user_entity(u, u.groups.iter().cloned().collect()))
                     }
                     _ => None,
                 };
                 (uid, entity)
             }
             Resource::Group(id) => {
-                let uid = st.uid(Ty::Group, id);
-                let parents: HashSet<EntityUid> = self
+                let uid = st.cuid(Ty::Group, id);
+                let parents: HashSet<Uid> = self
                     .group_ancestors
                     .get(id)
                     .map(|a| a.iter().cloned().collect())
                     .unwrap_or_default();
-                (uid.clone(), Some(Entity::new_no_attrs(uid, parents)))
+                let e = CoreEntity::new_with_attr_partial_value(
+                    uid.clone(),
+                    [],
+                    HashSet::new(),
+                    parents,
+                    [],
+                );
+                (uid, Some(e))
             }
             Resource::Project(_) => match project {
                 Some(p) => (p.uid.clone(), None),
                 None => return Err("project resource without a project".to_string()),
             },
             Resource::Token { owner } => {
-                let uid = st.uid(Ty::Token, owner);
-                let e = self.owned_entity(uid.clone(), None, None, Some(owner), None)?;
+                let uid = st.cuid(Ty::Token, owner);
+                let e = self.owned_entity(uid.clone(), None, None, Some(owner), None);
                 (uid, Some(e))
             }
             Resource::Policy { id, .. } => {
-                let uid = st.uid(Ty::Policy, id);
-                let e = self.owned_entity(uid.clone(), None, project, None, None)?;
+                let uid = st.cuid(Ty::Policy, id);
+                let e = self.owned_entity(uid.clone(), None, project, None, None);
                 (uid, Some(e))
             }
             Resource::Secret {
@@ -699,9 +704,8 @@ impl Snapshot {
                 project: p,
                 owner,
             } => {
-                let uid = st.uid(Ty::Secret, &format!("{p}/{name}"));
-                let e =
-                    self.owned_entity(uid.clone(), Some(name), project, owner.as_deref(), None)?;
+                let uid = st.cuid(Ty::Secret, &format!("{p}/{name}"));
+                let e = self.owned_entity(uid.clone(), Some(name), project, owner.as_deref(), None);
                 (uid, Some(e))
             }
             Resource::Dataset {
@@ -709,9 +713,8 @@ impl Snapshot {
                 project: p,
                 owner,
             } => {
-                let uid = st.uid(Ty::Dataset, &format!("{p}/{name}"));
-                let e =
-                    self.owned_entity(uid.clone(), Some(name), project, owner.as_deref(), None)?;
+                let uid = st.cuid(Ty::Dataset, &format!("{p}/{name}"));
+                let e = self.owned_entity(uid.clone(), Some(name), project, owner.as_deref(), None);
                 (uid, Some(e))
             }
             Resource::Workload {
@@ -720,7 +723,7 @@ impl Snapshot {
                 kind,
                 owner,
             } => {
-                let uid = st.uid(Ty::Workload, id);
+                let uid = st.cuid(Ty::Workload, id);
                 if uid == *principal_uid {
                     (uid, None)
                 } else {
@@ -732,28 +735,27 @@ impl Snapshot {
                             ));
                         }
                     }
-                    let kind = RestrictedExpression::new_string(kind.as_str().to_string());
                     let e = self.owned_entity(
                         uid.clone(),
                         None,
                         project,
                         owner.as_deref(),
-                        Some(("kind", kind)),
-                    )?;
+                        Some(("kind", str_value(kind.as_str()))),
+                    );
                     (uid, Some(e))
                 }
             }
             Resource::AuditTrail { project: p } => {
                 let uid = match p {
-                    Some(p) => st.uid(Ty::AuditTrail, &format!("project/{p}")),
-                    None => st.uid(Ty::AuditTrail, "platform"),
+                    Some(p) => st.cuid(Ty::AuditTrail, &format!("project/{p}")),
+                    None => st.cuid(Ty::AuditTrail, "platform"),
                 };
-                let e = self.owned_entity(uid.clone(), None, project, None, None)?;
+                let e = self.owned_entity(uid.clone(), None, project, None, None);
                 (uid, Some(e))
             }
             Resource::Template(name) => {
-                let uid = st.uid(Ty::Template, name);
-                let e = self.owned_entity(uid.clone(), Some(name), None, None, None)?;
+                let uid = st.cuid(Ty::Template, name);
+                let e = self.owned_entity(uid.clone(), Some(name), None, None, None);
                 (uid, Some(e))
             }
         })
@@ -791,16 +793,33 @@ impl Snapshot {
                 if kind == USER { "User" } else { "Workload" }
             ));
         }
-        let principal_uid = principal.uid();
+        let principal_uid = principal.uid().clone();
         let (resource_uid, resource) = self.resource_entity(req, project, &principal_uid)?;
 
-        let mut entities: Vec<Entity> = Vec::with_capacity(4);
-        entities.push(principal);
-        entities.extend(resource);
+        // Every entity's parents are already transitively closed (see `principal_entity`;
+        // resources' parents are their project or named ancestor groups, which have no
+        // parents in the slice), so Cedar need not compute the closure again.
+        let mut slice: Vec<Arc<CoreEntity>> = Vec::with_capacity(4);
+        slice.push(Arc::new(principal));
+        slice.extend(resource.map(Arc::new));
         if let Some(p) = project {
-            entities.push(p.entity.clone());
+            slice.push(Arc::clone(&p.entity));
         }
-        entities.push(st.action_entities[ai].clone());
+        slice.push(Arc::clone(&st.core_action_entities[ai]));
+        let entities: Entities = CoreEntities::new()
+            .add_entities(
+                slice,
+                None::<&NoEntitiesSchema>,
+                // Debug builds (the tests) check the claim instead of trusting it.
+                if cfg!(debug_assertions) {
+                    TCComputation::EnforceAlreadyComputed
+                } else {
+                    TCComputation::AssumeAlreadyComputed
+                },
+                Extensions::all_available(),
+            )
+            .map_err(|e| e.to_string())?
+            .into();
 
         let action_uid = &st.action_uids[ai];
         let context = self.context(req, scope, now)?;
@@ -812,14 +831,13 @@ impl Snapshot {
         }
         // Principal and resource types were checked above against the schema's `appliesTo`.
         let request = cedar_policy::Request::new(
-            principal_uid,
+            EntityUid::from(principal_uid),
             action_uid.clone(),
-            resource_uid,
+            EntityUid::from(resource_uid),
             context,
             None,
         )
         .map_err(|e| format!("request: {e}"))?;
-        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
         let base = self.base[ai][kind]
             .pick(held.builtin)
             .ok_or_else(|| "no policy set for this request".to_string())?;
@@ -834,6 +852,7 @@ impl Snapshot {
         })
     }
 
+    /// The request context, built directly as a Cedar record value.
     fn context(
         &self,
         req: &Request,
@@ -844,40 +863,33 @@ impl Snapshot {
         let secs = now.unix();
         let hour = secs.rem_euclid(86_400) / 3600;
         let weekday = (secs.div_euclid(86_400) + 3).rem_euclid(7) + 1;
-        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(12);
-        pairs.push(("source_ip".to_string(), ip_expression(req.source_ip)));
-        pairs.push(("now".to_string(), datetime_expression(now)));
-        pairs.push(("hour_utc".to_string(), RestrictedExpression::new_long(hour)));
-        pairs.push((
-            "weekday".to_string(),
-            RestrictedExpression::new_long(weekday),
-        ));
-        pairs.push(("mfa".to_string(), RestrictedExpression::new_bool(c.mfa)));
-        pairs.push((
-            "auth_method".to_string(),
-            RestrictedExpression::new_string(c.method.as_str().to_string()),
-        ));
-        pairs.push((
-            "read_only".to_string(),
-            RestrictedExpression::new_bool(c.read_only),
-        ));
-        pairs.push((
-            "token_limited".to_string(),
-            RestrictedExpression::new_bool(!c.token_projects.is_empty()),
-        ));
-        pairs.push((
-            "token_projects".to_string(),
-            RestrictedExpression::new_set(
-                c.token_projects
-                    .iter()
-                    .map(|p| RestrictedExpression::new_string(p.clone())),
+        let mut m: BTreeMap<SmolStr, CoreValue> = BTreeMap::new();
+        m.insert(SmolStr::new_static("source_ip"), ip_value(req.source_ip)?);
+        m.insert(SmolStr::new_static("now"), datetime_value(now)?);
+        m.insert(SmolStr::new_static("hour_utc"), CoreValue::from(hour));
+        m.insert(SmolStr::new_static("weekday"), CoreValue::from(weekday));
+        m.insert(SmolStr::new_static("mfa"), CoreValue::from(c.mfa));
+        m.insert(
+            SmolStr::new_static("auth_method"),
+            CoreValue::from(c.method.as_str()),
+        );
+        m.insert(
+            SmolStr::new_static("read_only"),
+            CoreValue::from(c.read_only),
+        );
+        m.insert(
+            SmolStr::new_static("token_limited"),
+            CoreValue::from(!c.token_projects.is_empty()),
+        );
+        m.insert(
+            SmolStr::new_static("token_projects"),
+            CoreValue::set(
+                c.token_projects.iter().map(|p| CoreValue::from(p.as_str())),
+                None,
             ),
-        ));
+        );
         if let Some(p) = scope {
-            pairs.push((
-                "project".to_string(),
-                RestrictedExpression::new_string(p.to_string()),
-            ));
+            m.insert(SmolStr::new_static("project"), CoreValue::from(p));
         }
         if let Some(extra) = &req.extra {
             if !extra.is_object() {
@@ -885,14 +897,17 @@ impl Snapshot {
             }
             let ctx = Context::from_json_value(extra.clone(), None)
                 .map_err(|e| format!("extra context: {e}"))?;
-            for (k, v) in ctx {
+            let cedar_policy_core::ast::Context::Value(values) = ctx.as_ref() else {
+                return Err("extra context must be concrete".to_string());
+            };
+            for (k, v) in values.iter() {
                 if ENGINE_KEYS.contains(&k.as_str()) {
                     return Err(format!("extra context may not set `{k}`"));
                 }
-                pairs.push((k, v));
+                m.insert(k.clone(), v.clone());
             }
         }
-        Context::from_pairs(pairs).map_err(|e| format!("context: {e}"))
+        Ok(cedar_policy_core::ast::Context::Value(Arc::new(m)).into())
     }
 
     fn evaluate(&self, p: Prepared<'_>) -> Decision {
@@ -937,20 +952,32 @@ impl Snapshot {
 /// What the principal holds in the request's scope.
 #[derive(Default)]
 struct Held {
-    parents: HashSet<EntityUid>,
+    parents: HashSet<Uid>,
     roles: Vec<AppliedRole>,
     /// Bit `i`: holds `BUILTIN_ROLES[i]`.
     builtin: u16,
 }
 
-/// Per thread, the extension-constructor expressions last built. Building `ip("…")` or
-/// `datetime("…")` parses the constructor's name each time (several microseconds); reusing the
-/// expression for the same address or second avoids it. Pure memoization: same input, same
-/// expression.
+fn str_value(s: &str) -> PartialValue {
+    PartialValue::Value(CoreValue::from(s))
+}
+
+fn bool_value(b: bool) -> PartialValue {
+    PartialValue::Value(CoreValue::from(b))
+}
+
+fn uid_value(u: Uid) -> PartialValue {
+    PartialValue::Value(CoreValue::from(u))
+}
+
+/// Per thread, the extension values (`ip(…)`, `datetime(…)`) last built. Building one through
+/// Cedar's public API parses the constructor's name and the argument (a regular expression for
+/// datetimes) every time; the value for the same address or second is the same, so it is kept.
+/// Pure memoization: same input, same value.
 #[derive(Default)]
 struct ExtensionMemo {
-    ips: HashMap<IpAddr, RestrictedExpression>,
-    now: Option<(i64, RestrictedExpression)>,
+    ips: HashMap<IpAddr, CoreValue>,
+    now: Option<(i64, CoreValue)>,
 }
 
 const MAX_MEMO_IPS: usize = 4096;
@@ -959,36 +986,45 @@ thread_local! {
     static MEMO: RefCell<ExtensionMemo> = RefCell::new(ExtensionMemo::default());
 }
 
-fn ip_expression(ip: IpAddr) -> RestrictedExpression {
+/// Evaluates an extension constructor call.
+fn extension_value(e: RestrictedExpression) -> Result<CoreValue, String> {
+    RestrictedEvaluator::new(Extensions::all_available())
+        .interpret(e.as_ref().as_borrowed())
+        .map_err(|e| e.to_string())
+}
+
+fn ip_value(ip: IpAddr) -> Result<CoreValue, String> {
+    let build = || extension_value(RestrictedExpression::new_ip(ip.to_string()));
     MEMO.with(|m| {
         let Ok(mut m) = m.try_borrow_mut() else {
-            return RestrictedExpression::new_ip(ip.to_string());
+            return build();
         };
-        if let Some(e) = m.ips.get(&ip) {
-            return e.clone();
+        if let Some(v) = m.ips.get(&ip) {
+            return Ok(v.clone());
         }
         if m.ips.len() >= MAX_MEMO_IPS {
             m.ips.clear();
         }
-        let e = RestrictedExpression::new_ip(ip.to_string());
-        m.ips.insert(ip, e.clone());
-        e
+        let v = build()?;
+        m.ips.insert(ip, v.clone());
+        Ok(v)
     })
 }
 
-fn datetime_expression(now: Timestamp) -> RestrictedExpression {
+fn datetime_value(now: Timestamp) -> Result<CoreValue, String> {
+    let build = || extension_value(RestrictedExpression::new_datetime(now.rfc3339()));
     MEMO.with(|m| {
         let Ok(mut m) = m.try_borrow_mut() else {
-            return RestrictedExpression::new_datetime(now.rfc3339());
+            return build();
         };
-        if let Some((t, e)) = &m.now {
+        if let Some((t, v)) = &m.now {
             if *t == now.unix() {
-                return e.clone();
+                return Ok(v.clone());
             }
         }
-        let e = RestrictedExpression::new_datetime(now.rfc3339());
-        m.now = Some((now.unix(), e.clone()));
-        e
+        let v = build()?;
+        m.now = Some((now.unix(), v.clone()));
+        Ok(v)
     })
 }
 
@@ -1038,6 +1074,7 @@ mod tests {
     use crate::model::{
         AuthMethod, Credential, GroupRecord, ProjectRecord, UserRecord, WorkloadRecord,
     };
+    use cedar_policy::Entity;
 
     /// Every slice the engine builds conforms to the schema (attribute types, parent types),
     /// for every action and every kind of resource it applies to.

@@ -87,7 +87,7 @@ pub(crate) struct Statics {
     /// Indexed by `action as usize`.
     pub action_uids: Vec<EntityUid>,
     /// The action entity with its groups as parents, indexed like `action_uids`.
-    pub action_entities: Vec<Entity>,
+    pub core_action_entities: Vec<Arc<cedar_policy_core::ast::Entity>>,
     /// The action groups each action is in, indexed like `action_uids`.
     pub action_groups: Vec<HashSet<EntityUid>>,
     pub applies: Vec<Applies>,
@@ -103,6 +103,11 @@ pub(crate) struct Statics {
 impl Statics {
     pub fn uid(&self, ty: Ty, id: &str) -> EntityUid {
         EntityUid::from_type_name_and_id(self.types[ty as usize].clone(), EntityId::new(id))
+    }
+
+    /// The same uid as Cedar's core type (what entity slices are built from).
+    pub fn cuid(&self, ty: Ty, id: &str) -> cedar_policy_core::ast::EntityUID {
+        self.uid(ty, id).into()
     }
 
     pub fn ty(&self, ty: Ty) -> &EntityTypeName {
@@ -178,7 +183,8 @@ fn build() -> Result<Statics, PolicyError> {
                 }
             }
         }
-        action_entities.push(Entity::new_no_attrs(uid.clone(), groups.clone()));
+        let entity = Entity::new_no_attrs(uid.clone(), groups.clone());
+        action_entities.push(Arc::new(entity.as_ref().clone()));
         action_groups.push(groups);
         action_uids.push(uid);
         applies.push(a);
@@ -212,7 +218,7 @@ fn build() -> Result<Statics, PolicyError> {
         authorizer: Authorizer::new(),
         types,
         action_uids,
-        action_entities,
+        core_action_entities: action_entities,
         action_groups,
         applies,
         builtins,
