@@ -249,7 +249,7 @@ impl App {
                 }
             }
         }
-        found.sort_by(|a, b| b.seq.cmp(&a.seq));
+        found.sort_by_key(|e| std::cmp::Reverse(e.seq));
         found.truncate(limit as usize);
         Ok(found)
     }
@@ -277,8 +277,8 @@ impl App {
             let done = cps.len() < 500 || last.at > cutoff;
             anchor = cps
                 .into_iter()
-                .filter(|cp| cp.at <= cutoff)
-                .last()
+                .rev()
+                .find(|cp| cp.at <= cutoff)
                 .or(anchor);
             if done {
                 break;
