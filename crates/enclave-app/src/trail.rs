@@ -275,11 +275,7 @@ impl App {
             let Some(last) = cps.last() else { break };
             after = last.seq;
             let done = cps.len() < 500 || last.at > cutoff;
-            anchor = cps
-                .into_iter()
-                .rev()
-                .find(|cp| cp.at <= cutoff)
-                .or(anchor);
+            anchor = cps.into_iter().rev().find(|cp| cp.at <= cutoff).or(anchor);
             if done {
                 break;
             }
