@@ -497,6 +497,28 @@ impl ApiClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Option<Value>, Failure> {
+        let bytes = self.call_bytes(method, segments, query, body).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Failure::server(
+                "invalid_response",
+                format!("the server's answer is not valid JSON: {e}"),
+                Some(format!("is {} an Enclave server?", self.server)),
+            )
+        })
+    }
+
+    /// Sends one request to `/api/v1/<segments>` and returns the body of a successful answer
+    /// as it came (e.g. the audit export's JSON Lines).
+    pub(crate) async fn call_bytes(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, Failure> {
         let url = self.url(segments)?;
         let mut req = self.http.request(method, url);
         if !query.is_empty() {
@@ -526,16 +548,7 @@ impl ApiClient {
             let resource = segments.first().copied().unwrap_or("");
             return Err(api_failure(status, &bytes, resource, request_id.as_deref()));
         }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Failure::server(
-                "invalid_response",
-                format!("the server's answer is not valid JSON: {e}"),
-                Some(format!("is {} an Enclave server?", self.server)),
-            )
-        })
+        Ok(bytes.to_vec())
     }
 
     /// Like [`ApiClient::call`] but requires a JSON answer.

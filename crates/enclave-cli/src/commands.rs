@@ -1,5 +1,6 @@
 //! The commands: argument → request → output.
 
+mod audit;
 mod governance;
 
 use reqwest::Method;
@@ -85,6 +86,7 @@ impl Runner<'_, '_> {
             ClientCommand::Policy(c) => self.policy(c).await,
             ClientCommand::Roles(c) => self.roles(c).await,
             ClientCommand::Grants(c) => self.grants(c).await,
+            ClientCommand::Audit(c) => self.audit(c).await,
         }
     }
 

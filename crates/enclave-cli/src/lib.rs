@@ -122,7 +122,81 @@ pub enum ClientCommand {
     /// revoke.
     #[command(subcommand)]
     Grants(GrantsCommand),
+    /// The tamper-evident audit trail: search, export, verify, the public key, and who accessed
+    /// your work.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
+
+/// `audit` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Search records, newest first: everything for auditors and admins, a project's records
+    /// for its owners, your own actions otherwise.
+    Search {
+        /// Who (username).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Action, e.g. project.update or auth.login.
+        #[arg(long)]
+        action: Option<String>,
+        /// Resource, e.g. project:fraud.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Project.
+        #[arg(long)]
+        project: Option<String>,
+        /// success, denied or failure.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// At or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// At or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Most records to show (default 50).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Write the trail as JSON Lines (header, records, signed checkpoints), verifiable offline
+    /// with the public key.
+    Export {
+        /// Output format (only jsonl).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Start at the checkpoint with this sequence number.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Verify the hash chain and checkpoint signatures: on the server, or offline on an export
+    /// with --export FILE --public-key KEY. Exits 6 when the trail was altered.
+    Verify {
+        /// Start at the checkpoint with this sequence number.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Verify this export file offline instead of asking the server.
+        #[arg(long, requires = "public_key")]
+        export: Option<std::path::PathBuf>,
+        /// The installation's public key (base64 or hex), for --export.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Show the public key and the latest signed checkpoint, to keep outside.
+    Key,
+    /// Actions in your projects by people who are not members there (admins, support).
+    MyWork {
+        /// Most records to show (default 100).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// Exit code of `audit verify` when the trail was altered.
+pub const EXIT_TAMPERED: i32 = 6;
 
 /// Exit code of `policy check` when the decision is deny (the request itself succeeded).
 pub const EXIT_DENIED: i32 = 5;

@@ -280,3 +280,98 @@ async fn a_user_changes_their_own_password_from_the_cli() {
     // The CLI's token still works.
     ok(&run(s.cli("quinn"), &["whoami"], None));
 }
+
+#[tokio::test]
+async fn an_auditor_uses_the_audit_commands() {
+    let s = Server::start(BIN);
+    let admin = s.admin().await;
+    admin.user(&s, "ada").await;
+    let (st, b) = admin
+        .post(
+            "/api/v1/roles",
+            serde_json::json!({"subject": "user:ada", "role": "security_auditor"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let ca = s.cert_path();
+    ok(&run(
+        s.cli("ada"),
+        &[
+            "login",
+            "--server",
+            &s.base,
+            "--username",
+            "ada",
+            "--password-stdin",
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    let found = ok(&run(
+        s.cli("ada"),
+        &[
+            "audit",
+            "search",
+            "--action",
+            "role.bind",
+            "--output",
+            "json",
+        ],
+        None,
+    ));
+    let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+    assert_eq!(found[0]["actor"], "admin", "{found}");
+    let key = ok(&run(
+        s.cli("ada"),
+        &["audit", "key", "--output", "json"],
+        None,
+    ));
+    let key: serde_json::Value = serde_json::from_str(&key).unwrap();
+    let public_key = key["public_key"].as_str().unwrap().to_string();
+    let file = s.root.path().join("trail.jsonl");
+    ok(&run(
+        s.cli("ada"),
+        &[
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let out = ok(&run(s.cli("ada"), &["audit", "verify"], None));
+    assert!(out.contains("intact"), "{out}");
+    // Offline, with only the public key: intact, then altered (exit 6).
+    let out = ok(&run(
+        s.cli("ada"),
+        &[
+            "audit",
+            "verify",
+            "--export",
+            file.to_str().unwrap(),
+            "--public-key",
+            &public_key,
+        ],
+        None,
+    ));
+    assert!(out.contains("intact"), "{out}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("\"admin\"", "\"mallory\"", 1)).unwrap();
+    let o = run(
+        s.cli("ada"),
+        &[
+            "audit",
+            "verify",
+            "--export",
+            file.to_str().unwrap(),
+            "--public-key",
+            &public_key,
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ALTERED"));
+}
