@@ -4,7 +4,8 @@
 //! grant's window with the request's time).
 
 use crate::chokepoint::{label, Caller};
-use crate::{detail, secrets, App};
+use crate::secrets::{self, plausible_id};
+use crate::{detail, App};
 use enclave_core::access::{check_grant_request, AccessGrant, GrantRole, GrantStatus};
 use enclave_core::audit::Outcome;
 use enclave_core::authz::Action;
@@ -13,10 +14,6 @@ use enclave_policy::Resource;
 
 /// How many grants a project's list shows.
 const GRANT_LIST_LIMIT: u32 = 200;
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
 
 fn requester(g: &AccessGrant) -> serde_json::Value {
     serde_json::json!({
@@ -122,7 +119,7 @@ impl App {
     }
 
     async fn find_grant(&self, caller: &Caller, action: Action, id: &str) -> Result<AccessGrant> {
-        let grant = if valid_id(id) {
+        let grant = if plausible_id(id) {
             self.store.grant(id).await?
         } else {
             None

@@ -5,7 +5,8 @@
 //! policy text, and takes effect for the next request (the snapshot is rebuilt on commit).
 
 use crate::chokepoint::{label, Caller};
-use crate::{detail, secrets, App};
+use crate::secrets::{self, plausible_id};
+use crate::{detail, App};
 use enclave_core::access::{CustomPolicy, RoleBinding, SubjectKind, MAX_POLICY_BYTES};
 use enclave_core::audit::Outcome;
 use enclave_core::authz::Action;
@@ -72,15 +73,6 @@ fn scope_label(project: Option<&str>, what: &str) -> String {
     }
 }
 
-/// Checks that an id from a URL looks like one of ours before it reaches the store.
-fn plausible_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 impl App {
     /// Authorizes `action` on a scope (a project or the platform); a project the caller may not
     /// read reads as not found.
@@ -118,6 +110,20 @@ impl App {
                 false,
             )
             .await
+        }
+    }
+
+    /// The store id of `project` (`None` for the platform scope).
+    async fn project_id(&self, project: Option<&str>) -> Result<Option<String>> {
+        match project {
+            Some(p) => Ok(Some(
+                self.store
+                    .project_by_name(p)
+                    .await?
+                    .ok_or_else(|| Error::not_found("project", p))?
+                    .id,
+            )),
+            None => Ok(None),
         }
     }
 
@@ -170,16 +176,7 @@ impl App {
         names::slug("name", &input.name)?;
         names::text("description", &input.description, false)?;
         validate_body(&input.body, project)?;
-        let project_id = match project {
-            Some(p) => Some(
-                self.store
-                    .project_by_name(p)
-                    .await?
-                    .ok_or_else(|| Error::not_found("project", p))?
-                    .id,
-            ),
-            None => None,
-        };
+        let project_id = self.project_id(project).await?;
         let now = self.now();
         let policy = CustomPolicy {
             id: secrets::new_id("pol")?,
@@ -386,16 +383,7 @@ impl App {
             return Err(Error::invalid("expires_at", "must be in the future"));
         }
         let (subject_kind, subject_id, subject_name) = self.parse_subject(subject).await?;
-        let project_id = match project {
-            Some(p) => Some(
-                self.store
-                    .project_by_name(p)
-                    .await?
-                    .ok_or_else(|| Error::not_found("project", p))?
-                    .id,
-            ),
-            None => None,
-        };
+        let project_id = self.project_id(project).await?;
         let binding = RoleBinding {
             id: secrets::new_id("rb")?,
             subject_kind,

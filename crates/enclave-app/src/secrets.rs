@@ -32,6 +32,16 @@ pub fn new_id(prefix: &str) -> Result<String> {
     Ok(s)
 }
 
+/// Whether `id` could be one of ours (or a workload id) before it reaches the store: 1 to 64
+/// letters, digits, `_` or `-`. Anything else is simply not found.
+pub(crate) fn plausible_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// SHA-256 of a secret, hex encoded: what the store keeps instead of the secret.
 pub fn hash_secret(secret: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());

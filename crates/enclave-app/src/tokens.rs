@@ -114,7 +114,7 @@ impl App {
     }
 
     async fn own_token(&self, caller: &Caller, action: Action, id: &str) -> Result<ApiToken> {
-        let valid_id = id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid_id = crate::secrets::plausible_id(id);
         let token = if valid_id {
             self.store.token_by_id(id).await?
         } else {
