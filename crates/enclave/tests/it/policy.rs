@@ -424,6 +424,8 @@ async fn every_route_is_decided_and_other_tenants_see_nothing() {
             }
             // As the admin, with the route's objects existing: a handler that forgot to ask
             // the policy would answer 500 here (the router refuses undecided answers).
+            let head = |page: Value| page["items"][0]["seq"].as_u64().unwrap_or(0);
+            let before = head(admin.get("/api/v1/audit?limit=1").await.1);
             let (st, b) = admin
                 .call(
                     &method,
@@ -432,6 +434,15 @@ async fn every_route_is_decided_and_other_tenants_see_nothing() {
                 )
                 .await;
             assert_ne!(st, 500, "{method} {path}: {b}");
+            // Every change that succeeds leaves a record (POSTs that only read excepted).
+            let reads = ["/api/v1/policy/check", "/api/v1/audit/verify"];
+            if method != "GET" && st < 300 && !reads.contains(&path.as_str()) {
+                let after = head(admin.get("/api/v1/audit?limit=1").await.1);
+                assert!(
+                    after > before,
+                    "{method} {path} changed something without a record"
+                );
+            }
             checked += 1;
         }
     }
