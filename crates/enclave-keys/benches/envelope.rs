@@ -1,0 +1,2 @@
+//! Envelope benchmark (placeholder).
+fn main() {}

@@ -1,0 +1,283 @@
+//! Record ciphertexts (`ENC1`) under data keys, and the AEAD helpers shared with the
+//! master-key formats.
+
+use crate::{random, valid_key_id, KeyError, KeyMaterial, Result};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use zeroize::Zeroizing;
+
+/// Length of the AES-GCM tag.
+pub(crate) const TAG_LEN: usize = 16;
+/// Magic of a record ciphertext (format version 1).
+const ENC_MAGIC: &[u8; 4] = b"ENC1";
+
+/// Which data key sealed a ciphertext (read from its header without decrypting).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyRef {
+    /// The data key id, e.g. `"project:prj_…"` or `"platform"`.
+    pub key_id: String,
+    /// The data key version.
+    pub version: u32,
+}
+
+impl std::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} v{}", self.key_id, self.version)
+    }
+}
+
+/// A data-encryption key (DEK) for AES-256-GCM, with its id and version.
+///
+/// `Debug` shows the id and version only.
+pub struct DataKey {
+    key: LessSafeKey,
+    key_id: String,
+    version: u32,
+    /// `"ENC1" | id_len | id | version`: the header up to the nonce, precomputed.
+    prefix: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataKey {
+    /// A data key named `key_id` (1..=64 bytes of printable ASCII without spaces) at
+    /// `version`, from `material`.
+    pub fn new(key_id: &str, version: u32, material: &KeyMaterial) -> Result<Self> {
+        if !valid_key_id(key_id) {
+            return Err(KeyError::InvalidKeyId);
+        }
+        let mut prefix = Vec::with_capacity(4 + 1 + key_id.len() + 4);
+        prefix.extend_from_slice(ENC_MAGIC);
+        prefix.push(key_id.len() as u8);
+        prefix.extend_from_slice(key_id.as_bytes());
+        prefix.extend_from_slice(&version.to_be_bytes());
+        Ok(Self {
+            key: aes_key(material)?,
+            key_id: key_id.to_owned(),
+            version,
+            prefix,
+        })
+    }
+
+    /// The id and version of this key.
+    pub fn key_ref(&self) -> KeyRef {
+        KeyRef {
+            key_id: self.key_id.clone(),
+            version: self.version,
+        }
+    }
+
+    /// The key id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The key version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Encrypts `plaintext` for the record named by `context`.
+    ///
+    /// Ciphertext = header (magic `"ENC1"`, key id, version, 96-bit random nonce) +
+    /// AES-256-GCM(plaintext) + tag. The associated data is `header || context`, so the
+    /// ciphertext opens only with the same context (e.g. `"secret:prj_x:sec_y:3"`).
+    /// One allocation; the plaintext is encrypted in place in the output buffer.
+    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        seal_parts(&self.key, &self.prefix, context, plaintext)
+    }
+
+    /// Decrypts a ciphertext made by [`DataKey::seal`] with the same key and context.
+    ///
+    /// Wrong context or altered bytes: `Corrupt("authentication failed")`; a header naming
+    /// another key or version: `UnknownKey`; malformed: `Corrupt(..)`.
+    pub fn open(&self, context: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let h = parse_enc_header(ciphertext)?;
+        if h.key_id.as_bytes() != self.key_id.as_bytes() || h.version != self.version {
+            return Err(KeyError::UnknownKey {
+                key_id: h.key_id.to_owned(),
+                version: h.version,
+            });
+        }
+        let (header, body) = ciphertext.split_at(h.header_len);
+        open_parts(&self.key, header, context, body)
+    }
+}
+
+/// The data key named in a ciphertext's header (no decryption; the header is authenticated
+/// only when the ciphertext is opened).
+pub fn key_ref_of(ciphertext: &[u8]) -> Result<KeyRef> {
+    let h = parse_enc_header(ciphertext)?;
+    Ok(KeyRef {
+        key_id: h.key_id.to_owned(),
+        version: h.version,
+    })
+}
+
+struct EncHeader<'a> {
+    key_id: &'a str,
+    version: u32,
+    header_len: usize,
+}
+
+fn parse_enc_header(ct: &[u8]) -> Result<EncHeader<'_>> {
+    let mut r = Reader::new(ct, "ciphertext: truncated header");
+    r.magic(
+        ENC_MAGIC,
+        "ciphertext: not an Enclave ciphertext",
+        "ciphertext: unsupported format version",
+    )?;
+    let key_id = r.id("ciphertext: invalid key id")?;
+    let version = r.u32()?;
+    r.take(NONCE_LEN)?;
+    let header_len = r.pos;
+    if ct.len() - header_len < TAG_LEN {
+        return Err(KeyError::Corrupt("ciphertext: truncated"));
+    }
+    Ok(EncHeader {
+        key_id,
+        version,
+        header_len,
+    })
+}
+
+/// An AES-256-GCM key from key material.
+pub(crate) fn aes_key(material: &KeyMaterial) -> Result<LessSafeKey> {
+    let unbound = UnboundKey::new(&AES_256_GCM, material.as_bytes())
+        .map_err(|_| KeyError::Corrupt("key material rejected"))?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+/// `prefix | nonce | GCM(plaintext) | tag`, with associated data `prefix | nonce | context`.
+/// One allocation of the final size; encryption happens in place.
+pub(crate) fn seal_parts(
+    key: &LessSafeKey,
+    prefix: &[u8],
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    random(&mut nonce)?;
+    let header_len = prefix.len() + NONCE_LEN;
+    let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&nonce);
+    let mut aad = Vec::with_capacity(header_len + context.len());
+    aad.extend_from_slice(&out);
+    aad.extend_from_slice(context);
+    out.extend_from_slice(plaintext);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad[..]),
+            &mut out[header_len..],
+        )
+        .map_err(|_| KeyError::Corrupt("encryption failed: input too large"))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// Opens `body` (`GCM(plaintext) | tag`) whose `header` ends with the nonce, with associated
+/// data `header | context`.
+pub(crate) fn open_parts(
+    key: &LessSafeKey,
+    header: &[u8],
+    context: &[u8],
+    body: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
+    if header.len() < NONCE_LEN || body.len() < TAG_LEN {
+        return Err(KeyError::Corrupt("ciphertext: truncated"));
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&header[header.len() - NONCE_LEN..]);
+    let mut aad = Vec::with_capacity(header.len() + context.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(context);
+    let mut buf = Zeroizing::new(body.to_vec());
+    let n = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad[..]),
+            &mut buf[..],
+        )
+        .map_err(|_| KeyError::Corrupt("authentication failed"))?
+        .len();
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// A bounds-checked cursor over untrusted bytes.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pub(crate) pos: usize,
+    short: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader that reports `Corrupt(short)` when input runs out.
+    pub(crate) fn new(buf: &'a [u8], short: &'static str) -> Self {
+        Self { buf, pos: 0, short }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(KeyError::Corrupt(self.short))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(KeyError::Corrupt(self.short))?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32> {
+        let s = self.take(4)?;
+        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    /// A 4-byte magic: the first three bytes name the format, the fourth its version.
+    pub(crate) fn magic(
+        &mut self,
+        magic: &[u8; 4],
+        foreign: &'static str,
+        version: &'static str,
+    ) -> Result<()> {
+        let m = self.take(4)?;
+        if m == magic {
+            Ok(())
+        } else if m[..3] == magic[..3] {
+            Err(KeyError::Corrupt(version))
+        } else {
+            Err(KeyError::Corrupt(foreign))
+        }
+    }
+
+    /// `len: u8 | id`, checked with [`valid_key_id`].
+    pub(crate) fn id(&mut self, bad: &'static str) -> Result<&'a str> {
+        let n = self.u8()? as usize;
+        let raw = self.take(n)?;
+        let id = std::str::from_utf8(raw).map_err(|_| KeyError::Corrupt(bad))?;
+        if !valid_key_id(id) {
+            return Err(KeyError::Corrupt(bad));
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let s = self.buf.get(self.pos..).unwrap_or(&[]);
+        self.pos = self.buf.len();
+        s
+    }
+}
