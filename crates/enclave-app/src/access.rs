@@ -18,7 +18,7 @@ use enclave_core::{Error, Result};
 use enclave_policy::{
     AuthMethod, BindingRecord, Credential, CustomPolicyRecord, Directory, GroupRecord,
     PolicyEngine, Principal, ProjectRecord, Request, Resource, Scope, Snapshot, Subject,
-    UserRecord,
+    UserRecord, WorkloadKind, WorkloadRecord,
 };
 use enclave_store::AuthzFacts;
 use std::collections::HashMap;
@@ -145,7 +145,24 @@ pub(crate) fn directory(facts: AuthzFacts) -> Directory {
         groups,
         projects,
         bindings,
-        workloads: Vec::new(),
+        workloads: facts
+            .workloads
+            .into_iter()
+            .filter_map(|w| {
+                let kind = match w.kind.as_str() {
+                    "notebook" => WorkloadKind::Notebook,
+                    "job" => WorkloadKind::Job,
+                    "endpoint" => WorkloadKind::Endpoint,
+                    _ => return None,
+                };
+                Some(WorkloadRecord {
+                    id: w.id,
+                    project: w.project,
+                    kind,
+                    owner: w.owner,
+                })
+            })
+            .collect(),
         policies,
     }
 }

@@ -202,6 +202,75 @@ impl App {
         self.policy.engine.decide(&req, self.now())
     }
 
+    /// Which of `actions` the caller may do platform-wide (the audit actions on the whole
+    /// trail, the others on the platform), for showing navigation only. Each is decided by
+    /// [`App::decide`] and not audited; the decisions are counted in a scope of their own, so
+    /// they never stand in for the decision a page must still ask for itself.
+    pub async fn my_platform_actions(&self, caller: &Caller, actions: &[Action]) -> Vec<Action> {
+        let decide_all = async {
+            let mut allowed = Vec::new();
+            for &action in actions {
+                let resource = match action {
+                    Action::AuditSearch | Action::AuditExport | Action::AuditVerify => {
+                        Resource::AuditTrail { project: None }
+                    }
+                    _ => Resource::Platform,
+                };
+                if self.decide(caller, action, &resource, None).await.allowed {
+                    allowed.push(action);
+                }
+            }
+            allowed
+        };
+        count_decisions(decide_all).await.0
+    }
+
+    /// The authorization chokepoint for a workload acting as itself (its own roles, in its own
+    /// project). A denial is audited with the engine's explanation and returned as `forbidden`.
+    pub(crate) async fn authorize_workload(
+        &self,
+        workload_id: &str,
+        meta: &RequestMeta,
+        action: Action,
+        resource: &Resource,
+        label: &str,
+    ) -> Result<()> {
+        note_decision();
+        self.ensure_policy().await;
+        let req = enclave_policy::Request {
+            principal: enclave_policy::Principal::Workload(workload_id.to_string()),
+            credential: enclave_policy::Credential::full(
+                enclave_policy::AuthMethod::Workload,
+                false,
+            ),
+            source_ip: crate::access::source_ip(&meta.source),
+            action,
+            resource: resource.clone(),
+            extra: None,
+        };
+        let decision = self.policy.engine.decide(&req, self.now());
+        if decision.allowed {
+            return Ok(());
+        }
+        let rec = AuditRecord {
+            project: resource.project().map(str::to_string),
+            outcome: Outcome::Denied,
+            detail: crate::detail!("reason" => decision.explain()),
+            ..meta.record(
+                self.now(),
+                &format!("workload:{workload_id}"),
+                "workload",
+                action.as_str(),
+                label.to_string(),
+            )
+        };
+        self.audit(rec).await?;
+        Err(Error::new(
+            ErrorCode::Forbidden,
+            format!("workload {workload_id} may not {} {label}", action.as_str()),
+        ))
+    }
+
     /// The audit chokepoint for changes: appends `record` to the transaction and commits both.
     /// Nothing is visible to anyone before the record is durable with it.
     pub async fn commit(&self, mut tx: WriteTx, record: AuditRecord) -> Result<()> {

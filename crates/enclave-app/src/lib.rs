@@ -15,12 +15,15 @@ mod auth;
 mod chokepoint;
 mod grants;
 mod groups;
+mod keys;
 mod memo;
 mod passwords;
 mod policies;
+mod project_secrets;
 mod projects;
 pub mod secrets;
 mod setup;
+mod token_use;
 mod tokens;
 mod trail;
 mod users;
@@ -36,9 +39,12 @@ pub use access::membership_role;
 pub use auth::csrf_token_for;
 pub use auth::{AuthMethod, LoginOutcome};
 pub use chokepoint::{count_decisions, Caller, RequestMeta};
+pub use keys::{project_scope, KeyStatus, KeyVersionStatus, Keyring, MasterSealed, MasterStatus};
 pub use passwords::PasswordHasher;
 pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
+pub use project_secrets::PlanEntry;
 pub use projects::{ProjectPatch, ProjectView};
+pub use token_use::{TOKEN_USE_ACTION, USE_WINDOW};
 pub use tokens::TokenCreated;
 pub use trail::{AuditKey, AuditScope, MAX_AUDIT_PAGE};
 pub use users::{NewUser, UserPatch};
@@ -118,6 +124,8 @@ pub struct App {
     project_lists: Arc<memo::Memo<projects::ListKey, projects::ListPage>>,
     policy: Arc<access::PolicyState>,
     on_commit: Arc<std::sync::OnceLock<CommitListener>>,
+    token_uses: Arc<token_use::TokenUses>,
+    keys: Option<Arc<keys::Keyring>>,
 }
 
 /// Called after every successful commit (e.g. to wake the audit forwarders).
@@ -140,7 +148,15 @@ impl App {
             project_lists: Arc::default(),
             policy: Arc::new(access::PolicyState::new()?),
             on_commit: Arc::default(),
+            token_uses: Arc::default(),
+            keys: None,
         })
+    }
+
+    /// The application with its encryption keys (without them, secrets are unavailable).
+    pub fn with_keys(mut self, keys: Arc<keys::Keyring>) -> App {
+        self.keys = Some(keys);
+        self
     }
 
     /// Sets the function called after every successful commit (once; later calls are ignored).

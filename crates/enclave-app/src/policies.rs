@@ -114,7 +114,7 @@ impl App {
     }
 
     /// The store id of `project` (`None` for the platform scope).
-    async fn project_id(&self, project: Option<&str>) -> Result<Option<String>> {
+    pub(crate) async fn project_id(&self, project: Option<&str>) -> Result<Option<String>> {
         match project {
             Some(p) => Ok(Some(
                 self.store

@@ -92,6 +92,14 @@ pub enum Action {
     AuditExport,
     /// Verify the audit trail and read its public key and checkpoints.
     AuditVerify,
+    /// See a key's versions and re-encryption progress (never key material).
+    KeyRead,
+    /// Rotate or retire a project's data key.
+    KeyRotate,
+    /// Rotate the master key (rewraps every data key).
+    KeyRotateMaster,
+    /// Write an encrypted backup of the whole installation.
+    BackupCreate,
     /// List secret names and metadata (never values).
     SecretList,
     /// Create or update a secret (a new version).
@@ -181,6 +189,10 @@ impl Action {
             Action::AuditSearch => "audit.search",
             Action::AuditExport => "audit.export",
             Action::AuditVerify => "audit.verify",
+            Action::KeyRead => "key.read",
+            Action::KeyRotate => "key.rotate",
+            Action::KeyRotateMaster => "key.rotate_master",
+            Action::BackupCreate => "backup.create",
             Action::SecretList => "secret.list",
             Action::SecretWrite => "secret.write",
             Action::SecretDelete => "secret.delete",
@@ -230,6 +242,7 @@ impl Action {
                 | Action::AuditSearch
                 | Action::AuditExport
                 | Action::AuditVerify
+                | Action::KeyRead
                 | Action::SecretList
                 | Action::SecretReadValue
                 | Action::NotebookList
@@ -242,7 +255,7 @@ impl Action {
     }
 
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 62] = [
+    pub const ALL: [Action; 66] = [
         Action::UserList,
         Action::UserRead,
         Action::UserCreate,
@@ -284,6 +297,10 @@ impl Action {
         Action::AuditSearch,
         Action::AuditExport,
         Action::AuditVerify,
+        Action::KeyRead,
+        Action::KeyRotate,
+        Action::KeyRotateMaster,
+        Action::BackupCreate,
         Action::SecretList,
         Action::SecretWrite,
         Action::SecretDelete,

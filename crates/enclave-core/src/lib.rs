@@ -10,6 +10,7 @@ pub mod error;
 pub mod model;
 pub mod names;
 pub mod password;
+pub mod secrets;
 pub mod session;
 pub mod throttle;
 pub mod time;

@@ -21,6 +21,7 @@
 //!   library, on a blocking thread).
 
 mod audit;
+mod keys;
 mod migrate;
 mod policy;
 mod reads;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+pub use keys::{DataKeyRow, KeyState, SealedVersion, WorkloadFact};
 pub use migrate::MIGRATIONS;
 pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};

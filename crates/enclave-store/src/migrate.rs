@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "policy",
         include_str!("../migrations/sqlite/0003_policy.sql"),
     ),
+    (
+        4,
+        "keys_secrets",
+        include_str!("../migrations/sqlite/0004_keys_secrets.sql"),
+    ),
 ];
 
 pub(crate) fn latest_version() -> i64 {

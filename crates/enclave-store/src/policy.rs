@@ -61,19 +61,21 @@ pub struct AuthzFacts {
     pub grants: Vec<AccessGrant>,
     /// Every custom policy.
     pub policies: Vec<CustomPolicy>,
+    /// Running workloads.
+    pub workloads: Vec<crate::WorkloadFact>,
 }
 
-fn s(r: &SqliteRow, c: &str) -> StoreResult<String> {
+pub(crate) fn s(r: &SqliteRow, c: &str) -> StoreResult<String> {
     r.try_get(c).map_err(map_err)
 }
 
-fn ts(r: &SqliteRow, c: &str) -> StoreResult<Option<Timestamp>> {
+pub(crate) fn ts(r: &SqliteRow, c: &str) -> StoreResult<Option<Timestamp>> {
     Ok(r.try_get::<Option<i64>, _>(c)
         .map_err(map_err)?
         .map(Timestamp))
 }
 
-fn corrupt(what: &'static str) -> crate::StoreError {
+pub(crate) fn corrupt(what: &'static str) -> crate::StoreError {
     crate::StoreError::Corrupt(what)
 }
 
@@ -258,6 +260,7 @@ impl Store {
             .iter()
             .map(policy)
             .collect::<StoreResult<Vec<_>>>()?;
+        let workloads = Store::workload_facts(&mut *c).await?;
         tx.rollback().await.map_err(map_err)?;
         Ok(AuthzFacts {
             generation,
@@ -270,6 +273,7 @@ impl Store {
             bindings,
             grants,
             policies,
+            workloads,
         })
     }
 
