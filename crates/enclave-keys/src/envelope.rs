@@ -98,6 +98,55 @@ impl DataKey {
     /// Wrong context or altered bytes: `Corrupt("authentication failed")`; a header naming
     /// another key or version: `UnknownKey`; malformed: `Corrupt(..)`.
     pub fn open(&self, context: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let header_len = self.check_header(ciphertext)?;
+        let (header, body) = ciphertext.split_at(header_len);
+        open_parts(&self.key, header, context, body)
+    }
+}
+
+impl DataKey {
+    /// Decrypts in place, without allocating: `ciphertext` is overwritten and the plaintext
+    /// is returned as a sub-slice of it (the bytes after the header). For bulk data (files,
+    /// notebooks) where the caller owns the buffer and decides about zeroization; secrets
+    /// should use [`DataKey::open`]. On any error the whole buffer is zeroed, so no
+    /// unauthenticated plaintext is left in it. Errors as for [`DataKey::open`].
+    pub fn open_in_place<'a>(
+        &self,
+        context: &[u8],
+        ciphertext: &'a mut [u8],
+    ) -> Result<&'a mut [u8]> {
+        let header_len = match self.check_header(ciphertext) {
+            Ok(n) => n,
+            Err(e) => {
+                ciphertext.fill(0);
+                return Err(e);
+            }
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&ciphertext[header_len - NONCE_LEN..header_len]);
+        let mut aad = Vec::with_capacity(header_len + context.len());
+        aad.extend_from_slice(&ciphertext[..header_len]);
+        aad.extend_from_slice(context);
+        let opened = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad[..]),
+                &mut ciphertext[header_len..],
+            )
+            .map(|p| p.len())
+            .ok();
+        match opened {
+            Some(n) => Ok(&mut ciphertext[header_len..header_len + n]),
+            None => {
+                ciphertext.fill(0);
+                Err(KeyError::Corrupt("authentication failed"))
+            }
+        }
+    }
+
+    /// Parses the header and checks that it names this key; returns the header length.
+    fn check_header(&self, ciphertext: &[u8]) -> Result<usize> {
         let h = parse_enc_header(ciphertext)?;
         if h.key_id.as_bytes() != self.key_id.as_bytes() || h.version != self.version {
             return Err(KeyError::UnknownKey {
@@ -105,8 +154,7 @@ impl DataKey {
                 version: h.version,
             });
         }
-        let (header, body) = ciphertext.split_at(h.header_len);
-        open_parts(&self.key, header, context, body)
+        Ok(h.header_len)
     }
 }
 
@@ -279,5 +327,207 @@ impl<'a> Reader<'a> {
         let s = self.buf.get(self.pos..).unwrap_or(&[]);
         self.pos = self.buf.len();
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn key(id: &str, version: u32) -> DataKey {
+        DataKey::new(id, version, &KeyMaterial::from_bytes([7u8; 32])).unwrap()
+    }
+
+    fn auth_failed(r: Result<Zeroizing<Vec<u8>>>) -> bool {
+        matches!(r, Err(KeyError::Corrupt("authentication failed")))
+    }
+
+    #[test]
+    fn roundtrip_various_sizes() {
+        let k = DataKey::new("project:prj_1", 3, &KeyMaterial::generate().unwrap()).unwrap();
+        for n in [0usize, 1, 15, 16, 17, 1024, 1 << 20] {
+            let pt: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+            let ct = k.seal(b"ctx", &pt).unwrap();
+            assert_eq!(&ct[..4], b"ENC1");
+            assert_eq!(ct.len(), 4 + 1 + 13 + 4 + 12 + n + 16);
+            assert_eq!(ct.capacity(), ct.len(), "one exact allocation");
+            assert_eq!(&k.open(b"ctx", &ct).unwrap()[..], &pt[..]);
+        }
+    }
+
+    #[test]
+    fn open_in_place_roundtrip_and_failure_zeroes() {
+        let k = key("project:prj_x", 1);
+        let ct = k.seal(b"ctx", b"bulk data").unwrap();
+        let mut buf = ct.clone();
+        assert_eq!(k.open_in_place(b"ctx", &mut buf).unwrap(), b"bulk data");
+        let mut buf = ct.clone();
+        assert!(matches!(
+            k.open_in_place(b"other", &mut buf),
+            Err(KeyError::Corrupt("authentication failed"))
+        ));
+        assert!(buf.iter().all(|b| *b == 0));
+        let mut buf = ct.clone();
+        assert!(matches!(
+            key("project:prj_x", 2).open_in_place(b"ctx", &mut buf),
+            Err(KeyError::UnknownKey { version: 1, .. })
+        ));
+        assert!(buf.iter().all(|b| *b == 0));
+        for n in 0..ct.len() {
+            let mut buf = ct[..n].to_vec();
+            assert!(k.open_in_place(b"ctx", &mut buf).is_err());
+        }
+    }
+
+    #[test]
+    fn nonces_differ() {
+        let k = key("platform", 1);
+        assert_ne!(
+            k.seal(b"c", b"same").unwrap(),
+            k.seal(b"c", b"same").unwrap()
+        );
+    }
+
+    #[test]
+    fn wrong_context_fails() {
+        let k = key("platform", 1);
+        let ct = k.seal(b"secret:prj_x:sec_y:3", b"hunter2").unwrap();
+        assert!(auth_failed(k.open(b"secret:prj_x:sec_y:4", &ct)));
+        assert!(auth_failed(k.open(b"", &ct)));
+    }
+
+    #[test]
+    fn swapped_ciphertexts_fail() {
+        let k = key("project:prj_x", 1);
+        let a = k.seal(b"secret:prj_x:sec_a:1", b"value a").unwrap();
+        let b = k.seal(b"secret:prj_x:sec_b:1", b"value b").unwrap();
+        assert!(auth_failed(k.open(b"secret:prj_x:sec_a:1", &b)));
+        assert!(auth_failed(k.open(b"secret:prj_x:sec_b:1", &a)));
+        assert_eq!(
+            &k.open(b"secret:prj_x:sec_a:1", &a).unwrap()[..],
+            b"value a"
+        );
+    }
+
+    #[test]
+    fn every_altered_byte_fails() {
+        let k = key("project:prj_x", 2);
+        let ct = k.seal(b"ctx", b"some secret value").unwrap();
+        for i in 0..ct.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = ct.clone();
+                bad[i] ^= flip;
+                assert!(k.open(b"ctx", &bad).is_err(), "byte {i} flip {flip:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_fails() {
+        let k = key("project:prj_x", 2);
+        let ct = k.seal(b"ctx", b"some secret value").unwrap();
+        for n in 0..ct.len() {
+            assert!(k.open(b"ctx", &ct[..n]).is_err(), "length {n}");
+            let _ = key_ref_of(&ct[..n]);
+        }
+        let mut longer = ct.clone();
+        longer.push(0);
+        assert!(k.open(b"ctx", &longer).is_err());
+    }
+
+    #[test]
+    fn unknown_key_ref() {
+        let v1 = key("project:prj_x", 1);
+        let v2 = key("project:prj_x", 2);
+        let other = key("project:prj_y", 1);
+        let ct = v1.seal(b"ctx", b"x").unwrap();
+        assert_eq!(
+            key_ref_of(&ct).unwrap(),
+            KeyRef {
+                key_id: "project:prj_x".into(),
+                version: 1
+            }
+        );
+        match v2.open(b"ctx", &ct) {
+            Err(KeyError::UnknownKey { key_id, version }) => {
+                assert_eq!((key_id.as_str(), version), ("project:prj_x", 1))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            other.open(b"ctx", &ct),
+            Err(KeyError::UnknownKey { .. })
+        ));
+        // Same id and version, other material: authentication fails.
+        let impostor =
+            DataKey::new("project:prj_x", 1, &KeyMaterial::from_bytes([8u8; 32])).unwrap();
+        assert!(auth_failed(impostor.open(b"ctx", &ct)));
+    }
+
+    #[test]
+    fn malformed_headers() {
+        assert!(matches!(key_ref_of(b""), Err(KeyError::Corrupt(_))));
+        assert!(matches!(
+            key_ref_of(b"XXXX\x01a\0\0\0\x01"),
+            Err(KeyError::Corrupt("ciphertext: not an Enclave ciphertext"))
+        ));
+        let k = key("platform", 1);
+        let mut ct = k.seal(b"", b"x").unwrap();
+        ct[3] = b'2';
+        assert!(matches!(
+            key_ref_of(&ct),
+            Err(KeyError::Corrupt("ciphertext: unsupported format version"))
+        ));
+        ct[3] = b'1';
+        ct[4] = 0; // empty key id
+        assert!(key_ref_of(&ct).is_err());
+        ct[4] = 200; // longer than the input
+        assert!(key_ref_of(&ct).is_err());
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        let k = key("platform", 1);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..20_000usize {
+            let n = round % 96;
+            let mut buf = Vec::with_capacity(n);
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(x as u8);
+            }
+            if round % 3 == 0 && n >= 5 {
+                buf[..4].copy_from_slice(b"ENC1");
+                buf[4] = (x % 70) as u8;
+            }
+            let _ = key_ref_of(&buf);
+            assert!(k.open(b"", &buf).is_err());
+        }
+    }
+
+    #[test]
+    fn key_ids_are_checked() {
+        let m = KeyMaterial::from_bytes([1; 32]);
+        assert!(matches!(
+            DataKey::new("", 1, &m),
+            Err(KeyError::InvalidKeyId)
+        ));
+        assert!(DataKey::new(&"a".repeat(64), 1, &m).is_ok());
+        assert!(DataKey::new(&"a".repeat(65), 1, &m).is_err());
+        assert!(DataKey::new("has space", 1, &m).is_err());
+        assert!(DataKey::new("naïve", 1, &m).is_err());
+    }
+
+    #[test]
+    fn debug_hides_material() {
+        let m = KeyMaterial::from_bytes([0xab; 32]);
+        assert_eq!(format!("{m:?}"), "KeyMaterial(..)");
+        let k = DataKey::new("platform", 4, &m).unwrap();
+        let d = format!("{k:?}");
+        assert!(d.contains("platform") && !d.contains("171") && !d.contains("ab"));
+        assert_eq!(k.key_ref().to_string(), "platform v4");
     }
 }

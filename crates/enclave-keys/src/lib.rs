@@ -22,6 +22,10 @@
 //! "ENC1" | id_len: u8 | key_id | key_version: u32 | nonce: 12 bytes | AES-256-GCM(plaintext) | tag: 16 bytes
 //! ```
 //!
+//! [`DataKey::open`] returns the plaintext in a `Zeroizing` buffer (for secrets);
+//! [`DataKey::open_in_place`] decrypts in the caller's buffer without allocating (for bulk
+//! data; zeroizing a large buffer byte by byte on drop costs about as much as decrypting it).
+//!
 //! **Wrapped data key** (`EKW1`), made by [`MasterKeys::wrap`]:
 //!
 //! ```text

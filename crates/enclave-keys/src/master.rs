@@ -664,3 +664,282 @@ fn sync_dir(dir: &Path) -> Result<()> {
 fn sync_dir(_dir: &Path) -> Result<()> {
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    const PASS: &[u8] = b"correct horse battery staple";
+
+    fn dek() -> KeyMaterial {
+        KeyMaterial::generate().unwrap()
+    }
+
+    fn local(dir: &Path) -> FileMasterKeys {
+        FileMasterKeys::open_or_create_local(&dir.join(FileMasterKeys::LOCAL_FILE)).unwrap()
+    }
+
+    #[test]
+    fn local_created_private_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = local(dir.path());
+        assert_eq!(mk.kind(), "file");
+        assert!(!mk.is_sealed());
+        let path = dir.path().join("master.key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let d = dek();
+        let w = mk.wrap(&d, b"dek:project:prj_1:1").unwrap();
+        assert_eq!(&w[..4], b"EKW1");
+        assert_eq!(mk.wrapped_with(&w).unwrap(), mk.current_id().unwrap());
+        let id = mk.current_id().unwrap();
+        drop(mk);
+        // A directory path means the standard file inside it.
+        let again = FileMasterKeys::open_or_create_local(dir.path()).unwrap();
+        assert_eq!(again.path(), path);
+        assert_eq!(again.current_id().unwrap(), id);
+        assert_eq!(again.ids().unwrap(), vec![id]);
+        let back = again.unwrap(&w, b"dek:project:prj_1:1").unwrap();
+        assert_eq!(back.as_bytes(), d.as_bytes());
+        // No temporary files left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn local_refuses_group_or_other_access() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        drop(local(dir.path()));
+        let path = dir.path().join("master.key");
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match FileMasterKeys::open_or_create_local(&path) {
+                Err(e @ KeyError::InsecurePermissions { .. }) => {
+                    assert!(e.to_string().contains("chmod 600"), "{e}")
+                }
+                other => panic!("{mode:o}: {other:?}"),
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(FileMasterKeys::open_or_create_local(&path).is_ok());
+    }
+
+    #[test]
+    fn wrap_binds_context_and_rejects_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = local(dir.path());
+        let w = mk.wrap(&dek(), b"a").unwrap();
+        assert!(matches!(
+            mk.unwrap(&w, b"b"),
+            Err(KeyError::Corrupt("authentication failed"))
+        ));
+        for i in 0..w.len() {
+            let mut bad = w.clone();
+            bad[i] ^= 0x01;
+            assert!(mk.unwrap(&bad, b"a").is_err(), "byte {i}");
+        }
+        for n in 0..w.len() {
+            assert!(mk.unwrap(&w[..n], b"a").is_err(), "length {n}");
+            let _ = mk.wrapped_with(&w[..n]);
+        }
+    }
+
+    #[test]
+    fn other_installation_is_wrong_master_key() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let w = local(a.path()).wrap(&dek(), b"c").unwrap();
+        let e = local(b.path()).unwrap(&w, b"c").unwrap_err();
+        assert!(matches!(e, KeyError::WrongMasterKey));
+        assert!(e.to_string().contains("nothing was decrypted"));
+    }
+
+    #[test]
+    fn rotate_then_unwrap_old_then_retire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = local(dir.path());
+        let old_id = mk.current_id().unwrap();
+        let d = dek();
+        let old = mk.wrap(&d, b"c").unwrap();
+        let new_id = mk.rotate().unwrap();
+        assert_ne!(new_id, old_id);
+        assert_eq!(mk.current_id().unwrap(), new_id);
+        assert_eq!(mk.ids().unwrap(), vec![old_id.clone(), new_id.clone()]);
+        assert_eq!(mk.unwrap(&old, b"c").unwrap().as_bytes(), d.as_bytes());
+        let new = mk.wrap(&d, b"c").unwrap();
+        assert_eq!(mk.wrapped_with(&new).unwrap(), new_id);
+
+        // Rotation is on disk.
+        let reopened = local(dir.path());
+        assert_eq!(
+            reopened.ids().unwrap(),
+            vec![old_id.clone(), new_id.clone()]
+        );
+        assert_eq!(
+            reopened.unwrap(&old, b"c").unwrap().as_bytes(),
+            d.as_bytes()
+        );
+
+        assert_eq!(mk.retire_others().unwrap(), vec![old_id.clone()]);
+        assert_eq!(mk.ids().unwrap(), vec![new_id.clone()]);
+        let unknown = |m: &FileMasterKeys| match m.unwrap(&old, b"c") {
+            Err(KeyError::UnknownKey { key_id, version: 0 }) => assert_eq!(key_id, old_id),
+            other => panic!("{other:?}"),
+        };
+        unknown(&mk);
+        assert_eq!(mk.unwrap(&new, b"c").unwrap().as_bytes(), d.as_bytes());
+        // Retirement is on disk too.
+        let reopened = local(dir.path());
+        unknown(&reopened);
+        assert_eq!(reopened.retire_others().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn sealed_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FileMasterKeys::SEALED_FILE);
+        assert!(matches!(
+            FileMasterKeys::create_sealed(&path, b"short", SealParams::fast_for_tests()),
+            Err(KeyError::WeakPassphrase { min: 12 })
+        ));
+        let mk = FileMasterKeys::create_sealed(&path, PASS, SealParams::fast_for_tests()).unwrap();
+        assert_eq!(mk.kind(), "passphrase");
+        assert!(!mk.is_sealed());
+        let first = mk.current_id().unwrap();
+        let d = dek();
+        let w = mk.wrap(&d, b"c").unwrap();
+        // Refuses to overwrite.
+        assert!(matches!(
+            FileMasterKeys::create_sealed(&path, PASS, SealParams::fast_for_tests()),
+            Err(KeyError::Io(e)) if e.kind() == std::io::ErrorKind::AlreadyExists
+        ));
+        // The key ring is not in the file in plaintext.
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[..4], b"EKS1");
+        assert!(!raw.windows(first.len()).any(|x| x == first.as_bytes()));
+        drop(mk);
+
+        let mk = FileMasterKeys::open_sealed(&path).unwrap();
+        assert!(mk.is_sealed());
+        assert!(matches!(mk.current_id(), Err(KeyError::Sealed)));
+        assert!(matches!(mk.wrap(&d, b"c"), Err(KeyError::Sealed)));
+        assert!(matches!(mk.unwrap(&w, b"c"), Err(KeyError::Sealed)));
+        assert!(matches!(mk.rotate(), Err(KeyError::Sealed)));
+        assert!(matches!(mk.ids(), Err(KeyError::Sealed)));
+        assert_eq!(mk.wrapped_with(&w).unwrap(), first);
+        assert!(matches!(
+            mk.unseal(b"wrong passphrase!"),
+            Err(KeyError::WrongPassphrase)
+        ));
+        assert!(mk.is_sealed());
+        mk.unseal(PASS).unwrap();
+        assert!(!mk.is_sealed());
+        assert_eq!(mk.unwrap(&w, b"c").unwrap().as_bytes(), d.as_bytes());
+
+        // Rotate, reopen, unseal: both keys held, the new one current.
+        let second = mk.rotate().unwrap();
+        drop(mk);
+        let mk = FileMasterKeys::open_sealed(dir.path()).unwrap();
+        mk.unseal(PASS).unwrap();
+        assert_eq!(mk.ids().unwrap(), vec![first.clone(), second.clone()]);
+        assert_eq!(mk.current_id().unwrap(), second);
+        assert_eq!(mk.unwrap(&w, b"c").unwrap().as_bytes(), d.as_bytes());
+        assert_eq!(mk.retire_others().unwrap(), vec![first]);
+        drop(mk);
+        let mk = FileMasterKeys::open_sealed(&path).unwrap();
+        mk.unseal(PASS).unwrap();
+        assert!(matches!(
+            mk.unwrap(&w, b"c"),
+            Err(KeyError::UnknownKey { .. })
+        ));
+    }
+
+    #[test]
+    fn sealed_file_damage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.sealed");
+        drop(FileMasterKeys::create_sealed(&path, PASS, SealParams::fast_for_tests()).unwrap());
+        let good = std::fs::read(&path).unwrap();
+        let header_len = parse_sealed(&good).unwrap().header.len();
+        for n in 0..good.len() {
+            std::fs::write(&path, &good[..n]).unwrap();
+            match FileMasterKeys::open_sealed(&path) {
+                Err(KeyError::Corrupt(_)) => assert!(n < header_len + TAG_LEN),
+                Err(e) => panic!("length {n}: {e}"),
+                Ok(mk) => assert!(matches!(mk.unseal(PASS), Err(KeyError::WrongPassphrase))),
+            }
+        }
+        // Any altered byte: a parse error or, once the passphrase is tried, WrongPassphrase.
+        // The argon2 parameter bytes are skipped past (altered, they could ask for gigabytes).
+        let altered = |i: usize| {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            match FileMasterKeys::open_sealed(&path) {
+                Err(_) => {}
+                Ok(mk) => assert!(mk.unseal(PASS).is_err(), "byte {i}"),
+            }
+        };
+        for i in (0..5)
+            .chain(17..header_len)
+            .chain([header_len, good.len() - 1])
+        {
+            altered(i);
+        }
+        let mut huge = good.clone();
+        huge[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(parse_sealed(&huge), Err(KeyError::Corrupt(_))));
+    }
+
+    #[test]
+    fn damaged_local_file_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(local(dir.path()));
+        let path = dir.path().join("master.key");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cases = [
+            String::new(),
+            text.replace(RING_HEADER, "enclave-keyring v2"),
+            text.replace("current ", "current mk_missing\n#"),
+            text.lines()
+                .filter(|l| !l.starts_with("key "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            text.replace("key mk_", "key  mk_").replace('=', "=!"),
+            format!("{text}key mk_x AAAA\n"),
+            format!("{text}bogus line\n"),
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            std::fs::write(&path, c).unwrap();
+            assert!(
+                matches!(
+                    FileMasterKeys::open_or_create_local(&path),
+                    Err(KeyError::Corrupt(_))
+                ),
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn ring_parse_random_input_never_panics() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for n in 0..3000usize {
+            let mut buf = b"enclave-keyring v1\n".to_vec();
+            for _ in 0..(n % 80) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(b" \nckrey_mt0AZ=+/"[(x % 16) as usize]);
+            }
+            let _ = Ring::parse(&buf);
+            let _ = parse_sealed(&buf);
+            let _ = parse_wrapped(&buf);
+        }
+    }
+}
