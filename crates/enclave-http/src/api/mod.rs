@@ -1,11 +1,12 @@
 //! The REST API under `/api/v1`, described by OpenAPI (utoipa).
 
-mod audit;
+pub(crate) mod audit;
 pub mod dto;
 mod extract;
 mod governance;
 mod groups;
 mod projects;
+mod secrets;
 mod session;
 mod tokens;
 mod users;
@@ -28,6 +29,7 @@ use utoipa_axum::routes;
         (name = "tokens", description = "Personal API tokens"),
         (name = "audit", description = "The tamper-evident audit trail: search, export, verify, public key"),
         (name = "policy", description = "Cedar policies, explain, role bindings and time-bound access grants"),
+        (name = "secrets", description = "Project secrets (values only on their own read), injection plans, data and master keys"),
     )
 )]
 struct ApiDoc;
@@ -104,6 +106,22 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::verify))
         .routes(routes!(audit::key))
         .routes(routes!(audit::my_work))
+        .routes(routes!(secrets::list))
+        .routes(routes!(secrets::get, secrets::delete))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(secrets::put))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    secrets::SECRET_BODY_LIMIT,
+                )),
+        )
+        .routes(routes!(secrets::value))
+        .routes(routes!(secrets::plan))
+        .routes(routes!(secrets::key_status))
+        .routes(routes!(secrets::rotate))
+        .routes(routes!(secrets::retire))
+        .routes(routes!(secrets::master))
+        .routes(routes!(secrets::rotate_master))
         .routes(routes!(openapi_json))
 }
 
