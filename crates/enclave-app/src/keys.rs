@@ -599,4 +599,15 @@ impl App {
         self.audit(rec).await?;
         self.master_status_unchecked().await
     }
+
+    /// Records that an operator unsealed the master key from `source`, after `failed` wrong
+    /// passphrases since the server started.
+    pub async fn record_unseal(&self, source: &str, failed: u64) -> Result<()> {
+        let rec = AuditRecord {
+            source: source.to_string(),
+            detail: detail!("failed_attempts" => failed),
+            ..self.system_record("key.unseal", "key:master".into(), None)
+        };
+        self.audit(rec).await
+    }
 }

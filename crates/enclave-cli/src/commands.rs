@@ -2,6 +2,7 @@
 
 mod audit;
 mod governance;
+mod secrets;
 
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -87,6 +88,9 @@ impl Runner<'_, '_> {
             ClientCommand::Roles(c) => self.roles(c).await,
             ClientCommand::Grants(c) => self.grants(c).await,
             ClientCommand::Audit(c) => self.audit(c).await,
+            ClientCommand::Secrets(c) => self.secrets(c).await,
+            ClientCommand::Keys(c) => self.keys(c).await,
+            ClientCommand::Unseal { server, ca, .. } => self.unseal(&server, ca.as_deref()).await,
         }
     }
 

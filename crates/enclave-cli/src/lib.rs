@@ -42,7 +42,22 @@
 //! enclave grants list --project P
 //! enclave grants request --project P --role support|project_admin --reason TEXT --duration DUR
 //! enclave grants approve|deny|revoke ID
+//! enclave secrets list --project P
+//! enclave secrets set NAME --project P (--from-file F | --from-stdin) [--description X]
+//! enclave secrets versions|delete NAME --project P
+//! enclave secrets get NAME --project P [--version N] [--out FILE]
+//! enclave secrets plan --project P --map NAME=env:VAR|NAME=file:PATH ...
+//! enclave keys status|rotate --project P
+//! enclave keys retire --project P --version N
+//! enclave keys master
+//! enclave keys rotate-master
+//! enclave unseal --server URL [--ca FILE] --passphrase-stdin
 //! ```
+//!
+//! Secrets: values are read from a file or from all of stdin (any bytes, at most 64 KiB) and
+//! sent once; no command prints a value except `secrets get`, which writes exactly the stored
+//! bytes to stdout or to `--out FILE` (created 0600). `unseal` reads the passphrase from the
+//! first line of stdin.
 //!
 //! Policies, role bindings and grants: a custom policy is one Cedar `permit` or `forbid`, read
 //! from `--file` or `--stdin` (UTF-8, at most 16 KiB, checked before anything is sent). When the
@@ -126,6 +141,129 @@ pub enum ClientCommand {
     /// your work.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// A project's secrets: set (new version), list, versions, get the value, delete, and
+    /// check an injection plan. Values are never listed or echoed.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Encryption keys: a project's data key (status, rotate, retire) and the master key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Unseal a server started with a passphrase-sealed master key.
+    Unseal {
+        /// Server base URL, e.g. https://127.0.0.1:8443.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// PEM file with the CA (or self-signed certificate) to trust.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<std::path::PathBuf>,
+        /// Read the passphrase from stdin (one line). Required: passphrases are never arguments.
+        #[arg(long, required = true)]
+        passphrase_stdin: bool,
+    },
+}
+
+/// `secrets` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// List a project's secrets (names and metadata, never values).
+    List {
+        /// Project.
+        #[arg(long)]
+        project: String,
+    },
+    /// Create a secret, or add a new version of it.
+    Set {
+        /// Secret name, e.g. DB_PASSWORD.
+        name: String,
+        /// Project.
+        #[arg(long)]
+        project: String,
+        /// Read the value from this file (any bytes).
+        #[arg(
+            long,
+            conflicts_with = "from_stdin",
+            required_unless_present = "from_stdin"
+        )]
+        from_file: Option<std::path::PathBuf>,
+        /// Read the value from all of standard input (any bytes).
+        #[arg(long)]
+        from_stdin: bool,
+        /// What the secret is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Show a secret's versions (never values).
+    Versions {
+        /// Secret name.
+        name: String,
+        /// Project.
+        #[arg(long)]
+        project: String,
+    },
+    /// Print a secret's value (needs its own permission; every read is audited).
+    #[command(disable_version_flag = true)]
+    Get {
+        /// Secret name.
+        name: String,
+        /// Project.
+        #[arg(long)]
+        project: String,
+        /// Version (default: the current one).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Write the value to this new file (mode 0600) instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Delete a secret and every version of it.
+    Delete {
+        /// Secret name.
+        name: String,
+        /// Project.
+        #[arg(long)]
+        project: String,
+    },
+    /// Check what a job in the project would receive: each secret as an environment variable
+    /// or a file under /run/secrets (mode 0400). No value is read.
+    Plan {
+        /// Project.
+        #[arg(long)]
+        project: String,
+        /// NAME=env:VARIABLE or NAME=file:PATH (repeat).
+        #[arg(long = "map", value_name = "MAPPING", required = true)]
+        maps: Vec<String>,
+    },
+}
+
+/// `keys` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum KeysCommand {
+    /// A project's data-key versions and re-encryption progress.
+    Status {
+        /// Project.
+        #[arg(long)]
+        project: String,
+    },
+    /// Add a version of a project's data key; existing data is re-encrypted in the background.
+    Rotate {
+        /// Project.
+        #[arg(long)]
+        project: String,
+    },
+    /// Retire an old version of a project's data key (once nothing uses it).
+    #[command(disable_version_flag = true)]
+    Retire {
+        /// Project.
+        #[arg(long)]
+        project: String,
+        /// The version to retire.
+        #[arg(long)]
+        version: u32,
+    },
+    /// The master key: provider, current key, keys still held.
+    Master,
+    /// Rotate the master key: every data key is rewrapped while the server keeps serving.
+    RotateMaster,
 }
 
 /// `audit` subcommands.

@@ -62,6 +62,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// `[audit]`: checkpoints, retention, forwarding.
     pub audit: AuditConfig,
+    /// `[keys]`: where the master key comes from.
+    pub keys: KeysConfig,
 }
 
 /// `[tls]` settings.
@@ -228,6 +230,34 @@ impl Default for AccessConfig {
     }
 }
 
+/// Where the master key (key-encryption key) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MasterKeySource {
+    /// A key file in the data directory (`master.key`, 0600), created on first start.
+    #[default]
+    File,
+    /// A file sealed with a passphrase (`master.sealed`): the server starts sealed and serves
+    /// nothing but its status until an operator runs `enclave unseal`.
+    Passphrase,
+}
+
+impl MasterKeySource {
+    /// `"file"` or `"passphrase"`, as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MasterKeySource::File => "file",
+            MasterKeySource::Passphrase => "passphrase",
+        }
+    }
+}
+
+/// `[keys]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeysConfig {
+    /// The master key's source (`keys.master`, default `file`).
+    pub master: MasterKeySource,
+}
+
 /// `[audit]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -331,6 +361,7 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             access: AccessConfig::default(),
             audit: AuditConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }

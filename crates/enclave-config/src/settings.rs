@@ -55,6 +55,7 @@ pub(crate) const SECTIONS: &[(&str, &str)] = &[
     ("limits", "Request and connection limits."),
     ("passwords", "Password hashing (argon2)."),
     ("access", "Time-bound support and admin access to projects."),
+    ("keys", "Encryption keys. Secrets are sealed with per-project keys, which the master\nkey wraps."),
     ("audit", "The tamper-evident audit trail: signed checkpoints, retention, forwarding\nto a syslog collector (RFC 5424) or a JSON Lines file."),
 ];
 
@@ -263,6 +264,24 @@ pub(crate) const SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| show_duration(c.access.max_grant_duration),
+    },
+    Setting {
+        key: "keys.master",
+        doc: "Where the master key comes from: \"file\" (<data_dir>/master.key, created 0600\non first start; keep a copy apart from backups) or \"passphrase\" (<data_dir>/master.sealed,\ncreated by `enclave admin init-sealed`; the server starts sealed until `enclave unseal`).",
+        set: |c, v| {
+            c.keys.master = match string(v, "\"file\" or \"passphrase\"")? {
+                "file" => crate::MasterKeySource::File,
+                "passphrase" => crate::MasterKeySource::Passphrase,
+                other => {
+                    return Err(format!(
+                        "expected \"file\" or \"passphrase\", got {}",
+                        quote(other)
+                    ))
+                }
+            };
+            Ok(())
+        },
+        show: |c| format!("\"{}\"", c.keys.master.as_str()),
     },
     Setting {
         key: "audit.checkpoint_every",

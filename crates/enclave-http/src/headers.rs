@@ -1,10 +1,11 @@
 //! Security headers on every response, and a request id on every request.
 
-use crate::AppState;
+use crate::HttpSettings;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use std::sync::Arc;
 
 /// The Content-Security-Policy: same-origin scripts and styles only, no inline code, no
 /// framing, forms post only to Enclave.
@@ -16,7 +17,11 @@ pub struct RequestId(pub String);
 
 /// Adds the request id, logs the request (method, path, status, duration; never the query),
 /// then adds the security headers to whatever the handler returned.
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(settings): State<Arc<HttpSettings>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = enclave_app::secrets::new_id("req").unwrap_or_else(|_| "req_unknown".into());
     req.extensions_mut().insert(RequestId(id.clone()));
     // Only the path is logged: query strings can carry one-time tokens (the setup link).
@@ -34,7 +39,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         "request"
     );
     let h = resp.headers_mut();
-    if state.settings.hsts {
+    if settings.hsts {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),

@@ -14,9 +14,10 @@ pub mod console;
 pub mod decided;
 pub mod error;
 pub mod headers;
+pub mod sealed;
 
 use axum::extract::DefaultBodyLimit;
-use axum::Router;
+pub use axum::Router;
 use enclave_app::App;
 use std::sync::Arc;
 
@@ -63,7 +64,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.settings.clone(),
             headers::middleware,
         ))
         .with_state(state)

@@ -135,38 +135,6 @@ pub(crate) async fn checkpoint_by_seq(
     row.as_ref().map(checkpoint).transpose()
 }
 
-/// Loads the installation's checkpoint key from `path` (PKCS#8), creating it (mode 0600, never
-/// overwriting) if the file does not exist. Pass it to [`crate::AuditOptions::signer`]; give
-/// auditors its public key ([`enclave_audit::PublicKey::to_base64`]).
-pub fn load_or_create_audit_key(path: &std::path::Path) -> StoreResult<enclave_audit::SigningKey> {
-    use std::io::Write;
-    let bad = |what: &str, e: &dyn std::fmt::Display| {
-        StoreError::Invalid(format!("audit key {}: {what}: {e}", path.display()))
-    };
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            enclave_audit::SigningKey::from_pkcs8(&bytes).map_err(|e| bad("unreadable", &e))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let (key, pkcs8) =
-                enclave_audit::SigningKey::generate().map_err(|e| bad("generation failed", &e))?;
-            let mut f = std::fs::OpenOptions::new();
-            f.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                f.mode(0o600);
-            }
-            let mut file = f.open(path).map_err(|e| bad("cannot create", &e))?;
-            file.write_all(&pkcs8)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| bad("cannot write", &e))?;
-            Ok(key)
-        }
-        Err(e) => Err(bad("cannot read", &e)),
-    }
-}
-
 /// Sequence numbers travel as SQLite integers.
 fn sql_seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)

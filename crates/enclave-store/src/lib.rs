@@ -43,9 +43,7 @@ pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};
 pub use writes::WriteTx;
 
-pub use audit::{
-    load_or_create_audit_key, AuditEntry, AuditFilter, AuditOrder, AuditSearchPage, PRUNE_ACTION,
-};
+pub use audit::{AuditEntry, AuditFilter, AuditOrder, AuditSearchPage, PRUNE_ACTION};
 
 /// How the store keeps the audit trail.
 #[derive(Clone)]

@@ -68,7 +68,8 @@ impl Server {
         Server::start_in(bin, root, data_dir, opts)
     }
 
-    fn start_in(bin: &str, root: TempDir, data_dir: PathBuf, opts: Options) -> Server {
+    /// Starts `bin serve` on `data_dir` (prepared by the caller) under `root`.
+    pub fn start_in(bin: &str, root: TempDir, data_dir: PathBuf, opts: Options) -> Server {
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--data-dir")

@@ -1,6 +1,7 @@
 //! `enclave`: the server (`serve`), local administration (`admin`, `config`) and the CLI client
 //! (`login`, `users`, `projects`, …) in one binary. This file only wires the crates together.
 
+mod master;
 mod serve;
 mod trail;
 
@@ -95,6 +96,17 @@ enum AdminCmd {
         #[arg(long)]
         password_file: PathBuf,
     },
+    /// Create a passphrase-sealed master key (`master.sealed`) in a new data directory; the
+    /// passphrase (at least 12 bytes) is read from the first line of standard input. Start the
+    /// server with `keys.master = "passphrase"`, then `enclave unseal`.
+    InitSealed {
+        /// Data directory of the server.
+        #[arg(long, env = "ENCLAVE_DATA_DIR", default_value = "./enclave-data")]
+        data_dir: PathBuf,
+        /// Read the passphrase from standard input (the only way; required for clarity).
+        #[arg(long, required = true)]
+        passphrase_stdin: bool,
+    },
     /// Verify the audit trail in the data directory: hash chain and checkpoint signatures.
     /// Exits 0 when intact, 6 when tampered (naming the first bad record), 1 on errors.
     VerifyAudit {
@@ -135,6 +147,7 @@ fn main() -> ExitCode {
                 username,
                 password_file,
             }) => serve::bootstrap(&data_dir, &username, &password_file).await,
+            Cmd::Admin(AdminCmd::InitSealed { data_dir, .. }) => master::init_sealed(&data_dir),
             Cmd::Admin(AdminCmd::VerifyAudit { data_dir, from }) => {
                 serve::verify_audit(&data_dir, from).await
             }

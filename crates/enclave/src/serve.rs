@@ -1,9 +1,10 @@
 //! `enclave serve`, `enclave admin bootstrap` and `enclave config check`.
 
-use enclave_app::{App, Settings, SystemClock};
-use enclave_config::{Config, LogFormat, Overrides};
+use enclave_app::{App, Keyring, Settings, SystemClock};
+use enclave_config::{Config, LogFormat, MasterKeySource, Overrides};
 use enclave_core::session::{SessionPolicy, TokenPolicy};
 use enclave_core::throttle::ThrottleRule;
+use enclave_keys::{FileMasterKeys, MasterKeys};
 use enclave_listener::{ListenConfig, TlsMode};
 use enclave_store::Store;
 use std::io::Write;
@@ -62,7 +63,7 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 /// Creates the data directory with mode 0700 (or tightens an existing one).
-fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -88,6 +89,7 @@ async fn open_app(
     cfg_settings: Settings,
     data_dir: &Path,
     audit: &enclave_config::AuditConfig,
+    master: Arc<FileMasterKeys>,
 ) -> Result<App, String> {
     prepare_data_dir(data_dir).map_err(|e| {
         format!(
@@ -106,12 +108,18 @@ async fn open_app(
             .map_err(|e| format!("cannot create {}: {e}", db.display()))?;
     }
     let options = enclave_store::StoreOptions {
-        audit: crate::trail::audit_options(data_dir, audit)?,
+        audit: crate::trail::audit_options(data_dir, audit, master.as_ref())?,
     };
     let store = Store::open_with(&db, options)
         .await
         .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
-    App::new(store, Arc::new(SystemClock), cfg_settings).map_err(|e| e.to_string())
+    let keyring = Arc::new(Keyring::new(master));
+    keyring.register_master_sealed(Arc::new(crate::trail::SealedAuditKey(
+        data_dir.join(crate::trail::AUDIT_KEY_FILE),
+    )));
+    Ok(App::new(store, Arc::new(SystemClock), cfg_settings)
+        .map_err(|e| e.to_string())?
+        .with_keys(keyring))
 }
 
 fn load(flags: &Overrides) -> Result<Config, i32> {
@@ -156,8 +164,17 @@ pub async fn bootstrap(data_dir: &Path, username: &str, password_file: &Path) ->
     };
     let password = password.lines().next().unwrap_or("").to_string();
     let password = zeroize::Zeroizing::new(password);
+    if data_dir.join(FileMasterKeys::SEALED_FILE).exists() {
+        eprintln!("error: this installation's master key is sealed with a passphrase: start the server, unseal it and use its one-time setup link instead");
+        return EXIT_USAGE;
+    }
     let audit = enclave_config::AuditConfig::default();
-    let app = match open_app(Settings::default(), data_dir, &audit).await {
+    let app = match async {
+        let master = crate::master::open(data_dir, MasterKeySource::File)?;
+        open_app(Settings::default(), data_dir, &audit, master).await
+    }
+    .await
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -196,22 +213,25 @@ pub async fn verify_audit(data_dir: &Path, from: Option<u64>) -> i32 {
         );
         return EXIT_USAGE;
     }
-    let audit = enclave_config::AuditConfig::default();
-    let app = match open_app(Settings::default(), data_dir, &audit).await {
-        Ok(a) => a,
+    // Only the public key is needed: verification works without the master key.
+    let key = match crate::trail::public_key(data_dir) {
+        Ok(k) => k,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_FAIL;
         }
     };
-    let key = match crate::trail::load_or_create_key(data_dir) {
-        Ok(k) => enclave_audit::CheckpointSigner::public_key(&k),
+    let store = match Store::open(&data_dir.join(DB_FILE)).await {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!(
+                "error: cannot open the store in {}: {e}",
+                data_dir.display()
+            );
             return EXIT_FAIL;
         }
     };
-    let code = match app.store().verify_audit(&key, from).await {
+    let code = match store.verify_audit(&key, from).await {
         Ok(Ok(s)) => {
             println!(
                 "audit trail intact: {} records ({}..{}), {} signed checkpoints, key {}",
@@ -232,7 +252,7 @@ pub async fn verify_audit(data_dir: &Path, from: Option<u64>) -> i32 {
             EXIT_FAIL
         }
     };
-    app.store().close().await;
+    store.close().await;
     code
 }
 
@@ -251,6 +271,141 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
     })
 }
 
+/// The platform's running parts once the master key is open.
+struct Running {
+    app: App,
+    forwarders: crate::trail::Forwarders,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Opens the store with the master key and starts the background work.
+    async fn start(
+        cfg: &Config,
+        master: Arc<FileMasterKeys>,
+        base: &str,
+    ) -> Result<Running, String> {
+        let app = open_app(settings(cfg), &cfg.data_dir, &cfg.audit, master).await?;
+        app.refresh_policy()
+            .await
+            .map_err(|e| format!("the authorization policies do not load: {}", e.message))?;
+        let forwarders = crate::trail::Forwarders::start(app.store(), &cfg.data_dir, &cfg.audit)
+            .map_err(|e| format!("audit forwarding: {e}"))?;
+        announce_setup(&app, &cfg.data_dir, base).await?;
+        {
+            let f = forwarders.clone();
+            app.set_commit_listener(Box::new(move || f.notify()));
+        }
+        let pruner = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(300));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = app.prune().await {
+                        tracing::warn!(error = %e, "housekeeping failed");
+                    }
+                    if let Err(e) = app.resume_reencryption().await {
+                        tracing::warn!(error = %e, "re-encryption failed");
+                    }
+                }
+            })
+        };
+        let housekeeping = crate::trail::spawn_housekeeping(app.clone(), &cfg.audit);
+        Ok(Running {
+            app,
+            forwarders,
+            tasks: vec![pruner, housekeeping],
+        })
+    }
+
+    fn router(&self, http: &enclave_http::HttpSettings) -> enclave_http::Router {
+        enclave_http::router(self.app.clone(), http.clone())
+    }
+
+    async fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+        // Windows of token use still open are recorded before the store closes.
+        if let Err(e) = self.app.flush_token_use(true).await {
+            tracing::warn!(error = %e.message, "token use of the last minute was not recorded");
+        }
+        self.forwarders.stop().await;
+        self.app.store().close().await;
+    }
+}
+
+use enclave_http::sealed::{UnsealError, Unsealer};
+
+/// Unseals a sealed server: one attempt at a time, a pause after each wrong passphrase, then
+/// the platform starts and takes over every request.
+struct HostUnsealer {
+    cfg: Config,
+    base: String,
+    http: enclave_http::HttpSettings,
+    master: Arc<FileMasterKeys>,
+    live: Arc<std::sync::OnceLock<enclave_http::Router>>,
+    running: Arc<tokio::sync::Mutex<Option<Running>>>,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl HostUnsealer {
+    async fn attempt(
+        self: Arc<Self>,
+        passphrase: zeroize::Zeroizing<String>,
+        source: String,
+    ) -> Result<(), UnsealError> {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return Ok(());
+        }
+        let master = self.master.clone();
+        let opened = tokio::task::spawn_blocking(move || master.unseal(passphrase.as_bytes()))
+            .await
+            .map_err(|_| UnsealError::Failed("the unseal attempt failed; retry".into()))?;
+        use std::sync::atomic::Ordering;
+        match opened {
+            Ok(()) => {}
+            Err(enclave_keys::KeyError::WrongPassphrase) => {
+                let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                tracing::warn!(%source, failures = n, "unseal refused: wrong passphrase");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Err(UnsealError::WrongPassphrase);
+            }
+            Err(e) => return Err(UnsealError::Failed(e.to_string())),
+        }
+        let r = Running::start(&self.cfg, self.master.clone(), &self.base)
+            .await
+            .map_err(UnsealError::Failed)?;
+        let failed = self.failures.load(Ordering::SeqCst);
+        if let Err(e) = r.app.record_unseal(&source, failed).await {
+            tracing::error!(error = %e.message, "the unseal could not be audited");
+        }
+        let _ = self.live.set(r.router(&self.http));
+        *running = Some(r);
+        tracing::info!(%source, "unsealed");
+        println!("Enclave unsealed; serving.");
+        let _ = std::io::stdout().flush();
+        Ok(())
+    }
+}
+
+/// The trait object handed to the sealed router.
+struct UnsealHandle(Arc<HostUnsealer>);
+
+impl Unsealer for UnsealHandle {
+    fn unseal(
+        &self,
+        passphrase: zeroize::Zeroizing<String>,
+        source: String,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), UnsealError>> + Send + 'static>,
+    > {
+        Box::pin(self.0.clone().attempt(passphrase, source))
+    }
+}
+
 /// `enclave serve`.
 pub async fn serve(flags: Overrides) -> i32 {
     let cfg = match load(&flags) {
@@ -266,24 +421,17 @@ pub async fn serve(flags: Overrides) -> i32 {
         }
     };
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let app = match open_app(settings(&cfg), &cfg.data_dir, &cfg.audit).await {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAIL;
-        }
-    };
-    if let Err(e) = app.refresh_policy().await {
+    if let Err(e) = prepare_data_dir(&cfg.data_dir) {
         eprintln!(
-            "error: the authorization policies do not load: {}",
-            e.message
+            "error: cannot create the data directory {}: {e}",
+            cfg.data_dir.display()
         );
         return EXIT_FAIL;
     }
-    let forwarders = match crate::trail::Forwarders::start(app.store(), &cfg.data_dir, &cfg.audit) {
-        Ok(f) => f,
+    let master = match crate::master::open(&cfg.data_dir, cfg.keys.master) {
+        Ok(m) => m,
         Err(e) => {
-            eprintln!("error: audit forwarding: {e}");
+            eprintln!("error: {e}");
             return EXIT_FAIL;
         }
     };
@@ -315,50 +463,59 @@ pub async fn serve(flags: Overrides) -> i32 {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => format!("{scheme}://{addr}"),
     };
-    if let Err(code) = announce_setup(&app, &cfg.data_dir, &base).await {
-        return code;
+    let http = enclave_http::HttpSettings {
+        max_body_bytes: cfg.limits.max_body_bytes,
+        hsts: listener.is_tls(),
+    };
+    let live = Arc::new(std::sync::OnceLock::new());
+    let running = Arc::new(tokio::sync::Mutex::new(None));
+    let sealed = master.is_sealed();
+    if !sealed {
+        match Running::start(&cfg, master.clone(), &base).await {
+            Ok(r) => {
+                let _ = live.set(r.router(&http));
+                *running.lock().await = Some(r);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_FAIL;
+            }
+        }
     }
+    let unsealer = Arc::new(HostUnsealer {
+        cfg: cfg.clone(),
+        base: base.clone(),
+        http: http.clone(),
+        master,
+        live: live.clone(),
+        running: running.clone(),
+        failures: std::sync::atomic::AtomicU64::new(0),
+    });
+    let router = enclave_http::sealed::gate(
+        enclave_http::sealed::sealed_router(Arc::new(UnsealHandle(unsealer)), http),
+        live,
+    );
     if let Some(cert) = listener.cert_path() {
         println!(
             "TLS certificate: {} (pass it to `enclave login --ca`)",
             cert.display()
         );
     }
+    if sealed {
+        println!(
+            "Enclave is SEALED: unseal it with `enclave unseal --url {base} --passphrase-stdin`"
+        );
+    }
     println!("Enclave listening on {scheme}://{addr}");
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, scheme, "listening");
+    tracing::info!(%addr, scheme, sealed, "listening");
 
-    let pruner = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(300));
-            loop {
-                tick.tick().await;
-                if let Err(e) = app.prune().await {
-                    tracing::warn!(error = %e, "housekeeping failed");
-                }
-            }
-        })
-    };
-    {
-        let f = forwarders.clone();
-        app.set_commit_listener(Box::new(move || f.notify()));
-    }
-    let housekeeping = crate::trail::spawn_housekeeping(app.clone(), &cfg.audit);
-    let router = enclave_http::router(
-        app.clone(),
-        enclave_http::HttpSettings {
-            max_body_bytes: cfg.limits.max_body_bytes,
-            hsts: listener.is_tls(),
-        },
-    );
     let mut opts = enclave_listener::ServeOptions::default();
     opts.max_connections = cfg.limits.max_connections;
     let result = enclave_listener::serve_with(listener, router, shutdown, opts).await;
-    pruner.abort();
-    housekeeping.abort();
-    forwarders.stop().await;
-    app.store().close().await;
+    if let Some(r) = running.lock().await.take() {
+        r.stop().await;
+    }
     match result {
         Ok(()) => {
             tracing::info!("stopped");
@@ -373,15 +530,13 @@ pub async fn serve(flags: Overrides) -> i32 {
 
 /// On a platform without accounts, prints the one-time setup URL and stores it 0600 in the
 /// data directory; otherwise removes a stale setup file.
-async fn announce_setup(app: &App, data_dir: &Path, base: &str) -> Result<(), i32> {
+async fn announce_setup(app: &App, data_dir: &Path, base: &str) -> Result<(), String> {
     let file: PathBuf = data_dir.join(SETUP_URL_FILE);
     match app.issue_setup_token().await {
         Ok(Some(token)) => {
             let url = format!("{base}/setup?token={token}");
-            if let Err(e) = write_private(&file, &format!("{url}\n")) {
-                eprintln!("error: cannot write {}: {e}", file.display());
-                return Err(EXIT_FAIL);
-            }
+            write_private(&file, &format!("{url}\n"))
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
             let mins = app.settings().setup_ttl.as_secs() / 60;
             println!("No admin exists yet. Open this one-time setup URL within {mins} minutes to create the first platform admin:");
             println!("  {url}");
@@ -395,9 +550,6 @@ async fn announce_setup(app: &App, data_dir: &Path, base: &str) -> Result<(), i3
             let _ = std::fs::remove_file(&file);
             Ok(())
         }
-        Err(e) => {
-            eprintln!("error: cannot prepare the setup link: {e}");
-            Err(EXIT_FAIL)
-        }
+        Err(e) => Err(format!("cannot prepare the setup link: {e}")),
     }
 }

@@ -3,30 +3,175 @@
 //! forwarders to outside collectors.
 
 use enclave_app::App;
-use enclave_audit::SigningKey;
+use enclave_app::MasterSealed;
+use enclave_audit::{CheckpointSigner, PublicKey, SigningKey};
 use enclave_config::AuditConfig;
 use enclave_forward::{
     BoxFuture, FileCursorStore, ForwardConfig, ForwardError, ForwardRecord, Forwarder,
     ForwarderHandle, RecordSource, SinkKind,
 };
+use enclave_keys::{DataKey, KeyMaterial, MasterKeys};
 use enclave_store::{AuditOptions, Store};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Name of the checkpoint signing key (PKCS#8, mode 0600) in the data directory.
+/// Name of the checkpoint signing key file in the data directory (sealed, mode 0600).
 pub const AUDIT_KEY_FILE: &str = "audit-signing.key";
 
-/// Loads the installation's checkpoint signing key, creating it (0600) on first start.
-pub fn load_or_create_key(data_dir: &Path) -> Result<SigningKey, String> {
+/// Magic of a sealed audit key file: `EAK1`, the public key (32 bytes), a file key wrapped by
+/// the master key (u16 big-endian length, then the blob), and the PKCS#8 private key sealed
+/// with that file key.
+const SEALED_MAGIC: &[u8; 4] = b"EAK1";
+const WRAP_CONTEXT: &[u8] = b"audit-signing-key";
+
+fn seal_context(public: &PublicKey) -> Vec<u8> {
+    format!("audit-signing-key:{}", public.to_hex()).into_bytes()
+}
+
+/// The parts of a sealed audit key file.
+struct SealedParts<'a> {
+    public: PublicKey,
+    wrapped: &'a [u8],
+    sealed: &'a [u8],
+}
+
+fn parse_sealed(bytes: &[u8]) -> Option<SealedParts<'_>> {
+    let rest = bytes.strip_prefix(SEALED_MAGIC.as_slice())?;
+    let (public, rest) = rest.split_at_checked(32)?;
+    let (len, rest) = rest.split_at_checked(2)?;
+    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let (wrapped, sealed) = rest.split_at_checked(len)?;
+    Some(SealedParts {
+        public: PublicKey::from_bytes(public).ok()?,
+        wrapped,
+        sealed,
+    })
+}
+
+fn seal_key(master: &dyn MasterKeys, public: &PublicKey, pkcs8: &[u8]) -> Result<Vec<u8>, String> {
+    let file_key = KeyMaterial::generate().map_err(|e| e.to_string())?;
+    let wrapped = master
+        .wrap(&file_key, WRAP_CONTEXT)
+        .map_err(|e| e.to_string())?;
+    let dek = DataKey::new("audit-signing-key", 1, &file_key).map_err(|e| e.to_string())?;
+    let sealed = dek
+        .seal(&seal_context(public), pkcs8)
+        .map_err(|e| e.to_string())?;
+    let len = u16::try_from(wrapped.len()).map_err(|_| "wrapped key too long".to_string())?;
+    let mut out = Vec::with_capacity(38 + wrapped.len() + sealed.len());
+    out.extend_from_slice(SEALED_MAGIC);
+    out.extend_from_slice(public.as_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&wrapped);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` atomically and durably with mode 0600.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Loads the installation's checkpoint signing key, sealed under the master key, creating it
+/// on first start. A key file from before sealing (plain PKCS#8) is sealed in place.
+pub fn load_or_create_key(data_dir: &Path, master: &dyn MasterKeys) -> Result<SigningKey, String> {
     let path = data_dir.join(AUDIT_KEY_FILE);
-    enclave_store::load_or_create_audit_key(&path)
-        .map_err(|e| format!("the audit signing key {}: {e}", path.display()))
+    let fail = |e: String| format!("the audit signing key {}: {e}", path.display());
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, pkcs8) = SigningKey::generate().map_err(|e| fail(e.to_string()))?;
+            let pkcs8 = zeroize::Zeroizing::new(pkcs8);
+            let sealed = seal_key(master, &key.public_key(), &pkcs8).map_err(fail)?;
+            write_atomic(&path, &sealed).map_err(fail)?;
+            return Ok(key);
+        }
+        Err(e) => return Err(fail(format!("cannot read: {e}"))),
+    };
+    let Some(parts) = parse_sealed(&bytes) else {
+        // Written before the key was sealed: seal it now.
+        let pkcs8 = zeroize::Zeroizing::new(bytes);
+        let key = SigningKey::from_pkcs8(&pkcs8).map_err(|e| fail(format!("unreadable: {e}")))?;
+        let sealed = seal_key(master, &key.public_key(), &pkcs8).map_err(fail)?;
+        write_atomic(&path, &sealed).map_err(fail)?;
+        return Ok(key);
+    };
+    let file_key = master
+        .unwrap(parts.wrapped, WRAP_CONTEXT)
+        .map_err(|e| fail(e.to_string()))?;
+    let dek = DataKey::new("audit-signing-key", 1, &file_key).map_err(|e| fail(e.to_string()))?;
+    let pkcs8 = dek
+        .open(&seal_context(&parts.public), parts.sealed)
+        .map_err(|e| fail(e.to_string()))?;
+    SigningKey::from_pkcs8(&pkcs8).map_err(|e| fail(format!("unreadable: {e}")))
+}
+
+/// The installation's public checkpoint key, read from the sealed key file without the master
+/// key (what offline verification needs).
+pub fn public_key(data_dir: &Path) -> Result<PublicKey, String> {
+    let path = data_dir.join(AUDIT_KEY_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_sealed(&bytes).map(|p| p.public).ok_or_else(|| {
+        format!(
+            "{} is not a sealed audit key file; start the server once to seal it",
+            path.display()
+        )
+    })
+}
+
+/// The sealed audit key file, rewrapped when the master key rotates.
+pub struct SealedAuditKey(pub std::path::PathBuf);
+
+impl MasterSealed for SealedAuditKey {
+    fn name(&self) -> String {
+        format!("the audit signing key {}", self.0.display())
+    }
+
+    fn rewrap(&self, master: &dyn MasterKeys) -> Result<(), String> {
+        let bytes = std::fs::read(&self.0).map_err(|e| e.to_string())?;
+        let parts = parse_sealed(&bytes).ok_or("not a sealed audit key file")?;
+        let file_key = master
+            .unwrap(parts.wrapped, WRAP_CONTEXT)
+            .map_err(|e| e.to_string())?;
+        let wrapped = master
+            .wrap(&file_key, WRAP_CONTEXT)
+            .map_err(|e| e.to_string())?;
+        let len = u16::try_from(wrapped.len()).map_err(|_| "wrapped key too long".to_string())?;
+        let mut out = Vec::with_capacity(bytes.len() + 8);
+        out.extend_from_slice(SEALED_MAGIC);
+        out.extend_from_slice(parts.public.as_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&wrapped);
+        out.extend_from_slice(parts.sealed);
+        write_atomic(&self.0, &out)
+    }
 }
 
 /// The store's audit options for this installation.
-pub fn audit_options(data_dir: &Path, cfg: &AuditConfig) -> Result<AuditOptions, String> {
-    let key = load_or_create_key(data_dir)?;
+pub fn audit_options(
+    data_dir: &Path,
+    cfg: &AuditConfig,
+    master: &dyn MasterKeys,
+) -> Result<AuditOptions, String> {
+    let key = load_or_create_key(data_dir, master)?;
     Ok(AuditOptions {
         signer: Some(Arc::new(key)),
         checkpoint_every: cfg.checkpoint_every,
@@ -205,5 +350,58 @@ impl Forwarders {
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use enclave_keys::FileMasterKeys;
+
+    fn master(dir: &Path) -> FileMasterKeys {
+        FileMasterKeys::open_or_create_local(&dir.join("master.key")).unwrap()
+    }
+
+    #[test]
+    fn the_key_is_created_once_sealed_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = master(dir.path());
+        let a = load_or_create_key(dir.path(), &m).unwrap();
+        let b = load_or_create_key(dir.path(), &m).unwrap();
+        assert_eq!(a.public_key(), b.public_key());
+        assert_eq!(public_key(dir.path()).unwrap(), a.public_key());
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join(AUDIT_KEY_FILE);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Another master key opens nothing.
+        let other = tempfile::tempdir().unwrap();
+        assert!(load_or_create_key(dir.path(), &master(other.path())).is_err());
+        // Garbage is refused.
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(load_or_create_key(dir.path(), &m).is_err());
+    }
+
+    #[test]
+    fn a_plain_key_is_sealed_in_place_and_rewraps_on_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = master(dir.path());
+        let (key, pkcs8) = SigningKey::generate().unwrap();
+        let path = dir.path().join(AUDIT_KEY_FILE);
+        std::fs::write(&path, &pkcs8).unwrap();
+        let loaded = load_or_create_key(dir.path(), &m).unwrap();
+        assert_eq!(loaded.public_key(), key.public_key());
+        let raw = std::fs::read(&path).unwrap();
+        assert!(raw.starts_with(SEALED_MAGIC));
+        assert!(!raw.windows(pkcs8.len()).any(|w| w == pkcs8.as_slice()));
+
+        m.rotate().unwrap();
+        SealedAuditKey(path.clone()).rewrap(&m).unwrap();
+        m.retire_others().unwrap();
+        let again = load_or_create_key(dir.path(), &m).unwrap();
+        assert_eq!(again.public_key(), key.public_key());
     }
 }

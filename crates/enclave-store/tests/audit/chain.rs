@@ -722,20 +722,3 @@ async fn records_written_before_the_chain_are_chained_by_the_migration() {
         .await
         .is_err());
 }
-
-#[test]
-fn the_installation_key_is_created_once_and_kept_private() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.key");
-    let a = enclave_store::load_or_create_audit_key(&path).unwrap();
-    let b = enclave_store::load_or_create_audit_key(&path).unwrap();
-    assert_eq!(a.public_key(), b.public_key());
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-    std::fs::write(&path, b"garbage").unwrap();
-    assert!(enclave_store::load_or_create_audit_key(&path).is_err());
-}

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod console;
 mod policy;
+mod secrets;
 mod serve;
 mod trail;
 
