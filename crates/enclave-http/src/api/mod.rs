@@ -108,13 +108,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::my_work))
         .routes(routes!(secrets::list))
         .routes(routes!(secrets::get, secrets::delete))
-        .merge(
-            OpenApiRouter::new()
-                .routes(routes!(secrets::put))
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    secrets::SECRET_BODY_LIMIT,
-                )),
-        )
+        .merge(OpenApiRouter::new().routes(routes!(secrets::put)).layer(
+            axum::extract::DefaultBodyLimit::max(secrets::SECRET_BODY_LIMIT),
+        ))
         .routes(routes!(secrets::value))
         .routes(routes!(secrets::plan))
         .routes(routes!(secrets::key_status))

@@ -428,14 +428,20 @@ pub async fn retire(
     Path((project, version)): Path<(String, u32)>,
 ) -> ApiResult<Json<KeyStatusOut>> {
     Ok(Json(
-        s.app.retire_project_key(&c, &project, version).await?.into(),
+        s.app
+            .retire_project_key(&c, &project, version)
+            .await?
+            .into(),
     ))
 }
 
 /// The master keys' provider and state.
 #[utoipa::path(get, path = "/api/v1/keys/master", tag = "secrets",
     responses((status = 200, body = MasterStatusOut), (status = 403, body = super::dto::ErrorBody)))]
-pub async fn master(State(s): State<AppState>, Authed(c): Authed) -> ApiResult<Json<MasterStatusOut>> {
+pub async fn master(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+) -> ApiResult<Json<MasterStatusOut>> {
     Ok(Json(s.app.master_status(&c).await?.into()))
 }
 
