@@ -314,6 +314,14 @@ impl App {
                 }
             });
         }
+        // Token use is audited coalesced: one record per token, address and minute.
+        self.note_token_use(&crate::token_use::TokenRequest {
+            token_id: &t.id,
+            actor: &user.username,
+            source: &meta.source,
+            request_id: &meta.request_id,
+        })
+        .await?;
         Ok(Some(Caller {
             principal: principal(
                 &user,

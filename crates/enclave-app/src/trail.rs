@@ -254,10 +254,12 @@ impl App {
         Ok(found)
     }
 
-    /// Housekeeping for the trail: signs a checkpoint for the head when one is due by time,
-    /// and prunes records older than `retention` (if set) up to the newest checkpoint before
-    /// that age, recording the pruning. Run periodically by the server.
+    /// Housekeeping for the trail: records the windows of token use that have ended, signs a
+    /// checkpoint for the head when one is due by time, and prunes records older than
+    /// `retention` (if set) up to the newest checkpoint before that age, recording the pruning.
+    /// Run periodically by the server.
     pub async fn audit_housekeeping(&self, retention: Option<std::time::Duration>) -> Result<()> {
+        self.flush_token_use(false).await?;
         let now = self.now();
         match self.store.checkpoint_now(now).await {
             Ok(_) | Err(enclave_store::StoreError::NoSigner) => {}

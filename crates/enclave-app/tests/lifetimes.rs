@@ -364,3 +364,96 @@ async fn grants_and_bindings_stop_exactly_at_expiry_for_open_sessions() {
     let e = f.app.list_policies(&ada, None).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Forbidden);
 }
+
+async fn token_uses(f: &Fixture) -> Vec<enclave_core::audit::AuditRecord> {
+    let filter = enclave_store::AuditFilter {
+        action: Some("token.use".into()),
+        ..enclave_store::AuditFilter::default()
+    };
+    let page = f
+        .app
+        .store()
+        .search_audit(&filter, enclave_store::AuditOrder::OldestFirst, None, 100)
+        .await
+        .unwrap();
+    page.items.into_iter().map(|e| e.record).collect()
+}
+
+#[tokio::test]
+async fn token_use_is_audited_once_per_address_and_minute_with_its_count() {
+    let f = fixture().await;
+    let a = admin(&f).await;
+    let t = f
+        .app
+        .create_token(&a, "ci", TokenScope::Read, vec![], None)
+        .await
+        .unwrap();
+    let from = |source: &str, id: &str| RequestMeta {
+        source: source.into(),
+        request_id: id.into(),
+    };
+    let start = f.app.now();
+    for i in 0..5 {
+        let m = from("192.0.2.10", &format!("req_a{i}"));
+        assert!(f
+            .app
+            .authenticate_token(&t.secret, &m)
+            .await
+            .unwrap()
+            .is_some());
+        f.clock.advance(Duration::from_secs(10));
+    }
+    let m = from("198.51.100.7", "req_b0");
+    assert!(f
+        .app
+        .authenticate_token(&t.secret, &m)
+        .await
+        .unwrap()
+        .is_some());
+    // Nothing yet: the minute is still open.
+    assert!(token_uses(&f).await.is_empty());
+    // The first request after the minute records the one that ended, before it is answered.
+    f.clock.advance(Duration::from_secs(10));
+    let m = from("192.0.2.10", "req_a5");
+    assert!(f
+        .app
+        .authenticate_token(&t.secret, &m)
+        .await
+        .unwrap()
+        .is_some());
+    let uses = token_uses(&f).await;
+    assert_eq!(uses.len(), 1, "{uses:?}");
+    let u = &uses[0];
+    assert_eq!(u.actor, "admin");
+    assert_eq!(u.auth, format!("token:{}", t.token.id));
+    assert_eq!(u.resource, format!("token:{}", t.token.id));
+    assert_eq!(u.source, "192.0.2.10");
+    assert_eq!(u.request_id, "req_a0");
+    assert_eq!(u.detail["requests"], 5);
+    assert_eq!(u.detail["first_at"], start.rfc3339());
+    assert_eq!(u.at, f.app.now(), "written at the injected clock's time");
+    // Housekeeping records the other address's ended minute; shutdown records the rest.
+    f.clock.advance(Duration::from_secs(60));
+    assert_eq!(f.app.flush_token_use(false).await.unwrap(), 2);
+    assert_eq!(f.app.flush_token_use(true).await.unwrap(), 0);
+    let uses = token_uses(&f).await;
+    assert_eq!(uses.len(), 3);
+    let counts: Vec<_> = uses
+        .iter()
+        .map(|u| (u.source.as_str(), u.detail["requests"].as_u64().unwrap()))
+        .collect();
+    assert!(counts.contains(&("198.51.100.7", 1)), "{counts:?}");
+    assert!(counts.contains(&("192.0.2.10", 1)), "{counts:?}");
+    // A trail that cannot record refuses the request that is due to write, and keeps the count.
+    let m = from("192.0.2.10", "req_c0");
+    assert!(f
+        .app
+        .authenticate_token(&t.secret, &m)
+        .await
+        .unwrap()
+        .is_some());
+    f.clock.advance(Duration::from_secs(61));
+    f.app.store().break_audit_for_tests().await.unwrap();
+    let e = f.app.authenticate_token(&t.secret, &m).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable);
+}
