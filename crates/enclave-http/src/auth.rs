@@ -138,15 +138,32 @@ pub struct ConsoleSession {
     pub caller: Caller,
     /// CSRF token to embed in forms.
     pub csrf: String,
+    /// Platform-wide actions of [`NAV_ACTIONS`] the visitor may do, to show their links in
+    /// the navigation (pages still ask the policy for themselves).
+    pub nav: Vec<enclave_core::authz::Action>,
 }
+
+/// The platform-wide actions whose pages the console navigation links to.
+pub const NAV_ACTIONS: &[enclave_core::authz::Action] = &[
+    enclave_core::authz::Action::UserList,
+    enclave_core::authz::Action::GroupList,
+    enclave_core::authz::Action::RoleList,
+    enclave_core::authz::Action::PolicyList,
+    enclave_core::authz::Action::PolicyCheck,
+    enclave_core::authz::Action::AuditSearch,
+    enclave_core::authz::Action::AuditExport,
+    enclave_core::authz::Action::AuditVerify,
+];
 
 /// Reads the console session, if any (never fails).
 pub async fn console_session(parts: &Parts, state: &AppState) -> Option<ConsoleSession> {
     let meta = request_meta(parts);
     let secret = session_cookie(&parts.headers)?;
     let caller = state.app.authenticate_session(secret, &meta).await.ok()??;
+    let nav = state.app.my_platform_actions(&caller, NAV_ACTIONS).await;
     Some(ConsoleSession {
         caller,
         csrf: csrf_token_for(secret),
+        nav,
     })
 }

@@ -13,13 +13,74 @@ use enclave_core::audit::Outcome;
 use enclave_core::{Error, Timestamp};
 use enclave_store::{AuditEntry, AuditFilter, AuditOrder};
 
+/// Reads a time of a search filter as UTC: RFC 3339 (`2026-11-23T08:00:00Z`), or a date and
+/// minute (`2026-11-23T08:00`, `2026-11-23 08:00`, as a browser's time field sends it), or a
+/// date alone (its midnight).
 fn parse_time(field: &str, s: &str) -> enclave_core::Result<Timestamp> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+    let s = s.trim().replacen(' ', "T", 1);
+    let full = match s.len() {
+        10 => format!("{s}T00:00:00Z"),
+        16 => format!("{s}:00Z"),
+        _ => s,
+    };
+    time::OffsetDateTime::parse(&full, &time::format_description::well_known::Rfc3339)
         .map(|t| Timestamp(t.unix_timestamp()))
-        .map_err(|_| Error::invalid(field, "an RFC 3339 time like 2026-11-23T08:00:00Z"))
+        .map_err(|_| {
+            Error::invalid(
+                field,
+                "write a UTC time like 2026-11-23T08:00:00Z, 2026-11-23 08:00 or 2026-11-23",
+            )
+        })
 }
 
-fn entry_out(e: AuditEntry) -> AuditRecordOut {
+/// The filter and order of a search query, checked (the API and the console page share it).
+pub(crate) fn filter_of(q: AuditQuery) -> enclave_core::Result<(AuditFilter, AuditOrder)> {
+    let outcome = match q.outcome.as_deref() {
+        None | Some("") => None,
+        Some("success") => Some(Outcome::Success),
+        Some("denied") => Some(Outcome::Denied),
+        Some("failure") => Some(Outcome::Failure),
+        Some(_) => return Err(Error::invalid("outcome", "one of success, denied, failure")),
+    };
+    let order = match q.order.as_deref() {
+        None | Some("newest") => AuditOrder::NewestFirst,
+        Some("oldest") => AuditOrder::OldestFirst,
+        Some(_) => return Err(Error::invalid("order", "newest or oldest")),
+    };
+    let clip = |v: Option<String>, field: &str| -> enclave_core::Result<Option<String>> {
+        match v.map(|s| s.trim().to_string()) {
+            Some(s) if s.len() > 256 => Err(Error::invalid(field, "at most 256 characters")),
+            v => Ok(v.filter(|s| !s.is_empty())),
+        }
+    };
+    let time = |v: Option<String>, field: &str| -> enclave_core::Result<Option<Timestamp>> {
+        v.filter(|t| !t.trim().is_empty())
+            .map(|t| parse_time(field, &t))
+            .transpose()
+    };
+    let filter = AuditFilter {
+        actor: clip(q.actor, "actor")?,
+        action: clip(q.action, "action")?,
+        resource: clip(q.resource, "resource")?,
+        project: clip(q.project, "project")?,
+        outcome,
+        since: time(q.since, "since")?,
+        until: time(q.until, "until")?,
+        seq_min: None,
+        seq_max: None,
+    };
+    if let (Some(since), Some(until)) = (filter.since, filter.until) {
+        if since > until {
+            return Err(Error::invalid(
+                "until",
+                "the end of the time range is before its start",
+            ));
+        }
+    }
+    Ok((filter, order))
+}
+
+pub(crate) fn entry_out(e: AuditEntry) -> AuditRecordOut {
     let r = e.record;
     AuditRecordOut {
         seq: e.seq,
@@ -46,48 +107,11 @@ pub async fn search(
     Authed(c): Authed,
     Q(q): Q<AuditQuery>,
 ) -> ApiResult<Json<AuditPageOut>> {
-    let outcome = match q.outcome.as_deref() {
-        None => None,
-        Some("success") => Some(Outcome::Success),
-        Some("denied") => Some(Outcome::Denied),
-        Some("failure") => Some(Outcome::Failure),
-        Some(_) => {
-            return Err(Error::invalid("outcome", "one of success, denied, failure").into());
-        }
-    };
-    let order = match q.order.as_deref() {
-        None | Some("newest") => AuditOrder::NewestFirst,
-        Some("oldest") => AuditOrder::OldestFirst,
-        Some(_) => return Err(Error::invalid("order", "newest or oldest").into()),
-    };
-    let clip = |v: Option<String>, field: &str| -> enclave_core::Result<Option<String>> {
-        match v {
-            Some(s) if s.len() > 256 => Err(Error::invalid(field, "at most 256 characters")),
-            v => Ok(v.filter(|s| !s.is_empty())),
-        }
-    };
-    let filter = AuditFilter {
-        actor: clip(q.actor, "actor")?,
-        action: clip(q.action, "action")?,
-        resource: clip(q.resource, "resource")?,
-        project: clip(q.project, "project")?,
-        outcome,
-        since: q
-            .since
-            .as_deref()
-            .map(|t| parse_time("since", t))
-            .transpose()?,
-        until: q
-            .until
-            .as_deref()
-            .map(|t| parse_time("until", t))
-            .transpose()?,
-        seq_min: None,
-        seq_max: None,
-    };
+    let (after, limit) = (q.after, q.limit);
+    let (filter, order) = filter_of(q)?;
     let (page, scope) = s
         .app
-        .search_audit(&c, filter, order, q.after, q.limit.unwrap_or(50))
+        .search_audit(&c, filter, order, after, limit.unwrap_or(50))
         .await?;
     Ok(Json(AuditPageOut {
         items: page.items.into_iter().map(entry_out).collect(),

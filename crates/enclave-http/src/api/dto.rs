@@ -724,9 +724,10 @@ pub struct AuditQuery {
     pub project: Option<String>,
     /// `success`, `denied` or `failure`.
     pub outcome: Option<String>,
-    /// RFC 3339 time: at or after.
+    /// UTC time, at or after: RFC 3339 (`2026-11-23T08:00:00Z`), `2026-11-23 08:00`, or a
+    /// date (its midnight).
     pub since: Option<String>,
-    /// RFC 3339 time: at or before.
+    /// UTC time, at or before, written like `since`.
     pub until: Option<String>,
     /// `newest` (default) or `oldest` first.
     pub order: Option<String>,

@@ -15,6 +15,7 @@
 //!   the page right after its creation.
 
 mod admin;
+mod audit;
 mod grants;
 mod guard;
 mod login;
@@ -148,6 +149,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/tokens", get(me::tokens).post(me::create_token))
         .route("/tokens/{id}/revoke", post(me::revoke_token))
+        .route("/audit", get(audit::search))
+        .route("/audit/my-work", get(audit::my_work))
+        .route("/audit/key", get(audit::key))
+        .route("/audit/key.json", get(audit::key_download))
+        .route("/audit/export", get(audit::export))
+        .route("/audit/verify", post(audit::verify))
         .route("/account", get(me::account))
         .route("/account/password", post(me::change_password))
 }

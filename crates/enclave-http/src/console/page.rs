@@ -5,6 +5,7 @@ use crate::auth::ConsoleSession;
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use enclave_core::authz::Action;
 use enclave_core::{Error, ErrorCode, Timestamp};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,15 +15,44 @@ use std::time::Duration;
 pub struct NavUser {
     /// Login name.
     pub username: String,
-    /// Platform admin: the nav shows Users and Groups.
+    /// Platform admin (a badge).
     pub admin: bool,
+    /// The nav shows Users.
+    pub users: bool,
+    /// The nav shows Groups.
+    pub groups: bool,
+    /// The nav shows Roles.
+    pub roles: bool,
+    /// The nav shows Policies.
+    pub policies: bool,
+    /// The nav shows Explain.
+    pub explain: bool,
+    /// The audit pages offer the key, the export and verification (everyone has Audit).
+    pub audit_key: bool,
+}
+
+impl NavUser {
+    fn of(s: &ConsoleSession) -> NavUser {
+        let may = |a: Action| s.nav.contains(&a);
+        NavUser {
+            username: s.caller.principal.username.clone(),
+            admin: s.caller.principal.platform_admin,
+            users: may(Action::UserList),
+            groups: may(Action::GroupList),
+            roles: may(Action::RoleList),
+            policies: may(Action::PolicyList),
+            explain: may(Action::PolicyCheck),
+            audit_key: may(Action::AuditVerify),
+        }
+    }
 }
 
 /// Data of the shared layout (`base.html`), carried by every page.
 pub struct Chrome {
     /// Page title.
     pub title: String,
-    /// Nav entry to highlight: `projects`, `tokens`, `account`, `users`, `groups` or empty.
+    /// Nav entry to highlight: `projects`, `tokens`, `account`, `users`, `groups`, `roles`,
+    /// `policies`, `explain`, `audit` or empty.
     pub section: &'static str,
     /// The signed-in user; `None` on public pages.
     pub user: Option<NavUser>,
@@ -46,10 +76,7 @@ impl Chrome {
         Chrome {
             title: title.into(),
             section,
-            user: session.map(|s| NavUser {
-                username: s.caller.principal.username.clone(),
-                admin: s.caller.principal.platform_admin,
-            }),
+            user: session.map(NavUser::of),
             csrf: session.map(|s| s.csrf.clone()).unwrap_or_default(),
             notice: None,
             error: None,

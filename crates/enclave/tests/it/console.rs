@@ -531,7 +531,7 @@ async fn console_edits_and_deletes_through_forms() {
 }
 
 /// A signed-in console visitor: cookie and CSRF token of one session.
-struct Web<'a> {
+pub(crate) struct Web<'a> {
     s: &'a Server,
     c: reqwest::Client,
     cookie: String,
@@ -539,7 +539,7 @@ struct Web<'a> {
 }
 
 impl<'a> Web<'a> {
-    async fn login(s: &'a Server, username: &str) -> Web<'a> {
+    pub(crate) async fn login(s: &'a Server, username: &str) -> Web<'a> {
         let c = s.client();
         let cookie = console_login(s, &c, username, PASSWORD).await;
         let mut web = Web {
@@ -554,7 +554,7 @@ impl<'a> Web<'a> {
         web
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let r = self
             .c
             .get(self.s.url(path))
@@ -566,7 +566,11 @@ impl<'a> Web<'a> {
     }
 
     /// Posts a form with the session's CSRF token: status, redirect target and page.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Option<String>, String) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, Option<String>, String) {
         let mut form: Vec<(&str, &str)> = fields.to_vec();
         form.push(("csrf", &self.csrf));
         let r = self
@@ -600,7 +604,7 @@ async fn denials_of(s: &Server, actor: &str) -> Vec<String> {
 }
 
 /// Project `alpha` owned by olivia, with sam as a member (data scientist) and vera a user.
-async fn governed_project(s: &Server) -> enclave_testkit::Api {
+pub(crate) async fn governed_project(s: &Server) -> enclave_testkit::Api {
     let admin = s.admin().await;
     for u in ["olivia", "sam", "vera"] {
         admin.user(s, u).await;

@@ -5,6 +5,7 @@
 
 mod api;
 mod audit;
+mod audit_console;
 mod auth;
 mod cli;
 mod console;
