@@ -6,10 +6,19 @@ use enclave_store::Store;
 use enclave_testkit::{Server, PASSWORD};
 use serde_json::json;
 
-async fn records(s: &Server) -> Vec<(i64, enclave_core::audit::AuditRecord)> {
+/// Every record of the trail.
+async fn all_records(s: &Server) -> Vec<(i64, enclave_core::audit::AuditRecord)> {
     let store = Store::open(&s.data_dir.join("enclave.db")).await.unwrap();
-    let r = store.audit_after(0, 10_000).await.unwrap();
+    let r = store.audit_after(0, 100_000).await.unwrap();
     store.close().await;
+    r
+}
+
+/// The records of actions, without the coalesced `token.use` records (those are written when
+/// a token's minute ends, whichever request comes next).
+async fn records(s: &Server) -> Vec<(i64, enclave_core::audit::AuditRecord)> {
+    let mut r = all_records(s).await;
+    r.retain(|(_, r)| r.action != "token.use");
     r
 }
 
@@ -91,6 +100,27 @@ async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
             "/api/v1/projects/p1/members/erin",
             None,
             "project.remove_member",
+        ),
+        (
+            "POST",
+            "/api/v1/policies",
+            Some(json!({
+                "name": "no-deletes-for-nobody",
+                "body": "forbid (principal is User, action == Action::\"project.delete\", resource)\nwhen { principal.username == \"nobody\" };",
+            })),
+            "policy.create",
+        ),
+        (
+            "POST",
+            "/api/v1/roles",
+            Some(json!({"subject": "user:erin", "role": "security_auditor"})),
+            "role.bind",
+        ),
+        (
+            "POST",
+            "/api/v1/projects/p1/grants",
+            Some(json!({"role": "support", "reason": "debugging a failed job", "duration": "1h"})),
+            "grant.request",
         ),
         ("DELETE", "/api/v1/projects/p1", None, "project.delete"),
         (
@@ -194,7 +224,40 @@ async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
         .nth(1)
         .unwrap()
         .to_string();
-    let all = records(&s).await;
+    // Every route of the API, the newer ones (policies, roles, grants, audit) included, by
+    // the same driver as the policy test: one route list, the server's own.
+    let run = crate::policy::drive_every_route(&s, &admin).await;
+    assert!(run.checked > 40, "{}", run.checked);
+    token_secrets.extend(run.tokens);
+    // A security auditor searches and exports the trail; the export is recorded.
+    let auditor = admin.user(&s, "aud").await;
+    token_secrets.push(auditor.token.clone());
+    let (st, b) = admin
+        .post(
+            "/api/v1/roles",
+            json!({"subject": "user:aud", "role": "security_auditor"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, page) = auditor.get("/api/v1/audit?limit=500").await;
+    assert_eq!((st, page["scope"].as_str()), (200, Some("all")), "{page}");
+    let r = auditor
+        .client
+        .get(format!("{}/api/v1/audit/export", auditor.base))
+        .bearer_auth(&auditor.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let export = r.text().await.unwrap();
+    assert!(export.lines().count() > 50);
+    let last = records(&s).await.pop().unwrap().1;
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("audit.export", "aud")
+    );
+
+    let all = all_records(&s).await;
     assert!(all.iter().any(|(_, r)| r.action == "auth.login"
         && r.outcome.as_str() == "failure"
         && r.actor == "bob"));
@@ -216,7 +279,11 @@ async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
             .iter()
             .map(|t| t.trim_start_matches("enc_pat_").to_string()),
     );
-    let trail: String = all.iter().map(|(_, r)| format!("{r:?}")).collect();
+    let trail: String = all
+        .iter()
+        .map(|(_, r)| format!("{r:?}"))
+        .chain([page.to_string(), export])
+        .collect();
     let logs = s.stderr.lock().unwrap().join("\n");
     let mut raw = Vec::new();
     for f in ["enclave.db", "enclave.db-wal"] {
@@ -230,4 +297,49 @@ async fn every_change_and_denial_is_audited_and_no_secret_leaks() {
         assert!(!logs.contains(secret.as_str()), "secret in logs");
         assert!(!raw.contains(secret.as_str()), "secret in store files");
     }
+}
+
+#[tokio::test]
+async fn token_use_is_recorded_once_a_minute_per_address_with_its_count() {
+    let s = Server::start(BIN);
+    let admin = s.admin().await;
+    let ana = admin.user(&s, "ana").await;
+    for _ in 0..4 {
+        assert_eq!(ana.get("/api/v1/projects").await.0, 200);
+    }
+    let (st, tokens) = ana.get("/api/v1/tokens").await;
+    assert_eq!(st, 200, "{tokens}");
+    let id = tokens["items"][0]["id"].as_str().unwrap().to_string();
+    // Five requests inside one minute: no record per request.
+    let uses = |all: &[(i64, enclave_core::audit::AuditRecord)]| {
+        all.iter()
+            .filter(|(_, r)| r.action == "token.use" && r.actor == "ana")
+            .count()
+    };
+    assert_eq!(uses(&all_records(&s).await), 0);
+    // The server records the open minute when it stops; the search finds it.
+    let s = s.restart(enclave_testkit::Options::default());
+    let ana = s.login("ana", PASSWORD).await;
+    let (st, page) = ana.get("/api/v1/audit?action=token.use").await;
+    assert_eq!(st, 200, "{page}");
+    assert_eq!(page["scope"], "own");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    let r = &items[0];
+    assert_eq!(r["actor"], "ana");
+    assert_eq!(r["auth"], format!("token:{id}"));
+    assert_eq!(r["resource"], format!("token:{id}"));
+    assert_eq!(r["source"], "127.0.0.1");
+    assert_eq!(r["outcome"], "success");
+    assert_eq!(r["detail"]["requests"], 5, "{r}");
+    assert!(r["request_id"].as_str().unwrap().starts_with("req_"));
+    assert!(r["detail"]["first_at"].as_str().is_some());
+    // The admin finds it too, by resource.
+    let admin = s.login("admin", PASSWORD).await;
+    let (_, page) = admin
+        .get(&format!(
+            "/api/v1/audit?resource=token:{id}&action=token.use"
+        ))
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
 }
