@@ -3,7 +3,8 @@
 // through the setup URL in the browser; a user, a group and a project are created from the CLI;
 // the browser then shows them. Then governance: a project owner approves a support request in
 // the browser, sees the access banner, explains decisions and gets a policy's error by line and
-// column. Fails on any Content-Security-Policy violation or page error.
+// column. Then audit: the owner sees who accessed her work; a security auditor filters the
+// trail, copies the public key and verifies the trail. Fails on any Content-Security-Policy violation or page error.
 //
 // Usage: node tests/browser/console.mjs path/to/enclave
 import { spawn, spawnSync } from 'node:child_process';
@@ -24,6 +25,7 @@ const shots = join(process.cwd(), 'target', 'browser');
 mkdirSync(shots, { recursive: true });
 const PASSWORD = 'Amber-Valley-Kestrel-314';
 const OLIVIA = 'Lumen-Orchard-Basalt-2718';
+const ARIA = 'Cobalt-Meadow-Ferry-4471';
 
 let server;
 let browser;
@@ -181,6 +183,41 @@ async function main() {
   // The refused form answered 400, which Chromium logs; anything else is a problem.
   const unexpected = problems.filter((p) => !p.includes('status of 400 (Bad Request)'));
   check(unexpected.length === 0, `no CSP violations or page errors on the governance pages (${unexpected.join('; ')})`);
+  problems.length = 0;
+
+  // 8. Audit: the owner sees her own records and who outside the project acted in it; a security auditor, who
+  // holds no project, finds the audit pages in the nav, filters the trail, copies the public
+  // key and verifies the trail.
+  await Promise.all([page.waitForNavigation(), page.click('nav.nav a[href="/audit"]')]);
+  const own = await page.textContent('#audit-records');
+  check(own.includes('grant.approve') && !own.includes('grant.request'),
+    'the owner finds her own approval in the audit trail, and only her own records');
+  await Promise.all([page.waitForNavigation(), page.click('a[href="/audit/my-work"]')]);
+  // The admin created the project, so is a member: nobody outside it has acted there.
+  check((await page.textContent('main')).includes("Nobody outside your projects' members"),
+    '"who accessed my work" lists no outside access in a project without any');
+  cli(['users', 'create', 'aria', '--password-stdin'], ARIA);
+  cli(['roles', 'bind', 'security_auditor', '--user', 'aria']);
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/logout"] button')]);
+  await page.fill('#username', 'aria');
+  await page.fill('#password', ARIA);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  await Promise.all([page.waitForNavigation(), page.click('nav.nav a[href="/audit"]')]);
+  check((await page.textContent('#audit-scope')).includes('every record'), 'the auditor sees every record');
+  await page.fill('#a-actor', 'olivia');
+  await page.fill('#a-action', 'grant.approve');
+  await Promise.all([page.waitForNavigation(), page.click('#audit-filter button[type=submit]')]);
+  const rows = await page.textContent('#audit-records');
+  check(rows.includes('grant.approve') && rows.includes('olivia') && !rows.includes('grant.request'),
+    "the auditor finds the owner's approval by actor and action");
+  await page.screenshot({ path: join(shots, 'audit.png'), fullPage: true });
+  await Promise.all([page.waitForNavigation(), page.click('a[href="/audit/key"]')]);
+  check((await page.textContent('#public-key')).trim().length > 40, 'the key page shows the public key');
+  check((await page.inputValue('#key-json')).includes('latest_checkpoint'), 'key and checkpoint ready to copy');
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/audit/verify"] button')]);
+  check((await page.textContent('#verdict')).includes('Intact'), 'verifying the stored trail says it is intact');
+  await page.screenshot({ path: join(shots, 'audit-key.png'), fullPage: true });
+  check(problems.length === 0, `no CSP violations or page errors on the audit pages (${problems.join('; ')})`);
 }
 
 let failed = false;
