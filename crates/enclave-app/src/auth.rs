@@ -120,10 +120,19 @@ impl App {
             None
         };
         let usable = password.len() <= 4 * password::MAX_LEN && !password.is_empty();
-        let hash = creds.as_ref().and_then(|c| c.password_hash.as_deref());
+        let hash = match &creds {
+            Some(c) => {
+                self.open_password_hash(&c.user.id, c.password_hash.as_deref())
+                    .await?
+            }
+            None => None,
+        };
         let verified = self
             .hasher
-            .verify(if usable { password } else { "" }, hash)
+            .verify(
+                if usable { password } else { "" },
+                hash.as_deref().map(|h| h.as_str()),
+            )
             .await?
             && usable;
         match creds {
@@ -380,9 +389,12 @@ impl App {
         let Some(creds) = self.store.user_by_id(&me).await? else {
             return Err(Error::unauthenticated());
         };
+        let stored = self
+            .open_password_hash(&me, creds.password_hash.as_deref())
+            .await?;
         if !self
             .hasher
-            .verify(current, creds.password_hash.as_deref())
+            .verify(current, stored.as_deref().map(|h| h.as_str()))
             .await?
         {
             let rec = caller.record(
@@ -403,6 +415,7 @@ impl App {
         let hash = self.hasher.hash(new).await?;
         let now = self.now();
         let mut tx = self.store.write().await?;
+        let hash = self.seal_password_hash(&mut tx, &me, &hash).await?;
         tx.set_password(&me, &hash, now).await?;
         let ended = tx.delete_sessions_of(&me).await?;
         let rec = caller.record(

@@ -25,6 +25,16 @@ use enclave_store::{DataKeyRow, KeyState, Store, WriteTx};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// Scope of the platform's own data key: data that belongs to no project (password hashes).
+pub(crate) const PLATFORM_SCOPE: &str = "platform";
+
+/// Prefix of a password hash sealed with the platform key (base64 of the ciphertext follows).
+const SEALED_HASH: &str = "sealed:";
+
+fn password_context(user_id: &str) -> Vec<u8> {
+    format!("password:{user_id}").into_bytes()
+}
+
 /// Secret versions re-encrypted per write transaction.
 const REENCRYPT_BATCH: u32 = 64;
 
@@ -609,5 +619,78 @@ impl App {
             ..self.system_record("key.unseal", "key:master".into(), None)
         };
         self.audit(rec).await
+    }
+
+    /// Seals a password hash (argon2 PHC string) with the platform key inside `tx`, bound to
+    /// the user: a copied store reveals no hash to crack offline. Without keys (tests of other
+    /// parts) the hash is kept as is.
+    pub(crate) async fn seal_password_hash(
+        &self,
+        tx: &mut WriteTx,
+        user_id: &str,
+        phc: &str,
+    ) -> Result<String> {
+        let Some(keys) = self.keys.clone() else {
+            return Ok(phc.to_string());
+        };
+        let key = keys.active_key(tx, PLATFORM_SCOPE, self.now()).await?;
+        let sealed = key
+            .seal(&password_context(user_id), phc.as_bytes())
+            .map_err(key_error)?;
+        use base64::Engine;
+        Ok(format!(
+            "{SEALED_HASH}{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
+        ))
+    }
+
+    /// The PHC string of a stored password hash: opened when sealed, as is otherwise.
+    pub(crate) async fn open_password_hash(
+        &self,
+        user_id: &str,
+        stored: Option<&str>,
+    ) -> Result<Option<zeroize::Zeroizing<String>>> {
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let Some(b64) = stored.strip_prefix(SEALED_HASH) else {
+            return Ok(Some(zeroize::Zeroizing::new(stored.to_string())));
+        };
+        use base64::Engine;
+        let sealed = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(b64)
+            .map_err(|_| {
+                tracing::error!(user_id, "sealed password hash is not base64");
+                Error::internal()
+            })?;
+        let keys = self.keyring()?.clone();
+        let r = enclave_keys::key_ref_of(&sealed).map_err(key_error)?;
+        let key = keys.key_for(&self.store, &r).await?;
+        let phc = key
+            .open(&password_context(user_id), &sealed)
+            .map_err(key_error)?;
+        let phc = String::from_utf8(phc.to_vec()).map_err(|_| Error::internal())?;
+        Ok(Some(zeroize::Zeroizing::new(phc)))
+    }
+
+    /// Seals every password hash still stored in the clear (written before hashes were
+    /// sealed). Run at start; returns how many were sealed.
+    pub async fn seal_plain_password_hashes(&self) -> Result<u64> {
+        if self.keys.is_none() {
+            return Ok(0);
+        }
+        let mut sealed = 0;
+        loop {
+            let batch = self.store.plain_password_hashes(100).await?;
+            if batch.is_empty() {
+                return Ok(sealed);
+            }
+            let mut tx = self.store.write().await?;
+            for (user_id, phc) in &batch {
+                let new = self.seal_password_hash(&mut tx, user_id, phc).await?;
+                sealed += tx.reseal_password_hash(user_id, phc, &new).await?;
+            }
+            tx.commit().await?;
+        }
     }
 }

@@ -89,6 +89,7 @@ impl App {
         if !tx.use_setup_token(&id, self.now()).await? || tx.count_users().await? != 0 {
             return Err(unavailable());
         }
+        let hash = self.seal_password_hash(&mut tx, &user.id, &hash).await?;
         tx.insert_user(&user, Some(&hash)).await?;
         let mut rec = system_record(self, "setup.create_admin", &label("user", username), meta);
         rec.auth = "setup-token".into();
@@ -110,6 +111,7 @@ impl App {
         let hash = self.hasher.hash(password).await?;
         let user = self.user_record(&input)?;
         let mut tx = self.store.write().await?;
+        let hash = self.seal_password_hash(&mut tx, &user.id, &hash).await?;
         tx.insert_user(&user, Some(&hash))
             .await
             .map_err(|e| match e {

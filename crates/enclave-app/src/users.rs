@@ -121,6 +121,7 @@ impl App {
         let user = self.user_record(&input)?;
         let hash = self.hasher.hash(&input.password).await?;
         let mut tx = self.store.write().await?;
+        let hash = self.seal_password_hash(&mut tx, &user.id, &hash).await?;
         tx.insert_user(&user, Some(&hash))
             .await
             .map_err(|e| match e {
@@ -280,6 +281,7 @@ impl App {
         check_new_password(password, &user.username)?;
         let hash = self.hasher.hash(password).await?;
         let mut tx = self.store.write().await?;
+        let hash = self.seal_password_hash(&mut tx, &user.id, &hash).await?;
         tx.set_password(&user.id, &hash, self.now()).await?;
         let ended = tx.delete_sessions_of(&user.id).await?;
         let rec = caller.record(

@@ -186,6 +186,40 @@ async fn secrets_are_sealed_versioned_and_read_only_with_permission() {
     f.app.store().close().await;
     assert!(!raw_files_contain(f.dir.path(), VALUE));
     assert!(!raw_files_contain(f.dir.path(), b"second-value-Lantern"));
+    // Password hashes are sealed too: nothing to crack offline.
+    assert!(!raw_files_contain(f.dir.path(), b"$argon2id$"));
+}
+
+#[tokio::test]
+async fn password_hashes_stored_in_the_clear_are_sealed_and_logins_go_on() {
+    let f = fixture().await;
+    // An installation from before keys: hashes in the clear.
+    let plain = App::new(
+        f.app.store().clone(),
+        Arc::new(SystemClock),
+        Settings::default(),
+    )
+    .unwrap();
+    plain.bootstrap_admin("admin", PW).await.unwrap();
+    assert_eq!(
+        f.app.store().plain_password_hashes(10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(f.app.seal_plain_password_hashes().await.unwrap(), 1);
+    assert!(f
+        .app
+        .store()
+        .plain_password_hashes(10)
+        .await
+        .unwrap()
+        .is_empty());
+    login(&f, "admin").await;
+    // A wrong password still fails.
+    assert!(f
+        .app
+        .login_session("admin", "Wrong-Password-Entirely-1", &meta())
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -377,13 +411,9 @@ async fn a_wrong_master_key_decrypts_nothing() {
     )
     .unwrap()
     .with_keys(Arc::new(Keyring::new(wrong)));
-    let owner2 = app2
-        .login_session("olivia", PW, &meta())
-        .await
-        .unwrap()
-        .caller;
+    // Not even a login: the password hash is sealed too. A clear error, nothing opened.
     let e = app2
-        .read_secret(&owner2, "fraud", "DB_PASSWORD", None)
+        .login_session("olivia", PW, &meta())
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Unavailable);

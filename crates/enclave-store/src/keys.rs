@@ -287,6 +287,21 @@ impl Store {
             .transpose()
     }
 
+    /// Users whose password hash is still stored in the clear (an argon2 PHC string), at most
+    /// `limit`: `(user id, hash)`.
+    pub async fn plain_password_hashes(&self, limit: u32) -> StoreResult<Vec<(String, String)>> {
+        sqlx::query(
+            "SELECT id, password_hash FROM users WHERE password_hash LIKE '$argon2%' LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| Ok((s(r, "id")?, s(r, "password_hash")?)))
+        .collect()
+    }
+
     /// A project's name by its id.
     pub async fn project_name_by_id(&self, id: &str) -> StoreResult<Option<String>> {
         sqlx::query("SELECT name FROM projects WHERE id = $1")
@@ -565,6 +580,25 @@ impl WriteTx {
         .await
         .map_err(map_err)?
         .rows_affected())
+    }
+
+    /// Replaces a password hash with its sealed form, only if it is still `old`.
+    pub async fn reseal_password_hash(
+        &mut self,
+        user_id: &str,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2")
+                .bind(user_id)
+                .bind(old)
+                .bind(new)
+                .execute(self.sql().await?)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+        )
     }
 
     /// Deletes a secret and every version of it. Returns rows removed.

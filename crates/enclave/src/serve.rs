@@ -170,6 +170,8 @@ pub async fn bootstrap(data_dir: &Path, username: &str, password_file: &Path) ->
     }
     let audit = enclave_config::AuditConfig::default();
     let app = match async {
+        prepare_data_dir(data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let master = crate::master::open(data_dir, MasterKeySource::File)?;
         open_app(Settings::default(), data_dir, &audit, master).await
     }
