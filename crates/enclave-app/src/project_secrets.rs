@@ -408,36 +408,49 @@ impl App {
     ) -> Result<Vec<ResolvedSecret>> {
         check_project(project)?;
         check_plan(plan)?;
-        let mut metas = Vec::with_capacity(plan.len());
-        for m in plan {
+        let mut names: Vec<&str> = plan.iter().map(|m| m.secret.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in &names {
             self.authorize_workload(
                 workload_id,
                 meta,
                 Action::SecretReadValue,
-                &secret_resource(project, &m.secret),
-                &label("secret", &format!("{project}/{}", m.secret)),
+                &secret_resource(project, name),
+                &label("secret", &format!("{project}/{name}")),
             )
             .await?;
-            metas.push(self.find_secret(project, &m.secret).await?);
         }
-        let now = self.now();
-        let actor = format!("workload:{workload_id}");
+        let keys = self.keyring()?.clone();
+        let mut opened = std::collections::HashMap::with_capacity(names.len());
+        for (s, ciphertext) in self.store.current_secrets(project, &names).await? {
+            let r = enclave_keys::key_ref_of(&ciphertext).map_err(key_error)?;
+            let key = keys.key_for(&self.store, &r).await?;
+            let value = key
+                .open(&value_context(&s.id, s.current_version), &ciphertext)
+                .map_err(key_error)?;
+            opened.insert(s.name.clone(), (s.current_version, value));
+        }
         let mut out = Vec::with_capacity(plan.len());
         let mut injected = Vec::with_capacity(plan.len());
-        for (m, s) in plan.iter().zip(&metas) {
-            let value = self.open_version(s, s.current_version).await?;
+        for m in plan {
+            let (version, value) = opened
+                .get(&m.secret)
+                .ok_or_else(|| Error::not_found("secret", &format!("{project}/{}", m.secret)))?;
             injected.push(serde_json::json!({
                 "secret": m.secret,
-                "version": s.current_version,
+                "version": version,
                 "target": m.target.to_spec(),
             }));
             out.push(ResolvedSecret {
                 secret: m.secret.clone(),
-                version: s.current_version,
+                version: *version,
                 target: m.target.clone(),
-                value,
+                value: value.clone(),
             });
         }
+        let now = self.now();
+        let actor = format!("workload:{workload_id}");
         let rec = AuditRecord {
             project: Some(project.to_string()),
             detail: detail!("injected" => serde_json::Value::Array(injected)),

@@ -248,6 +248,37 @@ impl Store {
         .transpose()
     }
 
+    /// Several secrets of a project with the sealed value of their current version, in one
+    /// read (for resolving an injection plan). Names not found are simply absent.
+    pub async fn current_secrets(
+        &self,
+        project: &str,
+        names: &[&str],
+    ) -> StoreResult<Vec<(SecretMeta, Vec<u8>)>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (2..names.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT s.id, p.name AS project, s.name, s.description, s.current_version,
+               s.created_by, s.created_at, s.updated_at, v.ciphertext
+             FROM secrets s JOIN projects p ON p.id = s.project_id
+             JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
+             WHERE p.name = $1 AND s.name IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(project);
+        for n in names {
+            q = q.bind(*n);
+        }
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| Ok((secret(r)?, r.try_get("ciphertext").map_err(map_err)?)))
+            .collect()
+    }
+
     /// A secret's versions, newest first. Never the values.
     pub async fn secret_versions(&self, secret_id: &str) -> StoreResult<Vec<SecretVersionMeta>> {
         sqlx::query(
