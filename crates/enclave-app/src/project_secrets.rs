@@ -1,7 +1,8 @@
-//! A project's secrets: named, versioned values sealed with the project's data key; listed by
-//! name and metadata only; read one value at a time with their own permission, every read
-//! audited; and resolved for a workload at start time under the workload's own role, as the
-//! environment variables and files it declared.
+//! Secrets: named, versioned values held by a project (sealed with the project's data key) or
+//! by one person (personal secrets, sealed with the platform key); listed by name and metadata
+//! only; read one value at a time with their own permission, every read audited; and resolved
+//! for a workload at start time under the workload's own role, as the environment variables
+//! and files it declared.
 //!
 //! Invariants:
 //! * A value is sealed before it reaches the store, bound to `secret:<secret id>:<version>`,
@@ -9,19 +10,21 @@
 //! * No value is ever listed, logged, audited or echoed back; only its size.
 //! * Every read of a value (by a person or for a workload) is in the audit trail before the
 //!   value leaves this module.
+//! * Personal secrets are their owner's alone (admins included: nobody else); a workload may
+//!   receive its launcher's personal secrets, and only those its plan names.
 
 use crate::chokepoint::{label, Caller};
-use crate::keys::{key_error, project_scope};
+use crate::keys::{key_error, project_scope, PLATFORM_SCOPE};
 use crate::{detail, App, RequestMeta};
 use enclave_core::audit::{AuditRecord, Outcome};
 use enclave_core::authz::Action;
 use enclave_core::secrets::{
     check_name, check_plan, check_value, ResolvedSecret, SecretMapping, SecretMeta,
-    SecretVersionMeta, MAX_SECRETS_PER_OWNER,
+    SecretVersionMeta, MAX_SECRETS_PER_OWNER, PERSONAL_PREFIX,
 };
 use enclave_core::{names, Error, Result};
 use enclave_policy::{Resource, WorkloadKind};
-use enclave_store::WorkloadFact;
+use enclave_store::{Holder, WorkloadFact};
 use zeroize::Zeroizing;
 
 /// The associated data a secret version's ciphertext is bound to.
@@ -50,22 +53,287 @@ fn check_project(project: &str) -> Result<()> {
     names::slug("project", project).map_err(|_| Error::not_found("project", project))
 }
 
+/// Where secrets live, as the use cases address them.
+#[derive(Debug, Clone, Copy)]
+enum Place<'a> {
+    /// A project, by name.
+    Project(&'a str),
+    /// The caller's own personal secrets.
+    Mine,
+}
+
+/// A place resolved against the store: ids, key scope, and how records name it.
+struct Resolved {
+    holder_id: String,
+    personal: bool,
+    /// The project's name (for records and policy), `None` for personal secrets.
+    project: Option<String>,
+    /// Label prefix: `fraud` or `~olivia`.
+    prefix: String,
+    scope: String,
+}
+
+impl Resolved {
+    fn holder(&self) -> Holder<'_> {
+        if self.personal {
+            Holder::Person(&self.holder_id)
+        } else {
+            Holder::Project(&self.holder_id)
+        }
+    }
+
+    fn label(&self, name: &str) -> String {
+        label("secret", &format!("{}/{name}", self.prefix))
+    }
+}
+
+impl Place<'_> {
+    /// The resource and label of the place itself (for lists), without touching the store.
+    fn list_target(&self, caller: &Caller) -> Result<(Resource, String)> {
+        match self {
+            Place::Project(p) => {
+                check_project(p)?;
+                Ok((
+                    Resource::Project(p.to_string()),
+                    label("project", &format!("{p}/secrets")),
+                ))
+            }
+            Place::Mine => Ok((
+                Resource::User(caller.principal.user_id.clone()),
+                label("secrets", &format!("~{}", caller.principal.username)),
+            )),
+        }
+    }
+
+    /// The resource and label of one secret here, without touching the store.
+    fn target(&self, caller: &Caller, name: &str) -> Result<(Resource, String)> {
+        match self {
+            Place::Project(p) => {
+                check_project(p)?;
+                Ok((
+                    secret_resource(p, name),
+                    label("secret", &format!("{p}/{name}")),
+                ))
+            }
+            Place::Mine => Ok((
+                Resource::User(caller.principal.user_id.clone()),
+                label("secret", &format!("~{}/{name}", caller.principal.username)),
+            )),
+        }
+    }
+}
+
 impl App {
-    /// A project's secrets: names and metadata, never values.
-    pub async fn list_secrets(&self, caller: &Caller, project: &str) -> Result<Vec<SecretMeta>> {
-        check_project(project)?;
-        self.authorize(
-            caller,
-            Action::SecretList,
-            &Resource::Project(project.to_string()),
-            &label("project", &format!("{project}/secrets")),
-            true,
+    async fn resolve_place(&self, caller: &Caller, place: Place<'_>) -> Result<Resolved> {
+        match place {
+            Place::Project(project) => {
+                let p = self
+                    .store
+                    .project_by_name(project)
+                    .await?
+                    .ok_or_else(|| Error::not_found("project", project))?;
+                Ok(Resolved {
+                    scope: project_scope(&p.id),
+                    holder_id: p.id,
+                    personal: false,
+                    project: Some(project.to_string()),
+                    prefix: project.to_string(),
+                })
+            }
+            Place::Mine => Ok(Resolved {
+                holder_id: caller.principal.user_id.clone(),
+                personal: true,
+                project: None,
+                prefix: format!("~{}", caller.principal.username),
+                scope: PLATFORM_SCOPE.to_string(),
+            }),
+        }
+    }
+
+    async fn find_in(&self, place: &Resolved, name: &str) -> Result<SecretMeta> {
+        let found = match check_name(name) {
+            Err(_) => None,
+            Ok(()) => match &place.project {
+                Some(p) => self.store.secret(p, name).await?,
+                None => self.store.personal_secret(&place.holder_id, name).await?,
+            },
+        };
+        found.ok_or_else(|| Error::not_found("secret", &format!("{}/{name}", place.prefix)))
+    }
+
+    async fn list_in(&self, caller: &Caller, place: Place<'_>) -> Result<Vec<SecretMeta>> {
+        let (resource, what) = place.list_target(caller)?;
+        self.authorize(caller, Action::SecretList, &resource, &what, true)
+            .await?;
+        let r = self.resolve_place(caller, place).await?;
+        Ok(match &r.project {
+            Some(p) => self.store.list_secrets(p).await?,
+            None => self.store.list_personal_secrets(&r.holder_id).await?,
+        })
+    }
+
+    async fn versions_in(
+        &self,
+        caller: &Caller,
+        place: Place<'_>,
+        name: &str,
+    ) -> Result<(SecretMeta, Vec<SecretVersionMeta>)> {
+        let (resource, what) = match place {
+            // Metadata of a project's secret needs only the right to list them.
+            Place::Project(p) => {
+                check_project(p)?;
+                (
+                    Resource::Project(p.to_string()),
+                    label("secret", &format!("{p}/{name}")),
+                )
+            }
+            Place::Mine => place.target(caller, name)?,
+        };
+        self.authorize(caller, Action::SecretList, &resource, &what, true)
+            .await?;
+        let r = self.resolve_place(caller, place).await?;
+        let meta = self.find_in(&r, name).await?;
+        let versions = self.store.secret_versions(&meta.id).await?;
+        Ok((meta, versions))
+    }
+
+    async fn set_in(
+        &self,
+        caller: &Caller,
+        place: Place<'_>,
+        name: &str,
+        value: &[u8],
+        description: Option<&str>,
+    ) -> Result<SecretMeta> {
+        let (resource, what) = place.target(caller, name)?;
+        self.authorize(caller, Action::SecretWrite, &resource, &what, true)
+            .await?;
+        check_name(name)?;
+        check_value(value)?;
+        if let Some(d) = description {
+            names::text("description", d, false)?;
+        }
+        let keys = self.keyring()?.clone();
+        let r = self.resolve_place(caller, place).await?;
+        let now = self.now();
+        let size = u32::try_from(value.len()).map_err(|_| Error::internal())?;
+        let mut tx = self.store.write().await?;
+        let key = keys.active_key(&mut tx, &r.scope, now).await?;
+        let by = caller.principal.username.clone();
+        let meta = match tx.secret_head(r.holder(), name).await? {
+            Some((id, current)) => {
+                let version = current.saturating_add(1);
+                tx.set_secret_version(&id, version, description, now)
+                    .await?;
+                let before = self.find_in(&r, name).await?;
+                SecretMeta {
+                    current_version: version,
+                    updated_at: now,
+                    description: description.map_or(before.description.clone(), str::to_string),
+                    ..before
+                }
+            }
+            None => {
+                if tx.count_secrets(r.holder()).await? >= MAX_SECRETS_PER_OWNER {
+                    return Err(Error::invalid(
+                        "name",
+                        format!(
+                            "{} already holds {MAX_SECRETS_PER_OWNER} secrets; delete some first",
+                            r.prefix
+                        ),
+                    ));
+                }
+                let meta = SecretMeta {
+                    id: crate::secrets::new_id("sec")?,
+                    project: r.project.clone().unwrap_or_default(),
+                    owner: r.personal.then(|| by.clone()),
+                    name: name.to_string(),
+                    description: description.unwrap_or_default().to_string(),
+                    current_version: 1,
+                    created_by: by.clone(),
+                    created_at: now,
+                    updated_at: now,
+                };
+                tx.insert_secret(&meta, r.holder()).await?;
+                meta
+            }
+        };
+        let ciphertext = key
+            .seal(&value_context(&meta.id, meta.current_version), value)
+            .map_err(key_error)?;
+        tx.insert_secret_version(
+            &meta.id,
+            meta.current_version,
+            &ciphertext,
+            &r.scope,
+            key.version(),
+            size,
+            &by,
+            now,
         )
         .await?;
-        if self.store.project_by_name(project).await?.is_none() {
-            return Err(Error::not_found("project", project));
+        let rec = caller.record(
+            self,
+            Action::SecretWrite.as_str(),
+            r.label(name),
+            r.project.as_deref(),
+            Outcome::Success,
+            detail!("version" => meta.current_version, "size" => size),
+        );
+        self.commit(tx, rec).await?;
+        Ok(meta)
+    }
+
+    async fn delete_in(&self, caller: &Caller, place: Place<'_>, name: &str) -> Result<()> {
+        let (resource, what) = place.target(caller, name)?;
+        self.authorize(caller, Action::SecretDelete, &resource, &what, true)
+            .await?;
+        let r = self.resolve_place(caller, place).await?;
+        let meta = self.find_in(&r, name).await?;
+        let mut tx = self.store.write().await?;
+        if tx.delete_secret(&meta.id).await? == 0 {
+            return Err(Error::not_found("secret", &format!("{}/{name}", r.prefix)));
         }
-        Ok(self.store.list_secrets(project).await?)
+        let rec = caller.record(
+            self,
+            Action::SecretDelete.as_str(),
+            r.label(name),
+            r.project.as_deref(),
+            Outcome::Success,
+            detail!("versions" => meta.current_version),
+        );
+        self.commit(tx, rec).await
+    }
+
+    async fn read_in(
+        &self,
+        caller: &Caller,
+        place: Place<'_>,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(u32, Zeroizing<Vec<u8>>)> {
+        let (resource, what) = place.target(caller, name)?;
+        self.authorize(caller, Action::SecretReadValue, &resource, &what, true)
+            .await?;
+        let r = self.resolve_place(caller, place).await?;
+        let meta = self.find_in(&r, name).await?;
+        let version = version.unwrap_or(meta.current_version);
+        let value = self.open_version(&meta, &r.prefix, version).await?;
+        let rec = caller.record(
+            self,
+            Action::SecretReadValue.as_str(),
+            r.label(name),
+            r.project.as_deref(),
+            Outcome::Success,
+            detail!("version" => version),
+        );
+        self.audit(rec).await?;
+        Ok((version, value))
+    }
+
+    /// A project's secrets: names and metadata, never values.
+    pub async fn list_secrets(&self, caller: &Caller, project: &str) -> Result<Vec<SecretMeta>> {
+        self.list_in(caller, Place::Project(project)).await
     }
 
     /// One secret's metadata and the metadata of each of its versions, newest first.
@@ -75,27 +343,8 @@ impl App {
         project: &str,
         name: &str,
     ) -> Result<(SecretMeta, Vec<SecretVersionMeta>)> {
-        check_project(project)?;
-        self.authorize(
-            caller,
-            Action::SecretList,
-            &Resource::Project(project.to_string()),
-            &label("secret", &format!("{project}/{name}")),
-            true,
-        )
-        .await?;
-        let meta = self.find_secret(project, name).await?;
-        let versions = self.store.secret_versions(&meta.id).await?;
-        Ok((meta, versions))
-    }
-
-    async fn find_secret(&self, project: &str, name: &str) -> Result<SecretMeta> {
-        let found = if check_name(name).is_ok() {
-            self.store.secret(project, name).await?
-        } else {
-            None
-        };
-        found.ok_or_else(|| Error::not_found("secret", &format!("{project}/{name}")))
+        self.versions_in(caller, Place::Project(project), name)
+            .await
     }
 
     /// Creates a secret or adds a new version of it. The value is sealed with the project's
@@ -108,117 +357,13 @@ impl App {
         value: &[u8],
         description: Option<&str>,
     ) -> Result<SecretMeta> {
-        check_project(project)?;
-        self.authorize(
-            caller,
-            Action::SecretWrite,
-            &secret_resource(project, name),
-            &label("secret", &format!("{project}/{name}")),
-            true,
-        )
-        .await?;
-        check_name(name)?;
-        check_value(value)?;
-        if let Some(d) = description {
-            names::text("description", d, false)?;
-        }
-        let keys = self.keyring()?.clone();
-        let p = self
-            .store
-            .project_by_name(project)
-            .await?
-            .ok_or_else(|| Error::not_found("project", project))?;
-        let scope = project_scope(&p.id);
-        let now = self.now();
-        let size = u32::try_from(value.len()).map_err(|_| Error::internal())?;
-        let mut tx = self.store.write().await?;
-        let key = keys.active_key(&mut tx, &scope, now).await?;
-        let by = caller.principal.username.clone();
-        let meta = match tx.secret_head(&p.id, name).await? {
-            Some((id, current)) => {
-                let version = current.saturating_add(1);
-                tx.set_secret_version(&id, version, description, now)
-                    .await?;
-                SecretMeta {
-                    current_version: version,
-                    updated_at: now,
-                    ..self.find_secret(project, name).await?
-                }
-            }
-            None => {
-                if tx.count_secrets(&p.id).await? >= MAX_SECRETS_PER_OWNER {
-                    return Err(Error::invalid(
-                        "name",
-                        format!(
-                            "project {project} already holds {MAX_SECRETS_PER_OWNER} secrets; delete some first"
-                        ),
-                    ));
-                }
-                let meta = SecretMeta {
-                    id: crate::secrets::new_id("sec")?,
-                    project: project.to_string(),
-                    name: name.to_string(),
-                    description: description.unwrap_or_default().to_string(),
-                    current_version: 1,
-                    created_by: by.clone(),
-                    created_at: now,
-                    updated_at: now,
-                };
-                tx.insert_secret(&meta, &p.id).await?;
-                meta
-            }
-        };
-        let ciphertext = key
-            .seal(&value_context(&meta.id, meta.current_version), value)
-            .map_err(key_error)?;
-        tx.insert_secret_version(
-            &meta.id,
-            meta.current_version,
-            &ciphertext,
-            &scope,
-            key.version(),
-            size,
-            &by,
-            now,
-        )
-        .await?;
-        let rec = caller.record(
-            self,
-            Action::SecretWrite.as_str(),
-            label("secret", &format!("{project}/{name}")),
-            Some(project),
-            Outcome::Success,
-            detail!("version" => meta.current_version, "size" => size),
-        );
-        self.commit(tx, rec).await?;
-        Ok(meta)
+        self.set_in(caller, Place::Project(project), name, value, description)
+            .await
     }
 
     /// Deletes a secret and every version of it.
     pub async fn delete_secret(&self, caller: &Caller, project: &str, name: &str) -> Result<()> {
-        check_project(project)?;
-        self.authorize(
-            caller,
-            Action::SecretDelete,
-            &secret_resource(project, name),
-            &label("secret", &format!("{project}/{name}")),
-            true,
-        )
-        .await?;
-        let meta = self.find_secret(project, name).await?;
-        let mut tx = self.store.write().await?;
-        if tx.delete_secret(&meta.id).await? == 0 {
-            return Err(Error::not_found("secret", &format!("{project}/{name}")));
-        }
-        let rec = caller.record(
-            self,
-            Action::SecretDelete.as_str(),
-            label("secret", &format!("{project}/{name}")),
-            Some(project),
-            Outcome::Success,
-            detail!("versions" => meta.current_version),
-        );
-        self.commit(tx, rec).await
+        self.delete_in(caller, Place::Project(project), name).await
     }
 
     /// Reads one version of a secret's value (the current one by default). Needs its own
@@ -230,31 +375,58 @@ impl App {
         name: &str,
         version: Option<u32>,
     ) -> Result<(u32, Zeroizing<Vec<u8>>)> {
-        check_project(project)?;
-        self.authorize(
-            caller,
-            Action::SecretReadValue,
-            &secret_resource(project, name),
-            &label("secret", &format!("{project}/{name}")),
-            true,
-        )
-        .await?;
-        let meta = self.find_secret(project, name).await?;
-        let version = version.unwrap_or(meta.current_version);
-        let value = self.open_version(&meta, version).await?;
-        let rec = caller.record(
-            self,
-            Action::SecretReadValue.as_str(),
-            label("secret", &format!("{project}/{name}")),
-            Some(project),
-            Outcome::Success,
-            detail!("version" => version),
-        );
-        self.audit(rec).await?;
-        Ok((version, value))
+        self.read_in(caller, Place::Project(project), name, version)
+            .await
     }
 
-    async fn open_version(&self, meta: &SecretMeta, version: u32) -> Result<Zeroizing<Vec<u8>>> {
+    /// The caller's personal secrets: names and metadata, never values.
+    pub async fn list_personal_secrets(&self, caller: &Caller) -> Result<Vec<SecretMeta>> {
+        self.list_in(caller, Place::Mine).await
+    }
+
+    /// One of the caller's personal secrets with its versions (metadata only).
+    pub async fn personal_secret_versions(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(SecretMeta, Vec<SecretVersionMeta>)> {
+        self.versions_in(caller, Place::Mine, name).await
+    }
+
+    /// Creates one of the caller's personal secrets or adds a version (sealed with the
+    /// platform key, bound to the secret).
+    pub async fn set_personal_secret(
+        &self,
+        caller: &Caller,
+        name: &str,
+        value: &[u8],
+        description: Option<&str>,
+    ) -> Result<SecretMeta> {
+        self.set_in(caller, Place::Mine, name, value, description)
+            .await
+    }
+
+    /// Deletes one of the caller's personal secrets.
+    pub async fn delete_personal_secret(&self, caller: &Caller, name: &str) -> Result<()> {
+        self.delete_in(caller, Place::Mine, name).await
+    }
+
+    /// Reads one of the caller's personal secrets (audited).
+    pub async fn read_personal_secret(
+        &self,
+        caller: &Caller,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(u32, Zeroizing<Vec<u8>>)> {
+        self.read_in(caller, Place::Mine, name, version).await
+    }
+
+    async fn open_version(
+        &self,
+        meta: &SecretMeta,
+        prefix: &str,
+        version: u32,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let keys = self.keyring()?.clone();
         let ciphertext = self
             .store
@@ -263,7 +435,7 @@ impl App {
             .ok_or_else(|| {
                 Error::not_found(
                     "secret version",
-                    &format!("{}/{} version {version}", meta.project, meta.name),
+                    &format!("{prefix}/{} version {version}", meta.name),
                 )
             })?;
         let r = enclave_keys::key_ref_of(&ciphertext).map_err(key_error)?;
@@ -273,7 +445,8 @@ impl App {
     }
 
     /// Checks an injection plan for a job in `project`: the caller may run jobs there, every
-    /// mapping is well formed, no target is used twice, and every secret exists. Returns which
+    /// mapping is well formed, no target is used twice, and every secret exists (`@NAME`: the
+    /// caller's own personal secret, as the launcher). Returns which
     /// version each would receive now; no value is read. Whether the workload may read each
     /// secret is decided again, under the workload's own role, when it starts
     /// ([`App::resolve_secrets`]).
@@ -293,12 +466,14 @@ impl App {
         )
         .await?;
         check_plan(plan)?;
-        if self.store.project_by_name(project).await?.is_none() {
-            return Err(Error::not_found("project", project));
-        }
+        let in_project = self.resolve_place(caller, Place::Project(project)).await?;
+        let mine = self.resolve_place(caller, Place::Mine).await?;
         let mut out = Vec::with_capacity(plan.len());
         for m in plan {
-            let meta = self.find_secret(project, &m.secret).await?;
+            let meta = match m.secret.strip_prefix(PERSONAL_PREFIX) {
+                Some(name) => self.find_in(&mine, name).await?,
+                None => self.find_in(&in_project, &m.secret).await?,
+            };
             out.push(PlanEntry {
                 mapping: m.clone(),
                 version: meta.current_version,
@@ -396,7 +571,8 @@ impl App {
     }
 
     /// Resolves a workload's injection plan at start time: each secret is decided for the
-    /// workload itself (its own role, in its own project — never its launcher's rights), then
+    /// workload itself (its own role, in its own project — never its launcher's rights; `@NAME`
+    /// is its launcher's personal secret, which the launcher's workloads may receive), then
     /// opened. One audit record lists what was injected (names, versions, targets; never
     /// values). Any denial or missing secret refuses the whole plan.
     pub async fn resolve_secrets(
@@ -408,28 +584,73 @@ impl App {
     ) -> Result<Vec<ResolvedSecret>> {
         check_project(project)?;
         check_plan(plan)?;
+        let launcher = if plan.iter().any(|m| m.secret.starts_with(PERSONAL_PREFIX)) {
+            self.store.workload_owner(workload_id).await?
+        } else {
+            None
+        };
         let mut names: Vec<&str> = plan.iter().map(|m| m.secret.as_str()).collect();
         names.sort_unstable();
         names.dedup();
         for name in &names {
-            self.authorize_workload(
-                workload_id,
-                meta,
-                Action::SecretReadValue,
-                &secret_resource(project, name),
-                &label("secret", &format!("{project}/{name}")),
-            )
+            let (resource, what) = match (name.strip_prefix(PERSONAL_PREFIX), &launcher) {
+                (None, _) => (
+                    secret_resource(project, name),
+                    label("secret", &format!("{project}/{name}")),
+                ),
+                (Some(own), Some(owner)) => (
+                    Resource::User(owner.clone()),
+                    label("secret", &format!("~{owner}/{own}")),
+                ),
+                // No launcher on record: decided against nobody, so denied and audited.
+                (Some(own), None) => (
+                    Resource::User(String::new()),
+                    label("secret", &format!("~/{own}")),
+                ),
+            };
+            self.authorize_workload(workload_id, meta, Action::SecretReadValue, &resource, &what)
+                .await?;
+        }
+        let (project_names, personal_names): (Vec<&str>, Vec<&str>) =
+            names.iter().partition(|n| !n.starts_with(PERSONAL_PREFIX));
+        let personal_names: Vec<&str> = personal_names
+            .iter()
+            .filter_map(|n| n.strip_prefix(PERSONAL_PREFIX))
+            .collect();
+        let project_id = self
+            .store
+            .project_by_name(project)
+            .await?
+            .ok_or_else(|| Error::not_found("project", project))?
+            .id;
+        let mut found = self
+            .store
+            .current_secrets(Holder::Project(&project_id), &project_names)
             .await?;
+        if let Some(owner) = &launcher {
+            for (m, c) in self
+                .store
+                .current_secrets(Holder::Person(owner), &personal_names)
+                .await?
+            {
+                found.push((
+                    SecretMeta {
+                        name: format!("{PERSONAL_PREFIX}{}", m.name),
+                        ..m
+                    },
+                    c,
+                ));
+            }
         }
         let keys = self.keyring()?.clone();
         let mut opened = std::collections::HashMap::with_capacity(names.len());
-        for (s, ciphertext) in self.store.current_secrets(project, &names).await? {
+        for (s, ciphertext) in found {
             let r = enclave_keys::key_ref_of(&ciphertext).map_err(key_error)?;
             let key = keys.key_for(&self.store, &r).await?;
             let value = key
                 .open(&value_context(&s.id, s.current_version), &ciphertext)
                 .map_err(key_error)?;
-            opened.insert(s.name.clone(), (s.current_version, value));
+            opened.insert(s.name, (s.current_version, value));
         }
         let mut out = Vec::with_capacity(plan.len());
         let mut injected = Vec::with_capacity(plan.len());

@@ -432,3 +432,101 @@ async fn a_wrong_master_key_decrypts_nothing() {
     assert!(e.message.contains("master key"), "{}", e.message);
     assert!(!e.message.contains("Zebra"));
 }
+
+#[tokio::test]
+async fn personal_secrets_are_their_owners_and_reach_only_their_own_workloads() {
+    let f = fixture().await;
+    let (admin, owner, viewer, _other) = people(&f).await;
+    f.app
+        .set_personal_secret(
+            &owner,
+            "GITHUB_TOKEN",
+            b"ghp_Personal-Heron-77",
+            Some("mine"),
+        )
+        .await
+        .unwrap();
+    let list = f.app.list_personal_secrets(&owner).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].owner.as_deref(), Some("olivia"));
+    assert!(list[0].project.is_empty());
+    let (_, v) = f
+        .app
+        .read_personal_secret(&owner, "GITHUB_TOKEN", None)
+        .await
+        .unwrap();
+    assert_eq!(v.as_slice(), b"ghp_Personal-Heron-77");
+    // Nobody else sees or reads it, admins included: their own space is empty.
+    for c in [&admin, &viewer] {
+        assert!(f.app.list_personal_secrets(c).await.unwrap().is_empty());
+        let e = f
+            .app
+            .read_personal_secret(c, "GITHUB_TOKEN", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+    }
+    // The same name in a project is another secret.
+    f.app
+        .set_secret(&owner, "fraud", "GITHUB_TOKEN", b"project-token", None)
+        .await
+        .unwrap();
+    // A job launched by the owner receives `@GITHUB_TOKEN` (hers) and the project's.
+    let plan = vec![
+        parse_mapping("@GITHUB_TOKEN=env:GH_TOKEN").unwrap(),
+        parse_mapping("GITHUB_TOKEN=env:PROJECT_TOKEN").unwrap(),
+    ];
+    assert_eq!(
+        f.app
+            .plan_secrets(&owner, "fraud", &plan)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let wl = f
+        .app
+        .register_workload(&owner, "fraud", WorkloadKind::Job, "mine")
+        .await
+        .unwrap();
+    let got = f
+        .app
+        .resolve_secrets(&wl, "fraud", &plan, &meta())
+        .await
+        .unwrap();
+    assert_eq!(got[0].value.as_slice(), b"ghp_Personal-Heron-77");
+    assert_eq!(got[1].value.as_slice(), b"project-token");
+    // A job launched by someone else gets their own `@GITHUB_TOKEN`, which they do not have.
+    f.app
+        .set_project_member(&owner, "fraud", "other", ProjectRole::Member)
+        .await
+        .unwrap();
+    let other = login(&f, "other").await;
+    let wl2 = f
+        .app
+        .register_workload(&other, "fraud", WorkloadKind::Job, "theirs")
+        .await
+        .unwrap();
+    let e = f
+        .app
+        .resolve_secrets(&wl2, "fraud", &plan[..1], &meta())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    // Deleting is the owner's alone too.
+    assert!(f
+        .app
+        .delete_personal_secret(&viewer, "GITHUB_TOKEN")
+        .await
+        .is_err());
+    f.app
+        .delete_personal_secret(&owner, "GITHUB_TOKEN")
+        .await
+        .unwrap();
+    assert!(f
+        .app
+        .list_personal_secrets(&owner)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -42,10 +42,10 @@
 //! enclave grants list --project P
 //! enclave grants request --project P --role support|project_admin --reason TEXT --duration DUR
 //! enclave grants approve|deny|revoke ID
-//! enclave secrets list --project P
-//! enclave secrets set NAME --project P (--from-file F | --from-stdin) [--description X]
-//! enclave secrets versions|delete NAME --project P
-//! enclave secrets get NAME --project P [--version N] [--out FILE]
+//! enclave secrets list (--project P | --mine)
+//! enclave secrets set NAME (--project P | --mine) (--from-file F | --from-stdin) [--description X]
+//! enclave secrets versions|delete NAME (--project P | --mine)
+//! enclave secrets get NAME (--project P | --mine) [--version N] [--out FILE]
 //! enclave secrets plan --project P --map NAME=env:VAR|NAME=file:PATH ...
 //! enclave keys status|rotate --project P
 //! enclave keys retire --project P --version N
@@ -167,17 +167,23 @@ pub enum ClientCommand {
 pub enum SecretsCommand {
     /// List a project's secrets (names and metadata, never values).
     List {
-        /// Project.
+        /// Project (or --mine for your personal secrets).
+        #[arg(long, required_unless_present = "mine", conflicts_with = "mine")]
+        project: Option<String>,
+        /// Your personal secrets instead of a project's.
         #[arg(long)]
-        project: String,
+        mine: bool,
     },
     /// Create a secret, or add a new version of it.
     Set {
         /// Secret name, e.g. DB_PASSWORD.
         name: String,
-        /// Project.
+        /// Project (or --mine for your personal secrets).
+        #[arg(long, required_unless_present = "mine", conflicts_with = "mine")]
+        project: Option<String>,
+        /// Your personal secrets instead of a project's.
         #[arg(long)]
-        project: String,
+        mine: bool,
         /// Read the value from this file (any bytes).
         #[arg(
             long,
@@ -196,18 +202,24 @@ pub enum SecretsCommand {
     Versions {
         /// Secret name.
         name: String,
-        /// Project.
+        /// Project (or --mine for your personal secrets).
+        #[arg(long, required_unless_present = "mine", conflicts_with = "mine")]
+        project: Option<String>,
+        /// Your personal secrets instead of a project's.
         #[arg(long)]
-        project: String,
+        mine: bool,
     },
     /// Print a secret's value (needs its own permission; every read is audited).
     #[command(disable_version_flag = true)]
     Get {
         /// Secret name.
         name: String,
-        /// Project.
+        /// Project (or --mine for your personal secrets).
+        #[arg(long, required_unless_present = "mine", conflicts_with = "mine")]
+        project: Option<String>,
+        /// Your personal secrets instead of a project's.
         #[arg(long)]
-        project: String,
+        mine: bool,
         /// Version (default: the current one).
         #[arg(long)]
         version: Option<u32>,
@@ -219,12 +231,16 @@ pub enum SecretsCommand {
     Delete {
         /// Secret name.
         name: String,
-        /// Project.
+        /// Project (or --mine for your personal secrets).
+        #[arg(long, required_unless_present = "mine", conflicts_with = "mine")]
+        project: Option<String>,
+        /// Your personal secrets instead of a project's.
         #[arg(long)]
-        project: String,
+        mine: bool,
     },
     /// Check what a job in the project would receive: each secret as an environment variable
-    /// or a file under /run/secrets (mode 0400). No value is read.
+    /// or a file under /run/secrets (mode 0400); `@NAME` is your personal secret NAME. No
+    /// value is read.
     Plan {
         /// Project.
         #[arg(long)]

@@ -66,8 +66,10 @@ pub fn check_value(value: &[u8]) -> Result<()> {
 pub struct SecretMeta {
     /// Opaque id (`sec_…`).
     pub id: String,
-    /// Its project's name.
+    /// Its project's name; empty for a personal secret.
     pub project: String,
+    /// The owner's username, for a personal secret.
+    pub owner: Option<String>,
     /// Its name, unique in the project.
     pub name: String,
     /// What it is for.
@@ -116,7 +118,12 @@ impl InjectionTarget {
     }
 }
 
-/// One line of an injection plan: secret `secret` (its current version) as `target`.
+/// Prefix of a personal secret's name in an injection plan: `@NAME` is the launcher's own
+/// secret `NAME` (secret names start with a letter, so this cannot clash).
+pub const PERSONAL_PREFIX: char = '@';
+
+/// One line of an injection plan: secret `secret` (its current version) as `target`. A name
+/// starting with [`PERSONAL_PREFIX`] is the launcher's personal secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretMapping {
     /// The secret's name in the workload's project.
@@ -142,7 +149,8 @@ const RESERVED_ENV: &[&str] = &[
 ];
 
 /// Parses `NAME=env:VAR` or `NAME=file:PATH` (a relative `PATH` is placed under
-/// [`SECRET_FILE_DIR`]). The whole plan is checked by [`check_plan`].
+/// [`SECRET_FILE_DIR`]; `@NAME` names the launcher's personal secret). The whole plan is
+/// checked by [`check_plan`].
 pub fn parse_mapping(spec: &str) -> Result<SecretMapping> {
     let bad = || {
         Error::invalid(
@@ -222,7 +230,7 @@ fn check_file_path(path: &str) -> Result<()> {
 }
 
 fn check_mapping(m: &SecretMapping) -> Result<()> {
-    check_name(&m.secret)?;
+    check_name(m.secret.strip_prefix(PERSONAL_PREFIX).unwrap_or(&m.secret))?;
     match &m.target {
         InjectionTarget::Env(v) => check_env_name(v),
         InjectionTarget::File(p) => check_file_path(p),
@@ -300,6 +308,8 @@ mod tests {
     fn mappings_parse_and_check() {
         let m = parse_mapping("DB=env:PGPASSWORD").unwrap();
         assert_eq!(m.target, InjectionTarget::Env("PGPASSWORD".into()));
+        assert!(parse_mapping("@GITHUB_TOKEN=env:GH_TOKEN").is_ok());
+        assert!(parse_mapping("@@X=env:GH_TOKEN").is_err());
         let f = parse_mapping("cert=file:tls/ca.pem").unwrap();
         assert_eq!(
             f.target,

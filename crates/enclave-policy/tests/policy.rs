@@ -325,6 +325,72 @@ fn role_matrix() {
 }
 
 #[test]
+fn personal_secrets_are_their_owners_and_their_own_workloads_alone() {
+    let mut dir = matrix_dir();
+    // w-JE was launched by u-other; w-NE too (see `workload`).
+    dir.users.push(user("u-admin", &[]));
+    dir.bindings.push(bind(
+        "b-admin",
+        uid("u-admin"),
+        "platform_admin",
+        Scope::Platform,
+    ));
+    let snap = snapshot(dir);
+    let mine = Resource::User("u-other".into());
+    for a in [
+        Action::SecretList,
+        Action::SecretWrite,
+        Action::SecretDelete,
+        Action::SecretReadValue,
+    ] {
+        assert!(
+            snap.decide(&req(u("u-other"), a, mine.clone()), now())
+                .allowed,
+            "{a:?}"
+        );
+        for other in ["u-DS", "u-PO", "u-admin", "u-SA"] {
+            assert!(
+                !snap.decide(&req(u(other), a, mine.clone()), now()).allowed,
+                "{other} {a:?}"
+            );
+        }
+    }
+    // The launcher's workloads may read (only read) the launcher's personal secrets.
+    let w = Principal::Workload("w-JE".into());
+    assert!(
+        snap.decide(
+            &req(w.clone(), Action::SecretReadValue, mine.clone()),
+            now()
+        )
+        .allowed
+    );
+    let d = snap.decide(
+        &req(
+            w.clone(),
+            Action::SecretReadValue,
+            Resource::User("u-DS".into()),
+        ),
+        now(),
+    );
+    assert!(!d.allowed);
+    assert!(
+        !snap
+            .decide(&req(w, Action::SecretList, mine.clone()), now())
+            .allowed
+    );
+    // A read-only token reads its owner's secrets but changes none.
+    let mut ro = req(u("u-other"), Action::SecretWrite, mine.clone());
+    ro.credential.read_only = true;
+    assert!(!snap.decide(&ro, now()).allowed);
+    ro.action = Action::SecretReadValue;
+    assert!(snap.decide(&ro, now()).allowed);
+    // A project-limited token does not reach personal secrets.
+    let mut limited = req(u("u-other"), Action::SecretReadValue, mine);
+    limited.credential.token_projects = vec!["own".into()];
+    assert!(!snap.decide(&limited, now()).allowed);
+}
+
+#[test]
 fn admin_flag_is_platform_admin() {
     let mut dir = base_dir();
     let mut admin = user("u-root", &[]);

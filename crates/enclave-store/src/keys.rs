@@ -105,14 +105,35 @@ fn data_key(r: &SqliteRow) -> StoreResult<DataKeyRow> {
 const KEY_SELECT: &str =
     "SELECT scope, version, wrapped, master_key_id, state, created_at, retired_at FROM data_keys";
 
-const SECRET_SELECT: &str = "SELECT s.id, p.name AS project, s.name, s.description,
-    s.current_version, s.created_by, s.created_at, s.updated_at
-    FROM secrets s JOIN projects p ON p.id = s.project_id";
+const SECRET_SELECT: &str = "SELECT s.id, COALESCE(p.name, '') AS project, u.username AS owner,
+    s.name, s.description, s.current_version, s.created_by, s.created_at, s.updated_at
+    FROM secrets s LEFT JOIN projects p ON p.id = s.project_id
+    LEFT JOIN users u ON u.id = s.owner_id";
+
+/// Who holds a secret, by store id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder<'a> {
+    /// A project, by id.
+    Project(&'a str),
+    /// A person (personal secrets), by user id.
+    Person(&'a str),
+}
+
+impl Holder<'_> {
+    /// The column and value that select this holder's secrets.
+    fn column(self) -> (&'static str, String) {
+        match self {
+            Holder::Project(id) => ("project_id", id.to_string()),
+            Holder::Person(id) => ("owner_id", id.to_string()),
+        }
+    }
+}
 
 fn secret(r: &SqliteRow) -> StoreResult<SecretMeta> {
     Ok(SecretMeta {
         id: s(r, "id")?,
         project: s(r, "project")?,
+        owner: r.try_get("owner").map_err(map_err)?,
         name: s(r, "name")?,
         description: s(r, "description")?,
         current_version: u32_of(r, "current_version")?,
@@ -233,6 +254,39 @@ impl Store {
         .collect()
     }
 
+    /// A person's own secrets, by name.
+    pub async fn list_personal_secrets(&self, user_id: &str) -> StoreResult<Vec<SecretMeta>> {
+        sqlx::query(&format!(
+            "{SECRET_SELECT} WHERE s.owner_id = $1 ORDER BY s.name"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(secret)
+        .collect()
+    }
+
+    /// One of a person's own secrets, by name.
+    pub async fn personal_secret(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<SecretMeta>> {
+        sqlx::query(&format!(
+            "{SECRET_SELECT} WHERE s.owner_id = $1 AND s.name = $2"
+        ))
+        .bind(user_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(secret)
+        .transpose()
+    }
+
     /// One secret of a project, by name.
     pub async fn secret(&self, project: &str, name: &str) -> StoreResult<Option<SecretMeta>> {
         sqlx::query(&format!(
@@ -248,26 +302,29 @@ impl Store {
         .transpose()
     }
 
-    /// Several secrets of a project with the sealed value of their current version, in one
+    /// Several secrets of one holder with the sealed value of their current version, in one
     /// read (for resolving an injection plan). Names not found are simply absent.
     pub async fn current_secrets(
         &self,
-        project: &str,
+        holder: Holder<'_>,
         names: &[&str],
     ) -> StoreResult<Vec<(SecretMeta, Vec<u8>)>> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
+        let (column, id) = holder.column();
         let placeholders: Vec<String> = (2..names.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT s.id, p.name AS project, s.name, s.description, s.current_version,
-               s.created_by, s.created_at, s.updated_at, v.ciphertext
-             FROM secrets s JOIN projects p ON p.id = s.project_id
+            "SELECT s.id, COALESCE(p.name, '') AS project, u.username AS owner, s.name,
+               s.description, s.current_version, s.created_by, s.created_at, s.updated_at,
+               v.ciphertext
+             FROM secrets s LEFT JOIN projects p ON p.id = s.project_id
+             LEFT JOIN users u ON u.id = s.owner_id
              JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
-             WHERE p.name = $1 AND s.name IN ({})",
+             WHERE s.{column} = $1 AND s.name IN ({})",
             placeholders.join(", ")
         );
-        let mut q = sqlx::query(&sql).bind(project);
+        let mut q = sqlx::query(&sql).bind(id);
         for n in names {
             q = q.bind(*n);
         }
@@ -331,6 +388,21 @@ impl Store {
         .iter()
         .map(|r| Ok((s(r, "id")?, s(r, "password_hash")?)))
         .collect()
+    }
+
+    /// The user who launched a running workload.
+    pub async fn workload_owner(&self, id: &str) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query("SELECT owner_id FROM workloads WHERE id = $1 AND ended_at IS NULL")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?
+                .map(|r| r.try_get::<Option<String>, _>("owner_id"))
+                .transpose()
+                .map_err(map_err)?
+                .flatten(),
+        )
     }
 
     /// A project's name by its id.
@@ -488,41 +560,52 @@ impl WriteTx {
         .rows_affected())
     }
 
-    /// A project's secret by name: `(id, current version)`, read inside this transaction.
+    /// A holder's secret by name: `(id, current version)`, read inside this transaction.
     pub async fn secret_head(
         &mut self,
-        project_id: &str,
+        holder: Holder<'_>,
         name: &str,
     ) -> StoreResult<Option<(String, u32)>> {
-        sqlx::query("SELECT id, current_version FROM secrets WHERE project_id = $1 AND name = $2")
-            .bind(project_id)
-            .bind(name)
-            .fetch_optional(self.sql().await?)
-            .await
-            .map_err(map_err)?
-            .map(|r| Ok((s(&r, "id")?, u32_of(&r, "current_version")?)))
-            .transpose()
+        let (column, id) = holder.column();
+        sqlx::query(&format!(
+            "SELECT id, current_version FROM secrets WHERE {column} = $1 AND name = $2"
+        ))
+        .bind(id)
+        .bind(name)
+        .fetch_optional(self.sql().await?)
+        .await
+        .map_err(map_err)?
+        .map(|r| Ok((s(&r, "id")?, u32_of(&r, "current_version")?)))
+        .transpose()
     }
 
-    /// How many secrets a project holds.
-    pub async fn count_secrets(&mut self, project_id: &str) -> StoreResult<i64> {
-        sqlx::query("SELECT COUNT(*) AS n FROM secrets WHERE project_id = $1")
-            .bind(project_id)
-            .fetch_one(self.sql().await?)
-            .await
-            .map_err(map_err)?
-            .try_get("n")
-            .map_err(map_err)
+    /// How many secrets a holder has.
+    pub async fn count_secrets(&mut self, holder: Holder<'_>) -> StoreResult<i64> {
+        let (column, id) = holder.column();
+        sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM secrets WHERE {column} = $1"
+        ))
+        .bind(id)
+        .fetch_one(self.sql().await?)
+        .await
+        .map_err(map_err)?
+        .try_get("n")
+        .map_err(map_err)
     }
 
     /// Creates a secret (its first version is added with [`WriteTx::insert_secret_version`]).
-    pub async fn insert_secret(&mut self, m: &SecretMeta, project_id: &str) -> StoreResult<()> {
+    pub async fn insert_secret(&mut self, m: &SecretMeta, holder: Holder<'_>) -> StoreResult<()> {
+        let (project_id, owner_id) = match holder {
+            Holder::Project(id) => (Some(id), None),
+            Holder::Person(id) => (None, Some(id)),
+        };
         sqlx::query(
-            "INSERT INTO secrets (id, project_id, name, description, current_version, created_by,
-               created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO secrets (id, project_id, owner_id, name, description, current_version,
+               created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&m.id)
         .bind(project_id)
+        .bind(owner_id)
         .bind(&m.name)
         .bind(&m.description)
         .bind(i64::from(m.current_version))

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-pub use keys::{DataKeyRow, KeyState, SealedVersion, WorkloadFact};
+pub use keys::{DataKeyRow, Holder, KeyState, SealedVersion, WorkloadFact};
 pub use migrate::MIGRATIONS;
 pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};

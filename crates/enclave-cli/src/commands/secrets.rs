@@ -55,6 +55,24 @@ const MASTER: &[Column] = &[
     ("pending rewrap", "pending"),
 ];
 
+/// The path of a project's secrets, or of your personal ones, plus more segments.
+fn place<'a>(project: &'a Option<String>, more: &[&'a str]) -> Vec<&'a str> {
+    let mut v = match project {
+        Some(p) => vec!["projects", p.as_str(), "secrets"],
+        None => vec!["me", "secrets"],
+    };
+    v.extend_from_slice(more);
+    v
+}
+
+/// How a secret is named in messages: `project/NAME` or `~/NAME`.
+fn shown(project: &Option<String>, name: &str) -> String {
+    match project {
+        Some(p) => format!("{p}/{name}"),
+        None => format!("~/{name}"),
+    }
+}
+
 impl Runner<'_, '_> {
     fn read_value(&mut self, from_file: Option<&std::path::Path>) -> Result<Vec<u8>, Failure> {
         let mut value = Vec::new();
@@ -86,10 +104,10 @@ impl Runner<'_, '_> {
 
     pub(super) async fn secrets(&mut self, cmd: SecretsCommand) -> Res {
         match cmd {
-            SecretsCommand::List { project } => {
+            SecretsCommand::List { project, mine: _ } => {
                 let page = self
                     .api()?
-                    .call_json(Method::GET, &["projects", &project, "secrets"], None)
+                    .call_json(Method::GET, &place(&project, &[]), None)
                     .await?;
                 let items = page["items"].as_array().cloned().unwrap_or_default();
                 self.show_list(SECRET, items)
@@ -100,6 +118,7 @@ impl Runner<'_, '_> {
                 from_file,
                 from_stdin: _,
                 description,
+                mine: _,
             } => {
                 let value = zeroize::Zeroizing::new(self.read_value(from_file.as_deref())?);
                 let mut body = json!({ "value_base64": STANDARD.encode(value.as_slice()) });
@@ -108,24 +127,25 @@ impl Runner<'_, '_> {
                 }
                 let client = self.api()?;
                 let meta = client
-                    .call_json(
-                        Method::PUT,
-                        &["projects", &project, "secrets", &name],
-                        Some(&body),
-                    )
+                    .call_json(Method::PUT, &place(&project, &[&name]), Some(&body))
                     .await?;
                 match self.ctx.output {
                     OutputFormat::Json => self.show(SECRET, &meta),
                     OutputFormat::Text => self.done(&format!(
-                        "Stored {project}/{name} version {}.",
+                        "Stored {} version {}.",
+                        shown(&project, &name),
                         meta["current_version"]
                     )),
                 }
             }
-            SecretsCommand::Versions { name, project } => {
+            SecretsCommand::Versions {
+                name,
+                project,
+                mine: _,
+            } => {
                 let detail = self
                     .api()?
-                    .call_json(Method::GET, &["projects", &project, "secrets", &name], None)
+                    .call_json(Method::GET, &place(&project, &[&name]), None)
                     .await?;
                 if self.ctx.output == OutputFormat::Json {
                     return self.show(SECRET, &detail);
@@ -138,6 +158,7 @@ impl Runner<'_, '_> {
                 project,
                 version,
                 out,
+                mine: _,
             } => {
                 let query: Vec<(&str, String)> = version
                     .map(|v| ("version", v.to_string()))
@@ -147,7 +168,7 @@ impl Runner<'_, '_> {
                     .api()?
                     .call(
                         Method::GET,
-                        &["projects", &project, "secrets", &name, "value"],
+                        &place(&project, &[&name, "value"]),
                         &query,
                         None,
                     )
@@ -172,8 +193,9 @@ impl Runner<'_, '_> {
                     Some(path) => {
                         write_new_private(&path, &value)?;
                         self.done(&format!(
-                            "Wrote version {} of {project}/{name} to {}.",
+                            "Wrote version {} of {} to {}.",
                             answer["version"],
+                            shown(&project, &name),
                             path.display()
                         ))
                     }
@@ -190,16 +212,18 @@ impl Runner<'_, '_> {
                         }),
                 }
             }
-            SecretsCommand::Delete { name, project } => {
+            SecretsCommand::Delete {
+                name,
+                project,
+                mine: _,
+            } => {
                 self.api()?
-                    .call(
-                        Method::DELETE,
-                        &["projects", &project, "secrets", &name],
-                        &[],
-                        None,
-                    )
+                    .call(Method::DELETE, &place(&project, &[&name]), &[], None)
                     .await?;
-                self.done(&format!("Deleted {project}/{name} and all its versions."))
+                self.done(&format!(
+                    "Deleted {} and all its versions.",
+                    shown(&project, &name)
+                ))
             }
             SecretsCommand::Plan { project, maps } => {
                 let answer = self

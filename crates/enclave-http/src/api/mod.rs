@@ -112,6 +112,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
             axum::extract::DefaultBodyLimit::max(secrets::SECRET_BODY_LIMIT),
         ))
         .routes(routes!(secrets::value))
+        .routes(routes!(secrets::list_mine))
+        .routes(routes!(secrets::get_mine, secrets::delete_mine))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(secrets::put_mine))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    secrets::SECRET_BODY_LIMIT,
+                )),
+        )
+        .routes(routes!(secrets::value_mine))
         .routes(routes!(secrets::plan))
         .routes(routes!(secrets::key_status))
         .routes(routes!(secrets::rotate))

@@ -30,10 +30,14 @@ fn ts(t: Timestamp) -> String {
 /// A secret's metadata (never its value).
 #[derive(Serialize, ToSchema)]
 pub struct SecretOut {
-    /// Name, unique in the project.
+    /// Name, unique in the project (or among the owner's personal secrets).
     pub name: String,
-    /// Project.
-    pub project: String,
+    /// Project, for a project's secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Owner (username), for a personal secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// What it is for.
     pub description: String,
     /// Newest version.
@@ -50,7 +54,8 @@ impl From<SecretMeta> for SecretOut {
     fn from(m: SecretMeta) -> Self {
         SecretOut {
             name: m.name,
-            project: m.project,
+            project: (!m.project.is_empty()).then_some(m.project),
+            owner: m.owner,
             description: m.description,
             current_version: m.current_version,
             created_by: m.created_by,
@@ -117,6 +122,25 @@ pub struct PutSecret {
     pub description: Option<String>,
 }
 
+impl PutSecret {
+    /// The value's bytes: exactly one of `value` and `value_base64`.
+    fn value(&self) -> enclave_core::Result<Zeroizing<Vec<u8>>> {
+        match (&self.value, &self.value_base64) {
+            (Some(v), None) => Ok(Zeroizing::new(v.as_bytes().to_vec())),
+            (None, Some(v)) => STANDARD
+                .decode(v.as_bytes())
+                .map(Zeroizing::new)
+                .map_err(|_| {
+                    Error::invalid("value_base64", "value_base64 is not valid standard base64")
+                }),
+            _ => Err(Error::invalid(
+                "value",
+                "send exactly one of value (text) and value_base64",
+            )),
+        }
+    }
+}
+
 impl std::fmt::Debug for PutSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PutSecret { .. }")
@@ -136,6 +160,18 @@ pub struct SecretValueOut {
     /// The value as base64, when it is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_base64: Option<String>,
+}
+
+impl SecretValueOut {
+    fn new(name: String, version: u32, value: &[u8]) -> Self {
+        let text = std::str::from_utf8(value).ok().map(str::to_string);
+        SecretValueOut {
+            name,
+            version,
+            value_base64: text.is_none().then(|| STANDARD.encode(value)),
+            value: text,
+        }
+    }
 }
 
 /// Which version to read.
@@ -309,19 +345,7 @@ pub async fn put(
     Path((project, name)): Path<(String, String)>,
     Body(b): Body<PutSecret>,
 ) -> ApiResult<Json<SecretOut>> {
-    let value: Zeroizing<Vec<u8>> = match (b.value, b.value_base64) {
-        (Some(v), None) => Zeroizing::new(v.into_bytes()),
-        (None, Some(v)) => Zeroizing::new(STANDARD.decode(v.as_bytes()).map_err(|_| {
-            Error::invalid("value_base64", "value_base64 is not valid standard base64")
-        })?),
-        _ => {
-            return Err(Error::invalid(
-                "value",
-                "send exactly one of value (text) and value_base64",
-            )
-            .into())
-        }
-    };
+    let value = b.value()?;
     let meta = s
         .app
         .set_secret(&c, &project, &name, &value, b.description.as_deref())
@@ -353,13 +377,82 @@ pub async fn value(
     Q(q): Q<VersionQuery>,
 ) -> ApiResult<Json<SecretValueOut>> {
     let (version, value) = s.app.read_secret(&c, &project, &name, q.version).await?;
-    let text = std::str::from_utf8(&value).ok().map(str::to_string);
-    Ok(Json(SecretValueOut {
-        name,
-        version,
-        value_base64: text.is_none().then(|| STANDARD.encode(value.as_slice())),
-        value: text,
+    Ok(Json(SecretValueOut::new(name, version, &value)))
+}
+
+/// Lists your personal secrets (names and metadata, never values).
+#[utoipa::path(get, path = "/api/v1/me/secrets", tag = "secrets",
+    responses((status = 200, body = SecretList), (status = 401, body = super::dto::ErrorBody)))]
+pub async fn list_mine(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+) -> ApiResult<Json<SecretList>> {
+    let items = s.app.list_personal_secrets(&c).await?;
+    Ok(Json(SecretList {
+        items: items.into_iter().map(SecretOut::from).collect(),
     }))
+}
+
+/// One of your personal secrets with its versions (never values).
+#[utoipa::path(get, path = "/api/v1/me/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path)),
+    responses((status = 200, body = SecretDetailOut), (status = 404, body = super::dto::ErrorBody)))]
+pub async fn get_mine(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SecretDetailOut>> {
+    let (meta, versions) = s.app.personal_secret_versions(&c, &name).await?;
+    Ok(Json(SecretDetailOut {
+        secret: meta.into(),
+        versions: versions.into_iter().map(SecretVersionOut::from).collect(),
+    }))
+}
+
+/// Creates one of your personal secrets or adds a version; only you (and workloads you
+/// launch, when their plan names `@NAME`) can read it.
+#[utoipa::path(put, path = "/api/v1/me/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path)), request_body = PutSecret,
+    responses((status = 200, body = SecretOut), (status = 400, body = super::dto::ErrorBody), (status = 413, body = super::dto::ErrorBody)))]
+pub async fn put_mine(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+    Body(b): Body<PutSecret>,
+) -> ApiResult<Json<SecretOut>> {
+    let value = b.value()?;
+    let meta = s
+        .app
+        .set_personal_secret(&c, &name, &value, b.description.as_deref())
+        .await?;
+    Ok(Json(meta.into()))
+}
+
+/// Deletes one of your personal secrets.
+#[utoipa::path(delete, path = "/api/v1/me/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = super::dto::ErrorBody)))]
+pub async fn delete_mine(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.app.delete_personal_secret(&c, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reads one of your personal secrets (audited).
+#[utoipa::path(get, path = "/api/v1/me/secrets/{name}/value", tag = "secrets",
+    params(("name" = String, Path), VersionQuery),
+    responses((status = 200, body = SecretValueOut), (status = 404, body = super::dto::ErrorBody)))]
+pub async fn value_mine(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+    Q(q): Q<VersionQuery>,
+) -> ApiResult<Json<SecretValueOut>> {
+    let (version, value) = s.app.read_personal_secret(&c, &name, q.version).await?;
+    Ok(Json(SecretValueOut::new(name, version, &value)))
 }
 
 /// Checks an injection plan for a job in the project: what each secret becomes, at which

@@ -18,17 +18,22 @@ CREATE TABLE data_keys (
 );
 CREATE INDEX data_keys_master ON data_keys(master_key_id);
 
+-- A secret belongs to a project (sealed with the project's key) or to one person (a personal
+-- secret, sealed with the platform key), never both.
 CREATE TABLE secrets (
     id TEXT PRIMARY KEY,
-    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    project_id TEXT REFERENCES projects(id) ON DELETE CASCADE,
+    owner_id TEXT REFERENCES users(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
     current_version INTEGER NOT NULL,
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
-    UNIQUE (project_id, name)
+    CHECK ((project_id IS NULL) <> (owner_id IS NULL))
 );
+CREATE UNIQUE INDEX secrets_project_name ON secrets(project_id, name) WHERE project_id IS NOT NULL;
+CREATE UNIQUE INDEX secrets_owner_name ON secrets(owner_id, name) WHERE owner_id IS NOT NULL;
 
 -- Each version's value, sealed with AES-256-GCM under (key_scope, key_version), bound to
 -- 'secret:<secret id>:<version>'.

@@ -305,6 +305,50 @@ async fn an_owner_stores_a_secret_a_job_plan_names_it_and_nobody_else_reads_it()
     let (_, list) = owner.get("/api/v1/projects/fraud/secrets").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
 
+    // Personal secrets: the owner's alone.
+    ok(&run(
+        s.cli("olivia"),
+        &["secrets", "set", "GH_TOKEN", "--mine", "--from-stdin"],
+        Some(b"ghp_Personal-Lynx-31"),
+    ));
+    let mine = run(
+        s.cli("olivia"),
+        &["secrets", "get", "GH_TOKEN", "--mine"],
+        None,
+    );
+    assert_eq!(ok(&mine), "ghp_Personal-Lynx-31");
+    let theirs = ok(&run(s.cli("victor"), &["secrets", "list", "--mine"], None));
+    assert!(!theirs.contains("GH_TOKEN"), "{theirs}");
+    let denied = run(
+        s.cli("victor"),
+        &["secrets", "get", "GH_TOKEN", "--mine"],
+        None,
+    );
+    assert_eq!(denied.status.code(), Some(3));
+    let both = run(
+        s.cli("olivia"),
+        &["secrets", "list", "--mine", "--project", "fraud"],
+        None,
+    );
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--mine and --project exclude each other"
+    );
+    let plan = ok(&run(
+        s.cli("olivia"),
+        &[
+            "secrets",
+            "plan",
+            "--project",
+            "fraud",
+            "--map",
+            "@GH_TOKEN=env:GH_TOKEN",
+        ],
+        None,
+    ));
+    assert!(plan.contains("@GH_TOKEN"), "{plan}");
+
     // Every read and write is in the trail, without the value.
     let (_, page) = admin
         .get("/api/v1/audit?action=secret.read_value&project=fraud")
