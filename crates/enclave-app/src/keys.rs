@@ -361,7 +361,7 @@ impl App {
         let app = self.clone();
         let (p, s) = (project.to_string(), scope.clone());
         tokio::spawn(async move {
-            if let Err(e) = app.reencrypt_scope(&p, &s).await {
+            if let Err(e) = app.reencrypt_scope(Some(&p), &s).await {
                 tracing::error!(error = %e, scope = s, "re-encryption stopped; it resumes with housekeeping");
             }
         });
@@ -371,7 +371,7 @@ impl App {
     /// Re-encrypts every secret version of `scope` that is not sealed with its active key, in
     /// small transactions, then records the pass in the audit trail. Safe to run again (and
     /// concurrently with writes): each row moves only if it is still sealed as read.
-    pub(crate) async fn reencrypt_scope(&self, project: &str, scope: &str) -> Result<u64> {
+    pub(crate) async fn reencrypt_scope(&self, project: Option<&str>, scope: &str) -> Result<u64> {
         let keys = self.keyring()?.clone();
         let _one_at_a_time = keys.rotation.lock().await;
         let mut moved = 0u64;
@@ -410,7 +410,7 @@ impl App {
         if moved > 0 {
             let rec = AuditRecord {
                 detail: detail!("reencrypted" => moved),
-                ..self.system_record("key.reencrypt", label("key", scope), Some(project))
+                ..self.system_record("key.reencrypt", label("key", scope), project)
             };
             self.audit(rec).await?;
         }
@@ -433,14 +433,10 @@ impl App {
         scopes.dedup();
         for scope in scopes {
             let project = match scope.strip_prefix("project:") {
-                Some(id) => self
-                    .store
-                    .project_name_by_id(id)
-                    .await?
-                    .unwrap_or_else(|| id.to_string()),
-                None => scope.clone(),
+                Some(id) => self.store.project_name_by_id(id).await?,
+                None => None,
             };
-            self.reencrypt_scope(&project, &scope).await?;
+            self.reencrypt_scope(project.as_deref(), &scope).await?;
         }
         Ok(())
     }

@@ -31,8 +31,10 @@ const MAX_PARALLELISM: u32 = 64;
 /// Master keys (key-encryption keys) that wrap data keys.
 ///
 /// The trait is the seam for external key services (HashiCorp Vault transit, a cloud KMS):
-/// they implement `wrap`/`unwrap` remotely. Implementations may block; async callers run
-/// them on a blocking thread.
+/// they implement `wrap`/`unwrap` remotely. `rotate` and `retire_others` may block (callers run
+/// them on a blocking thread); `wrap` and `unwrap` are called inline, only when a data key is
+/// created, first used (the application caches unwrapped data keys) or rewrapped, so a remote
+/// implementation must bound them with a short timeout.
 pub trait MasterKeys: Send + Sync + 'static {
     /// The provider kind: `"file"`, `"passphrase"`, later `"vault-transit"`, ….
     fn kind(&self) -> &'static str;
