@@ -58,6 +58,10 @@
 //!
 //! with everything before the encrypted bytes as associated data.
 //!
+//! **Backup archive** (`EBK1`): files of a data directory, in AES-256-GCM chunks under a
+//! fresh archive key wrapped by the master key; see [`ArchiveWriter`] and the `archive`
+//! module for the layout. Restoring one needs the master key that made it.
+//!
 //! # Invariants
 //!
 //! * Key material lives in [`KeyMaterial`] or `Zeroizing` buffers and is zeroized on drop;
@@ -69,9 +73,13 @@
 //!   directory, fsync, rename, fsync of the directory); a new master key is on disk before
 //!   [`MasterKeys::rotate`] returns it.
 
+mod archive;
 mod envelope;
 mod master;
 
+pub use archive::{
+    valid_archive_name, ArchiveInfo, ArchiveReader, ArchiveWriter, ArchivedFile, ARCHIVE_CHUNK,
+};
 pub use envelope::{key_ref_of, DataKey, KeyRef};
 pub use master::{FileMasterKeys, MasterKeys, SealParams};
 
