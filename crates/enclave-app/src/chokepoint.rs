@@ -225,6 +225,40 @@ impl App {
         count_decisions(decide_all).await.0
     }
 
+    /// Which of `actions` the caller may do in `project`: the `secret.*` actions on the secret
+    /// `secret` when one is named, everything else on the project. For showing forms and
+    /// buttons only, like [`App::my_platform_actions`]: decided by [`App::decide`], not
+    /// audited, counted in a scope of their own; the use case decides again when it is called.
+    pub async fn my_project_actions(
+        &self,
+        caller: &Caller,
+        project: &str,
+        secret: Option<&str>,
+        actions: &[Action],
+    ) -> Vec<Action> {
+        let decide_all = async {
+            let mut allowed = Vec::new();
+            for &action in actions {
+                let resource = match (action, secret) {
+                    (
+                        Action::SecretWrite | Action::SecretDelete | Action::SecretReadValue,
+                        Some(name),
+                    ) => Resource::Secret {
+                        name: name.to_string(),
+                        project: project.to_string(),
+                        owner: None,
+                    },
+                    _ => Resource::Project(project.to_string()),
+                };
+                if self.decide(caller, action, &resource, None).await.allowed {
+                    allowed.push(action);
+                }
+            }
+            allowed
+        };
+        count_decisions(decide_all).await.0
+    }
+
     /// The authorization chokepoint for a workload acting as itself (its own roles, in its own
     /// project). A denial is audited with the engine's explanation and returned as `forbidden`.
     pub(crate) async fn authorize_workload(
