@@ -153,6 +153,7 @@ pub const NAV_ACTIONS: &[enclave_core::authz::Action] = &[
     enclave_core::authz::Action::AuditSearch,
     enclave_core::authz::Action::AuditExport,
     enclave_core::authz::Action::AuditVerify,
+    enclave_core::authz::Action::KeyRead,
 ];
 
 /// Reads the console session, if any (never fails).

@@ -23,6 +23,7 @@ mod me;
 mod page;
 mod policies;
 mod projects;
+mod secrets;
 
 use crate::AppState;
 use axum::http::{header, HeaderValue};
@@ -155,6 +156,32 @@ pub fn routes() -> Router<AppState> {
         .route("/audit/key.json", get(audit::key_download))
         .route("/audit/export", get(audit::export))
         .route("/audit/verify", post(audit::verify))
+        .route(
+            "/projects/{name}/secrets",
+            get(secrets::list)
+                .post(secrets::set)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    secrets::SECRET_FORM_LIMIT,
+                )),
+        )
+        .route("/projects/{name}/secrets/{secret}", get(secrets::show))
+        .route(
+            "/projects/{name}/secrets/{secret}/reveal",
+            post(secrets::reveal),
+        )
+        .route(
+            "/projects/{name}/secrets/{secret}/delete",
+            post(secrets::delete),
+        )
+        .route("/projects/{name}/secret-plan", post(secrets::plan))
+        .route("/projects/{name}/keys", get(secrets::keys))
+        .route("/projects/{name}/keys/rotate", post(secrets::rotate))
+        .route(
+            "/projects/{name}/keys/{version}/retire",
+            post(secrets::retire),
+        )
+        .route("/admin/keys", get(secrets::master))
+        .route("/admin/keys/rotate", post(secrets::rotate_master))
         .route("/account", get(me::account))
         .route("/account/password", post(me::change_password))
 }

@@ -29,6 +29,8 @@ pub struct NavUser {
     pub explain: bool,
     /// The audit pages offer the key, the export and verification (everyone has Audit).
     pub audit_key: bool,
+    /// The nav shows Keys (the master key page).
+    pub keys: bool,
 }
 
 impl NavUser {
@@ -43,6 +45,7 @@ impl NavUser {
             policies: may(Action::PolicyList),
             explain: may(Action::PolicyCheck),
             audit_key: may(Action::AuditVerify),
+            keys: may(Action::KeyRead),
         }
     }
 }
@@ -52,7 +55,7 @@ pub struct Chrome {
     /// Page title.
     pub title: String,
     /// Nav entry to highlight: `projects`, `tokens`, `account`, `users`, `groups`, `roles`,
-    /// `policies`, `explain`, `audit` or empty.
+    /// `policies`, `explain`, `audit`, `keys` or empty.
     pub section: &'static str,
     /// The signed-in user; `None` on public pages.
     pub user: Option<NavUser>,
@@ -232,6 +235,20 @@ pub const NOTICES: &[(&str, &str)] = &[
     ("policy-deleted", "Policy deleted."),
     ("subgroup-added", "Subgroup added."),
     ("subgroup-removed", "Subgroup removed."),
+    (
+        "secret-saved",
+        "Secret saved. Its value is stored encrypted and is not shown again.",
+    ),
+    ("secret-deleted", "Secret and all its versions deleted."),
+    (
+        "key-rotated",
+        "New project key version created; existing secrets are being re-encrypted in the background.",
+    ),
+    ("key-retired", "Key version retired; its key material was erased."),
+    (
+        "master-rotated",
+        "Master key rotated; every data key was rewrapped under the new one.",
+    ),
 ];
 
 /// The message for a notice key, if it is one of [`NOTICES`].
