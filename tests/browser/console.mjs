@@ -185,6 +185,25 @@ async function main() {
   check(unexpected.length === 0, `no CSP violations or page errors on the governance pages (${unexpected.join('; ')})`);
   problems.length = 0;
 
+  // 7b. Secrets: the owner stores a database password through the form; it is listed with
+  // its description and version, and neither the page nor the form shows the value again.
+  const DBPW = 'Birch-Lagoon-Saffron-5150';
+  await page.goto(`${base}/projects/fraud-detection`);
+  await Promise.all([page.waitForNavigation(), page.click('#secrets-link')]);
+  await page.fill('#s-name', 'DB_PASSWORD');
+  await page.fill('#s-description', 'warehouse login');
+  await page.fill('#s-value', DBPW);
+  await Promise.all([page.waitForNavigation(), page.click('#add-secret button[type=submit]')]);
+  check((await page.textContent('#versions-table')).includes('v1'), 'the new secret shows its first version');
+  check(!(await page.content()).includes(DBPW), 'the value is not shown after saving');
+  await Promise.all([page.waitForNavigation(), page.click('.crumbs a[href$="/secrets"]')]);
+  const secrets = await page.textContent('#secrets-table');
+  check(secrets.includes('DB_PASSWORD') && secrets.includes('warehouse login'), 'the secret is listed with its description');
+  check(!(await page.content()).includes(DBPW) && (await page.inputValue('#s-value')) === '',
+    'neither the list nor the form carries the value');
+  await page.screenshot({ path: join(shots, 'secrets.png'), fullPage: true });
+  check(problems.length === 0, `no CSP violations or page errors on the secrets pages (${problems.join('; ')})`);
+
   // 8. Audit: the owner sees her own records and who outside the project acted in it; a security auditor, who
   // holds no project, finds the audit pages in the nav, filters the trail, copies the public
   // key and verifies the trail.

@@ -9,6 +9,7 @@ mod audit_console;
 mod auth;
 mod cli;
 mod console;
+mod console_secrets;
 mod policy;
 mod secrets;
 mod serve;
