@@ -21,6 +21,7 @@
 //!   library, on a blocking thread).
 
 mod audit;
+mod backup;
 mod keys;
 mod migrate;
 mod policy;
