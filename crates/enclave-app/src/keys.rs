@@ -102,6 +102,12 @@ impl Keyring {
         &self.master
     }
 
+    /// Holds off master rotations and re-encryption passes while the guard lives (a backup
+    /// takes its snapshot under it, so the key file it needs is the one in use now).
+    pub(crate) async fn hold_rotations(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.rotation.lock().await
+    }
+
     /// Registers something sealed with the master key outside the store, to be rewrapped when
     /// the master key rotates.
     pub fn register_master_sealed(&self, item: Arc<dyn MasterSealed>) {

@@ -12,6 +12,7 @@
 
 mod access;
 mod auth;
+mod backup;
 mod chokepoint;
 mod grants;
 mod groups;
@@ -38,6 +39,7 @@ use std::time::Duration;
 pub use access::membership_role;
 pub use auth::csrf_token_for;
 pub use auth::{AuthMethod, LoginOutcome};
+pub use backup::{BackupArchive, BACKUP_DB_NAME};
 pub use chokepoint::{count_decisions, Caller, RequestMeta};
 pub use keys::{project_scope, KeyStatus, KeyVersionStatus, Keyring, MasterSealed, MasterStatus};
 pub use passwords::PasswordHasher;
@@ -126,6 +128,8 @@ pub struct App {
     on_commit: Arc<std::sync::OnceLock<CommitListener>>,
     token_uses: Arc<token_use::TokenUses>,
     keys: Option<Arc<keys::Keyring>>,
+    /// Files of the data directory that backups hold besides the database.
+    backup_files: Arc<Vec<std::path::PathBuf>>,
 }
 
 /// Called after every successful commit (e.g. to wake the audit forwarders).
@@ -150,6 +154,7 @@ impl App {
             on_commit: Arc::default(),
             token_uses: Arc::default(),
             keys: None,
+            backup_files: Arc::default(),
         })
     }
 

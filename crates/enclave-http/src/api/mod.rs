@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`, described by OpenAPI (utoipa).
 
 pub(crate) mod audit;
+mod backup;
 pub mod dto;
 mod extract;
 mod governance;
@@ -30,6 +31,7 @@ use utoipa_axum::routes;
         (name = "audit", description = "The tamper-evident audit trail: search, export, verify, public key"),
         (name = "policy", description = "Cedar policies, explain, role bindings and time-bound access grants"),
         (name = "secrets", description = "Project secrets (values only on their own read), injection plans, data and master keys"),
+        (name = "backup", description = "Encrypted backups of the installation (platform admins)"),
     )
 )]
 struct ApiDoc;
@@ -128,6 +130,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(secrets::retire))
         .routes(routes!(secrets::master))
         .routes(routes!(secrets::rotate_master))
+        .routes(routes!(backup::create))
         .routes(routes!(openapi_json))
 }
 
