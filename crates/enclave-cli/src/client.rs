@@ -551,6 +551,64 @@ impl ApiClient {
         Ok(bytes.to_vec())
     }
 
+    /// Sends a bodiless request to `/api/v1/<segments>` and streams a successful answer into
+    /// `sink` (no overall time limit beyond `timeout`: archives may be large). Returns the
+    /// bytes written and the answer's headers; checks them against `Content-Length`.
+    pub(crate) async fn download(
+        &self,
+        method: Method,
+        segments: &[&str],
+        sink: &mut (dyn std::io::Write + Send),
+        timeout: Duration,
+    ) -> Result<(u64, reqwest::header::HeaderMap), Failure> {
+        let url = self.url(segments)?;
+        let mut req = self.http.request(method, url).timeout(timeout);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| transport_failure(&e, &self.server))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if !status.is_success() {
+            let request_id = headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| transport_failure(&e, &self.server))?;
+            let resource = segments.first().copied().unwrap_or("");
+            return Err(api_failure(status, &bytes, resource, request_id.as_deref()));
+        }
+        let expected = resp.content_length();
+        let mut written = 0u64;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| transport_failure(&e, &self.server))?
+        {
+            sink.write_all(&chunk).map_err(|e| {
+                Failure::local("io", format!("cannot write the download: {e}"), None)
+            })?;
+            written += chunk.len() as u64;
+        }
+        if expected.is_some_and(|n| n != written) {
+            return Err(Failure::server(
+                "incomplete",
+                format!(
+                    "the server's answer ended after {written} of {} bytes",
+                    expected.unwrap_or(0)
+                ),
+                Some("retry; nothing was kept".into()),
+            ));
+        }
+        Ok((written, headers))
+    }
+
     /// Like [`ApiClient::call`] but requires a JSON answer.
     pub(crate) async fn call_json(
         &self,

@@ -1,6 +1,7 @@
 //! The commands: argument → request → output.
 
 mod audit;
+mod backup;
 mod governance;
 mod secrets;
 
@@ -90,6 +91,7 @@ impl Runner<'_, '_> {
             ClientCommand::Audit(c) => self.audit(c).await,
             ClientCommand::Secrets(c) => self.secrets(c).await,
             ClientCommand::Keys(c) => self.keys(c).await,
+            ClientCommand::Backup { out, force } => self.backup(&out, force).await,
             ClientCommand::Unseal { server, ca, .. } => self.unseal(&server, ca.as_deref()).await,
         }
     }

@@ -52,7 +52,13 @@
 //! enclave keys master
 //! enclave keys rotate-master
 //! enclave unseal --server URL [--ca FILE] --passphrase-stdin
+//! enclave backup --out FILE [--force]
 //! ```
+//!
+//! Backups: `backup` (platform admins) streams the server's encrypted archive into a
+//! temporary file next to FILE (mode 0600) and renames it into place only when complete; an
+//! existing FILE is kept unless `--force`. The archive opens only with the installation's
+//! master key (`enclave restore`, a local command of the server binary).
 //!
 //! Secrets: values are read from a file or from all of stdin (any bytes, at most 64 KiB) and
 //! sent once; no command prints a value except `secrets get`, which writes exactly the stored
@@ -148,6 +154,17 @@ pub enum ClientCommand {
     /// Encryption keys: a project's data key (status, rotate, retire) and the master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Download an encrypted backup archive of the whole installation (platform admins),
+    /// made while the server keeps serving. Restore it with `enclave restore FILE --data-dir
+    /// NEW --master-key KEYFILE`: keep the master key apart from the archives.
+    Backup {
+        /// Write the archive to this file (created with mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+        /// Replace FILE if it already exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Unseal a server started with a passphrase-sealed master key.
     Unseal {
         /// Server base URL, e.g. https://127.0.0.1:8443.
