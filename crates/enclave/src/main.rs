@@ -1,6 +1,7 @@
 //! `enclave`: the server (`serve`), local administration (`admin`, `config`) and the CLI client
 //! (`login`, `users`, `projects`, …) in one binary. This file only wires the crates together.
 
+mod backup;
 mod master;
 mod serve;
 mod trail;
@@ -38,6 +39,9 @@ enum Cmd {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Restore an encrypted backup archive (from `enclave backup`) into a new data directory;
+    /// needs the master key that made it.
+    Restore(backup::RestoreArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
                 print!("{}", enclave_config::Config::example_toml());
                 0
             }
+            Cmd::Restore(args) => backup::restore(&args),
             Cmd::Client(cmd) => enclave_cli::run(cmd, cli.output).await,
         }
     });

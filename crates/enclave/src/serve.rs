@@ -119,7 +119,8 @@ async fn open_app(
     )));
     Ok(App::new(store, Arc::new(SystemClock), cfg_settings)
         .map_err(|e| e.to_string())?
-        .with_keys(keyring))
+        .with_keys(keyring)
+        .with_backup_files(vec![data_dir.join(crate::trail::AUDIT_KEY_FILE)]))
 }
 
 fn load(flags: &Overrides) -> Result<Config, i32> {
