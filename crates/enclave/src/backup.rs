@@ -95,16 +95,21 @@ fn open_master(path: &Path, passphrase_stdin: bool) -> Result<(FileMasterKeys, b
             ));
         }
         let mut line = zeroize::Zeroizing::new(String::new());
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| fail(format!("cannot read the passphrase from standard input: {e}")))?;
+        std::io::stdin().read_line(&mut line).map_err(|e| {
+            fail(format!(
+                "cannot read the passphrase from standard input: {e}"
+            ))
+        })?;
         let pass = zeroize::Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_string());
         let m = FileMasterKeys::open_sealed(path)
             .map_err(|e| fail(format!("the sealed master key {}: {e}", path.display())))?;
         m.unseal(pass.as_bytes()).map_err(|e| match e {
             KeyError::WrongPassphrase => Failed(
                 EXIT_FAIL,
-                format!("wrong passphrase for {}; nothing was written", path.display()),
+                format!(
+                    "wrong passphrase for {}; nothing was written",
+                    path.display()
+                ),
                 Some("give the passphrase this sealed key file was made with".into()),
             ),
             other => fail(format!("the sealed master key {}: {other}", path.display())),
@@ -192,7 +197,12 @@ fn run(args: &RestoreArgs) -> Result<(), Failed> {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
-        .ok_or_else(|| usage("--data-dir must name a directory", "e.g. --data-dir ./restored"))?;
+        .ok_or_else(|| {
+            usage(
+                "--data-dir must name a directory",
+                "e.g. --data-dir ./restored",
+            )
+        })?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

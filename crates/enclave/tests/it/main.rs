@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod audit_console;
 mod auth;
+mod backup;
 mod cli;
 mod console;
 mod console_secrets;
