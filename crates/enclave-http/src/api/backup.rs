@@ -22,10 +22,10 @@ pub const BACKUP_SHA256_HEADER: &str = "x-enclave-backup-sha256";
 /// wrapped by the master key. Restore it with `enclave restore FILE --data-dir NEW
 /// --master-key KEYFILE`; the master key is not in the archive. Audited as `backup.create`
 /// (before the snapshot, so the archive holds it) and `backup.complete` (size, SHA-256).
-#[utoipa::path(post, path = "/api/v1/admin/backup", tag = "backup",
+#[utoipa::path(post, path = "/api/v1/admin/backup", tag = "backup", operation_id = "create_backup",
     responses(
-        (status = 200, content_type = "application/octet-stream", body = Vec<u8>,
-            description = "The encrypted archive (format EBK1, see docs/ARCHITECTURE.md)",
+        (status = 200, content_type = "application/octet-stream", body = String,
+            description = "The encrypted archive, binary (format EBK1, see docs/ARCHITECTURE.md)",
             headers(
                 ("x-enclave-backup-id" = String, description = "The archive id, as in the audit trail"),
                 ("x-enclave-backup-sha256" = String, description = "SHA-256 of the archive, lowercase hex"),
