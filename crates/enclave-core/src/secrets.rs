@@ -284,6 +284,7 @@ impl std::fmt::Debug for ResolvedSecret {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
