@@ -656,4 +656,72 @@ async fn a_sealed_server_serves_nothing_until_an_operator_unseals_it() {
     // The sealed file never holds the passphrase or the value.
     assert!(files_containing(&s.data_dir, passphrase.as_bytes()).is_empty());
     assert!(files_containing(&s.data_dir, DB_VALUE.as_bytes()).is_empty());
+
+    // A backup of a sealed installation restores with its sealed key file and passphrase,
+    // and the restored server starts sealed too.
+    login_cli(&s, "adm", "admin");
+    let archive = s.root.path().join("sealed.backup");
+    ok(&run(
+        s.cli("adm"),
+        &["backup", "--out", archive.to_str().unwrap()],
+        None,
+    ));
+    let mut s = s;
+    s.stop();
+    let restored_root = tempfile::tempdir().unwrap();
+    let restored = restored_root.path().join("data");
+    let restore = |pass: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("ENCLAVE_CONFIG");
+        run(
+            cmd,
+            &[
+                "restore",
+                archive.to_str().unwrap(),
+                "--data-dir",
+                restored.to_str().unwrap(),
+                "--master-key",
+                s.data_dir.join("master.sealed").to_str().unwrap(),
+                "--passphrase-stdin",
+            ],
+            Some(format!("{pass}\n").as_bytes()),
+        )
+    };
+    assert_eq!(restore("not the passphrase at all").status.code(), Some(1));
+    assert!(!restored.exists(), "a wrong passphrase writes nothing");
+    ok(&restore(passphrase));
+    let r = Server::start_in(
+        BIN,
+        restored_root,
+        restored,
+        Options {
+            env: vec![("ENCLAVE_KEYS_MASTER".into(), "passphrase".into())],
+            ..Options::default()
+        },
+    );
+    let c = r.client();
+    assert_eq!(
+        c.get(r.url("/api/v1/users")).send().await.unwrap().status(),
+        503
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("ENCLAVE_CONFIG");
+    let ca = r.cert_path();
+    ok(&run(
+        cmd,
+        &[
+            "unseal",
+            "--server",
+            &r.base,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--passphrase-stdin",
+        ],
+        Some(format!("{passphrase}\n").as_bytes()),
+    ));
+    let owner = r.login("olivia", PASSWORD).await;
+    let (st, b) = owner
+        .get("/api/v1/projects/fraud/secrets/DB_PASSWORD/value")
+        .await;
+    assert_eq!((st, b["value"].as_str()), (200, Some(DB_VALUE)));
 }
