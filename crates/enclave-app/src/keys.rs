@@ -277,7 +277,22 @@ impl App {
         }
     }
 
-    async fn project_scope_of(&self, project: &str) -> Result<String> {
+    /// Decides `action` on a project's keys and returns the key scope of the project.
+    async fn authorize_project_keys(
+        &self,
+        caller: &Caller,
+        action: Action,
+        project: &str,
+    ) -> Result<String> {
+        names::slug("project", project).map_err(|_| Error::not_found("project", project))?;
+        self.authorize(
+            caller,
+            action,
+            &Resource::Project(project.to_string()),
+            &label("project", &format!("{project}/keys")),
+            true,
+        )
+        .await?;
         let id = self
             .project_id(Some(project))
             .await?
@@ -287,16 +302,9 @@ impl App {
 
     /// A project's data-key versions and re-encryption progress.
     pub async fn key_status(&self, caller: &Caller, project: &str) -> Result<KeyStatus> {
-        names::slug("project", project).map_err(|_| Error::not_found("project", project))?;
-        self.authorize(
-            caller,
-            Action::KeyRead,
-            &Resource::Project(project.to_string()),
-            &label("project", &format!("{project}/keys")),
-            true,
-        )
-        .await?;
-        let scope = self.project_scope_of(project).await?;
+        let scope = self
+            .authorize_project_keys(caller, Action::KeyRead, project)
+            .await?;
         self.project_key_status(project, &scope).await
     }
 
@@ -338,18 +346,10 @@ impl App {
     /// background pass re-encrypts existing data with it (see [`App::key_status`] for
     /// progress). Older versions stay readable until retired.
     pub async fn rotate_project_key(&self, caller: &Caller, project: &str) -> Result<KeyStatus> {
-        names::slug("project", project).map_err(|_| Error::not_found("project", project))?;
-        let resource = Resource::Project(project.to_string());
-        self.authorize(
-            caller,
-            Action::KeyRotate,
-            &resource,
-            &label("project", &format!("{project}/keys")),
-            true,
-        )
-        .await?;
+        let scope = self
+            .authorize_project_keys(caller, Action::KeyRotate, project)
+            .await?;
         let keys = self.keyring()?.clone();
-        let scope = self.project_scope_of(project).await?;
         let now = self.now();
         let mut tx = self.store.write().await?;
         let version = tx.latest_data_key_version(&scope).await?.saturating_add(1);
@@ -455,17 +455,10 @@ impl App {
         project: &str,
         version: u32,
     ) -> Result<KeyStatus> {
-        names::slug("project", project).map_err(|_| Error::not_found("project", project))?;
-        self.authorize(
-            caller,
-            Action::KeyRotate,
-            &Resource::Project(project.to_string()),
-            &label("project", &format!("{project}/keys")),
-            true,
-        )
-        .await?;
+        let scope = self
+            .authorize_project_keys(caller, Action::KeyRotate, project)
+            .await?;
         let keys = self.keyring()?.clone();
-        let scope = self.project_scope_of(project).await?;
         let now = self.now();
         let mut tx = self.store.write().await?;
         let still = tx.count_sealed_with(&scope, version).await?;

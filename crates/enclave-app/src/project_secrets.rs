@@ -153,10 +153,7 @@ impl App {
     async fn find_in(&self, place: &Resolved, name: &str) -> Result<SecretMeta> {
         let found = match check_name(name) {
             Err(_) => None,
-            Ok(()) => match &place.project {
-                Some(p) => self.store.secret(p, name).await?,
-                None => self.store.personal_secret(&place.holder_id, name).await?,
-            },
+            Ok(()) => self.store.secret(place.holder(), name).await?,
         };
         found.ok_or_else(|| Error::not_found("secret", &format!("{}/{name}", place.prefix)))
     }
@@ -166,10 +163,7 @@ impl App {
         self.authorize(caller, Action::SecretList, &resource, &what, true)
             .await?;
         let r = self.resolve_place(caller, place).await?;
-        Ok(match &r.project {
-            Some(p) => self.store.list_secrets(p).await?,
-            None => self.store.list_personal_secrets(&r.holder_id).await?,
-        })
+        Ok(self.store.list_secrets(r.holder()).await?)
     }
 
     async fn versions_in(

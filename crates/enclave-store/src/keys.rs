@@ -240,12 +240,13 @@ impl Store {
         .collect()
     }
 
-    /// A project's secrets, by name.
-    pub async fn list_secrets(&self, project: &str) -> StoreResult<Vec<SecretMeta>> {
+    /// A holder's secrets, by name.
+    pub async fn list_secrets(&self, holder: Holder<'_>) -> StoreResult<Vec<SecretMeta>> {
+        let (column, id) = holder.column();
         sqlx::query(&format!(
-            "{SECRET_SELECT} WHERE p.name = $1 ORDER BY s.name"
+            "{SECRET_SELECT} WHERE s.{column} = $1 ORDER BY s.name"
         ))
-        .bind(project)
+        .bind(id)
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?
@@ -254,45 +255,13 @@ impl Store {
         .collect()
     }
 
-    /// A person's own secrets, by name.
-    pub async fn list_personal_secrets(&self, user_id: &str) -> StoreResult<Vec<SecretMeta>> {
+    /// One of a holder's secrets, by name.
+    pub async fn secret(&self, holder: Holder<'_>, name: &str) -> StoreResult<Option<SecretMeta>> {
+        let (column, id) = holder.column();
         sqlx::query(&format!(
-            "{SECRET_SELECT} WHERE s.owner_id = $1 ORDER BY s.name"
+            "{SECRET_SELECT} WHERE s.{column} = $1 AND s.name = $2"
         ))
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?
-        .iter()
-        .map(secret)
-        .collect()
-    }
-
-    /// One of a person's own secrets, by name.
-    pub async fn personal_secret(
-        &self,
-        user_id: &str,
-        name: &str,
-    ) -> StoreResult<Option<SecretMeta>> {
-        sqlx::query(&format!(
-            "{SECRET_SELECT} WHERE s.owner_id = $1 AND s.name = $2"
-        ))
-        .bind(user_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(secret)
-        .transpose()
-    }
-
-    /// One secret of a project, by name.
-    pub async fn secret(&self, project: &str, name: &str) -> StoreResult<Option<SecretMeta>> {
-        sqlx::query(&format!(
-            "{SECRET_SELECT} WHERE p.name = $1 AND s.name = $2"
-        ))
-        .bind(project)
+        .bind(id)
         .bind(name)
         .fetch_optional(&self.pool)
         .await

@@ -2,34 +2,17 @@
 //! `enclave restore` into a new data directory that a new server starts on, with logins,
 //! secrets and the audit trail intact; wrong keys, altered archives and non-admins refused.
 
+use crate::common::run;
 use crate::BIN;
 use enclave_testkit::{Options, Server, PASSWORD};
 use serde_json::json;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const VALUE: &str = "pg-Warehouse-Secret-7731-restore-me";
-
-fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
 
 fn text(o: &Output) -> String {
     format!(

@@ -1,37 +1,9 @@
 //! The CLI against a real server: login, admin commands, JSON output, exit codes.
 
+use crate::common::{ok, run};
 use crate::BIN;
 use enclave_testkit::{Server, PASSWORD};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
-
-fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
 
 #[tokio::test]
 async fn admin_manages_users_groups_projects_from_the_cli() {

@@ -9,6 +9,7 @@ mod audit_console;
 mod auth;
 mod backup;
 mod cli;
+mod common;
 mod console;
 mod console_secrets;
 mod policy;

@@ -3,56 +3,16 @@
 //! or missing master key decrypts nothing, keys rotate while the server serves, and a sealed
 //! server serves nothing until unsealed.
 
+use crate::common::{login_cli, ok, run};
 use crate::BIN;
 use enclave_testkit::{Options, Server, PASSWORD};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 const DB_VALUE: &str = "pg-Secret-Walrus-Tangerine-4471";
 
-fn run(mut cmd: Command, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        out(o),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out(o)
-}
-
-fn login_cli(s: &Server, name: &str, user: &str) {
-    let ca = s.cert_path();
-    ok(&run(
-        s.cli(name),
-        &[
-            "login",
-            "--server",
-            &s.base,
-            "--username",
-            user,
-            "--password-stdin",
-            "--ca",
-            ca.to_str().unwrap(),
-        ],
-        Some(format!("{PASSWORD}\n").as_bytes()),
-    ));
 }
 
 /// An admin, `olivia` owning project `fraud`, `victor` viewing it. Returns the admin's API.
@@ -122,7 +82,7 @@ async fn an_owner_stores_a_secret_a_job_plan_names_it_and_nobody_else_reads_it()
             "--description",
             "warehouse login",
         ],
-        Some(DB_VALUE.as_bytes()),
+        Some(DB_VALUE),
     ));
     // A file value, binary-safe.
     let file = s.root.path().join("ca.bin");
@@ -208,7 +168,7 @@ async fn an_owner_stores_a_secret_a_job_plan_names_it_and_nobody_else_reads_it()
             "fraud",
             "--from-stdin",
         ],
-        Some(b"second-Value-Oboe-88"),
+        Some("second-Value-Oboe-88"),
     ));
     let versions = ok(&run(
         s.cli("olivia"),
@@ -277,7 +237,7 @@ async fn an_owner_stores_a_secret_a_job_plan_names_it_and_nobody_else_reads_it()
             "fraud",
             "--from-stdin",
         ],
-        Some(b"x"),
+        Some("x"),
     );
     assert_eq!(bad.status.code(), Some(3));
     let empty = run(
@@ -290,7 +250,7 @@ async fn an_owner_stores_a_secret_a_job_plan_names_it_and_nobody_else_reads_it()
             "fraud",
             "--from-stdin",
         ],
-        Some(b""),
+        Some(""),
     );
     assert_eq!(empty.status.code(), Some(2));
     let owner = s.login("olivia", PASSWORD).await;
@@ -309,7 +269,7 @@ async fn an_owner_stores_a_secret_a_job_plan_names_it_and_nobody_else_reads_it()
     ok(&run(
         s.cli("olivia"),
         &["secrets", "set", "GH_TOKEN", "--mine", "--from-stdin"],
-        Some(b"ghp_Personal-Lynx-31"),
+        Some("ghp_Personal-Lynx-31"),
     ));
     let mine = run(
         s.cli("olivia"),
@@ -581,7 +541,7 @@ async fn a_sealed_server_serves_nothing_until_an_operator_unseals_it() {
             data.to_str().unwrap(),
             "--passphrase-stdin",
         ],
-        Some(format!("{passphrase}\n").as_bytes()),
+        Some(&format!("{passphrase}\n")),
     );
     ok(&o);
     let opts = Options {
@@ -618,7 +578,7 @@ async fn a_sealed_server_serves_nothing_until_an_operator_unseals_it() {
                 ca.to_str().unwrap(),
                 "--passphrase-stdin",
             ],
-            Some(format!("{pass}\n").as_bytes()),
+            Some(&format!("{pass}\n")),
         )
     };
     let wrong = unseal("not the passphrase at all");
@@ -684,7 +644,7 @@ async fn a_sealed_server_serves_nothing_until_an_operator_unseals_it() {
                 s.data_dir.join("master.sealed").to_str().unwrap(),
                 "--passphrase-stdin",
             ],
-            Some(format!("{pass}\n").as_bytes()),
+            Some(&format!("{pass}\n")),
         )
     };
     assert_eq!(restore("not the passphrase at all").status.code(), Some(1));
@@ -717,7 +677,7 @@ async fn a_sealed_server_serves_nothing_until_an_operator_unseals_it() {
             ca.to_str().unwrap(),
             "--passphrase-stdin",
         ],
-        Some(format!("{passphrase}\n").as_bytes()),
+        Some(&format!("{passphrase}\n")),
     ));
     let owner = r.login("olivia", PASSWORD).await;
     let (st, b) = owner
