@@ -289,6 +289,13 @@ impl Running {
         base: &str,
     ) -> Result<Running, String> {
         let app = open_app(settings(cfg), &cfg.data_dir, &cfg.audit, master).await?;
+        let sealed = app
+            .seal_plain_password_hashes()
+            .await
+            .map_err(|e| format!("cannot seal stored password hashes: {}", e.message))?;
+        if sealed > 0 {
+            tracing::info!(sealed, "password hashes sealed under the platform key");
+        }
         app.refresh_policy()
             .await
             .map_err(|e| format!("the authorization policies do not load: {}", e.message))?;
