@@ -193,7 +193,7 @@ fn check_env_name(var: &str) -> Result<()> {
             ),
         ));
     }
-    if RESERVED_ENV.contains(&var) || var.starts_with("ENCLAVE_") {
+    if RESERVED_ENV.contains(&var) || var.starts_with("ENCLAVE_") || var.starts_with("LD_") {
         return Err(Error::invalid(
             "map",
             format!("environment variable {var} is reserved; choose another name"),
@@ -324,6 +324,7 @@ mod tests {
             "DB=env:lower",
             "DB=env:1X",
             "DB=env:LD_PRELOAD",
+            "DB=env:LD_BIND_NOW",
             "DB=env:PATH",
             "DB=env:ENCLAVE_X",
             "DB=file:/etc/passwd",
