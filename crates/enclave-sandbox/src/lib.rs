@@ -1,0 +1,107 @@
+//! Enclave's workload sandbox.
+//!
+//! [`spec`] turns a [`SandboxSpec`] (command, project uid range, limits, work volume, resolved
+//! secrets) into an OCI runtime spec — pure and unit-tested; [`seccomp`] holds the seccomp
+//! allow-list as data; [`runc`] is the driver that writes the bundle and runs it with `runc`.
+//! Backends implement [`Runtime`], so Slurm or Kubernetes can plug in later.
+
+pub mod runc;
+pub mod seccomp;
+pub mod spec;
+
+use std::time::Duration;
+
+pub use spec::{Limits, SandboxSpec, UidRange};
+
+/// Errors of the sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sandbox spec is not acceptable; the message says what to change.
+    #[error("invalid sandbox: {0}")]
+    Invalid(String),
+    /// The OCI spec could not be built (a bug, or limits the spec types cannot hold).
+    #[error("cannot build the OCI spec: {0}")]
+    Spec(String),
+    /// The runtime is missing or failed; the message says what to do.
+    #[error("sandbox runtime: {0}")]
+    Runtime(String),
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How a workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command exited with this code (128 + N when killed by signal N: 137 when the
+    /// memory limit's OOM killer struck).
+    Exited {
+        /// Exit code.
+        code: i32,
+    },
+    /// Killed after its time limit.
+    TimedOut,
+    /// Killed on request.
+    Cancelled,
+}
+
+/// Whether a workload is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Still running.
+    Running,
+    /// Finished.
+    Finished(Outcome),
+}
+
+/// A backend that runs sandboxes (runc now; Slurm or Kubernetes later).
+pub trait Runtime: Send + Sync {
+    /// Starts the workload; nothing is left behind if this fails.
+    fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Workload>>;
+}
+
+/// A started workload. Dropping it kills it and removes everything it used.
+pub trait Workload: Send {
+    /// The sandbox id.
+    fn id(&self) -> &str;
+    /// Running or finished (does not block).
+    fn status(&mut self) -> Result<Status>;
+    /// Blocks until the workload ends (or its timeout kills it, or it is cancelled).
+    fn wait(&mut self) -> Result<Outcome>;
+    /// A handle that cancels the workload from another thread.
+    fn canceller(&self) -> Canceller;
+    /// The output (stdout and stderr interleaved) so far, up to the log limit.
+    fn logs(&self) -> Result<Vec<u8>>;
+    /// Kills the workload if it runs and removes its container, cgroups, bundle and secrets
+    /// (the log stays). Also done on drop; this reports errors.
+    fn delete(&mut self) -> Result<()>;
+}
+
+/// Cancels a workload from another thread: its `wait` returns [`Outcome::Cancelled`].
+#[derive(Debug, Clone)]
+pub struct Canceller(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Canceller {
+    /// Asks for the workload to be killed; `wait` notices within [`POLL`].
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// How often a waiting workload checks its process, deadline and cancel flag.
+pub const POLL: Duration = Duration::from_millis(20);

@@ -1,0 +1,496 @@
+//! The `runc` driver: writes a sandbox's bundle and runs it.
+//!
+//! Layout (all created by [`RuncRuntime::new`]):
+//!
+//! - `RUNTIME_DIR` — must be on a tmpfs (checked: `/dev/shm/...` by default), root-owned,
+//!   mode 0711. Holds everything that may contain a secret: `RUNTIME_DIR/runc` (runc's own
+//!   state, `--root`) and one bundle per sandbox, `RUNTIME_DIR/<id>/` (mode 0700, owned by the
+//!   project's host root uid so that runc, once inside the user namespace, can reach the bind
+//!   sources): `config.json` (0600, root; holds environment secrets), `rootfs/` (empty,
+//!   mounted read-only as `/`), `etc/` (the generated `/etc`), `secrets/` (0500, secret files
+//!   0400 owned by the sandbox's root, bind-mounted read-only at `/run/secrets`). Nothing of a
+//!   secret is ever written to a disk-backed file system.
+//! - `STATE_DIR/logs/<id>.log` — the workload's stdout and stderr (and runc's errors), 0600,
+//!   capped at [`Limits::log_bytes`](crate::Limits::log_bytes). Kept after the run.
+//!
+//! Cleanup, after the workload ends, on [`Workload::delete`] and on drop (also during a
+//! panic's unwinding): kill the container if it runs, `runc delete --force`, remove the
+//! cgroup directories `enclave/<id>` left under each controller, remove the bundle. The
+//! driver makes no host mounts: every mount is inside the sandbox's own mount namespace and
+//! goes with it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroize;
+
+use crate::spec::{etc_files, BundlePaths, IMAGE_DIRS};
+use crate::{Canceller, Error, Outcome, Result, Runtime, SandboxSpec, Status, Workload, POLL};
+
+/// Default directory for bundles and runc's state: on `/dev/shm`, a tmpfs on every Linux.
+pub const DEFAULT_RUNTIME_DIR: &str = "/dev/shm/enclave-sandbox";
+
+/// Runs sandboxes with `runc`.
+#[derive(Debug, Clone)]
+pub struct RuncRuntime {
+    runc: PathBuf,
+    runtime_dir: PathBuf,
+    logs_dir: PathBuf,
+}
+
+/// Finds the `runc` binary in `PATH` and the sbin directories.
+pub fn find_runc() -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join("runc"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::Runtime(
+                "runc is not installed; install it (Debian: `apt-get install runc`) and try again"
+                    .into(),
+            )
+        })
+}
+
+/// The file system type of the mount that holds `path` (from `/proc/self/mounts`).
+fn fs_type(path: &Path) -> Result<String> {
+    let mounts =
+        fs::read_to_string("/proc/self/mounts").map_err(Error::io("reading /proc/self/mounts"))?;
+    let mut best: Option<(usize, String)> = None;
+    for line in mounts.lines() {
+        let mut f = line.split(' ');
+        let (Some(_), Some(point), Some(typ)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let point = point.replace("\\040", " ");
+        if path.starts_with(&point) && best.as_ref().is_none_or(|(len, _)| point.len() >= *len) {
+            best = Some((point.len(), typ.to_string()));
+        }
+    }
+    best.map(|(_, t)| t)
+        .ok_or_else(|| Error::Runtime(format!("no mount holds {}", path.display())))
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(Error::io(format!("creating {}", path.display())))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(Error::io(format!("setting the mode of {}", path.display())))
+}
+
+fn chown(path: &Path, uid: u32) -> Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).map_err(Error::io(format!(
+        "changing the owner of {}",
+        path.display()
+    )))
+}
+
+fn write_file(path: &Path, mode: u32, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(Error::io(format!("creating {}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(Error::io(format!("writing {}", path.display())))
+}
+
+impl RuncRuntime {
+    /// A runtime keeping logs under `state_dir/logs` and bundles and runc's state under
+    /// `runtime_dir`, which must be on a tmpfs (secrets live there).
+    pub fn new(state_dir: &Path, runtime_dir: &Path) -> Result<RuncRuntime> {
+        let runc = find_runc()?;
+        mkdir(runtime_dir, 0o711)?;
+        let runtime_dir = runtime_dir
+            .canonicalize()
+            .map_err(Error::io(format!("resolving {}", runtime_dir.display())))?;
+        let typ = fs_type(&runtime_dir)?;
+        if typ != "tmpfs" && typ != "ramfs" {
+            return Err(Error::Runtime(format!(
+                "the sandbox runtime directory {} is on {typ}, not a tmpfs, and secrets must never reach a disk; choose a directory under /dev/shm",
+                runtime_dir.display()
+            )));
+        }
+        mkdir(&runtime_dir.join("runc"), 0o700)?;
+        let logs_dir = state_dir.join("logs");
+        mkdir(&logs_dir, 0o700)?;
+        Ok(RuncRuntime {
+            runc,
+            runtime_dir,
+            logs_dir,
+        })
+    }
+
+    /// runc's state directory (`runc --root`).
+    pub fn runc_root(&self) -> PathBuf {
+        self.runtime_dir.join("runc")
+    }
+
+    /// The bundle directory of sandbox `id`.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.runtime_dir.join(id)
+    }
+
+    /// The log file of sandbox `id`.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.logs_dir.join(format!("{id}.log"))
+    }
+
+    fn runc_cmd(&self) -> Command {
+        let mut c = Command::new(&self.runc);
+        c.arg("--root").arg(self.runc_root());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Writes the bundle of `spec`; on error the caller removes the bundle directory.
+    fn write_bundle(&self, spec: &SandboxSpec, bundle: &Path) -> Result<()> {
+        let uid = spec.uid_range.host_base;
+        chown(bundle, uid)?;
+        let rootfs = bundle.join("rootfs");
+        mkdir(&rootfs, 0o755)?;
+        chown(&rootfs, uid)?;
+        let etc = bundle.join("etc");
+        mkdir(&etc, 0o755)?;
+        for (name, text) in etc_files(&spec.project) {
+            write_file(&etc.join(name), 0o644, text.as_bytes())?;
+        }
+        let files = spec.secret_files()?;
+        let secrets = if files.is_empty() {
+            None
+        } else {
+            let dir = bundle.join("secrets");
+            mkdir(&dir, 0o700)?;
+            for f in &files {
+                let path = dir.join(&f.name);
+                write_file(&path, 0o400, &f.value)?;
+                chown(&path, uid)?;
+            }
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o500))
+                .map_err(Error::io("setting the mode of the secrets directory"))?;
+            chown(&dir, uid)?;
+            Some(dir)
+        };
+        if let Some(vol) = &spec.work_volume {
+            if !vol.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "the work volume {} is not a directory; create it first",
+                    vol.display()
+                )));
+            }
+            // The volume belongs to the project: its root is the sandbox's root.
+            chown(vol, uid)?;
+        }
+        let paths = BundlePaths {
+            rootfs,
+            etc,
+            secrets,
+            image_dirs: IMAGE_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+                .collect(),
+        };
+        let oci = spec.to_oci(&paths)?;
+        let mut json = serde_json::to_vec_pretty(&oci)
+            .map_err(|e| Error::Spec(format!("encoding config.json: {e}")))?;
+        let written = write_file(&bundle.join("config.json"), 0o600, &json);
+        json.zeroize();
+        written
+    }
+}
+
+impl Runtime for RuncRuntime {
+    fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Workload>> {
+        spec.check()?;
+        let id = spec.id.clone();
+        let log_cap = spec.limits.log_bytes;
+        let bundle = self.bundle_dir(&id);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&bundle)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::Invalid(format!(
+                        "a sandbox with id {id} exists already; pick another id"
+                    ))
+                } else {
+                    Error::io(format!("creating {}", bundle.display()))(e)
+                }
+            })?;
+        let mut w = RuncWorkload {
+            rt: self.clone(),
+            id: id.clone(),
+            child: None,
+            copiers: Vec::new(),
+            deadline: Instant::now() + spec.limits.timeout,
+            cancel: Arc::new(AtomicBool::new(false)),
+            kill_reason: None,
+            last_kill: None,
+            outcome: None,
+            cleaned: false,
+        };
+        // From here on, dropping `w` removes whatever was made.
+        self.write_bundle(&spec, &bundle)?;
+        drop(spec);
+        let log = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.log_path(&id))
+            .map_err(Error::io("creating the log file"))?;
+        let mut child = self
+            .runc_cmd()
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(&id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(Error::io(format!("starting {}", self.runc.display())))?;
+        let sink = Arc::new(Mutex::new(LogSink {
+            file: log,
+            left: log_cap,
+            truncated: false,
+        }));
+        if let Some(out) = child.stdout.take() {
+            w.copiers.push(copy_capped(out, sink.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            w.copiers.push(copy_capped(err, sink));
+        }
+        w.child = Some(child);
+        Ok(Box::new(w))
+    }
+}
+
+struct LogSink {
+    file: File,
+    left: u64,
+    truncated: bool,
+}
+
+/// Copies a pipe into the log until the cap, then drains it (so the workload never blocks).
+fn copy_capped(mut from: impl Read + Send + 'static, sink: Arc<Mutex<LogSink>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let Ok(mut s) = sink.lock() else { break };
+            let keep = usize::try_from(s.left).unwrap_or(usize::MAX).min(n);
+            if keep > 0 {
+                let _ = s.file.write_all(&buf[..keep]);
+                s.left -= keep as u64;
+            }
+            if keep < n && !s.truncated {
+                s.truncated = true;
+                let _ = s
+                    .file
+                    .write_all(b"\n[enclave: log limit reached, the rest is dropped]\n");
+            }
+        }
+    })
+}
+
+/// A sandbox run by runc.
+pub struct RuncWorkload {
+    rt: RuncRuntime,
+    id: String,
+    child: Option<Child>,
+    copiers: Vec<JoinHandle<()>>,
+    deadline: Instant,
+    cancel: Arc<AtomicBool>,
+    kill_reason: Option<Outcome>,
+    last_kill: Option<Instant>,
+    outcome: Option<Outcome>,
+    cleaned: bool,
+}
+
+impl RuncWorkload {
+    /// Sends SIGKILL to the container (again at most every 200 ms while it lives).
+    fn kill_now(&mut self) {
+        if self
+            .last_kill
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last_kill = Some(Instant::now());
+        let _ = self
+            .rt
+            .runc_cmd()
+            .args(["kill", "--all", &self.id, "KILL"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// One look at the process: kills it past its deadline or when cancelled; the outcome
+    /// once it has ended.
+    fn poll(&mut self) -> Result<Option<Outcome>> {
+        if let Some(o) = self.outcome {
+            return Ok(Some(o));
+        }
+        let Some(child) = self.child.as_mut() else {
+            return Err(Error::Runtime(format!("sandbox {} was deleted", self.id)));
+        };
+        let exited = child.try_wait().map_err(Error::io("waiting for runc"))?;
+        if let Some(status) = exited {
+            for c in self.copiers.drain(..) {
+                let _ = c.join();
+            }
+            let code = status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            let outcome = self.kill_reason.unwrap_or(Outcome::Exited { code });
+            self.outcome = Some(outcome);
+            self.cleanup()?;
+            return Ok(Some(outcome));
+        }
+        if self.kill_reason.is_none() {
+            if self.cancel.load(Ordering::SeqCst) {
+                self.kill_reason = Some(Outcome::Cancelled);
+            } else if Instant::now() >= self.deadline {
+                self.kill_reason = Some(Outcome::TimedOut);
+            }
+        }
+        if self.kill_reason.is_some() {
+            self.kill_now();
+        }
+        Ok(None)
+    }
+
+    /// Removes the container, its cgroups and its bundle (idempotent).
+    fn cleanup(&mut self) -> Result<()> {
+        if self.cleaned {
+            return Ok(());
+        }
+        let mut errors = Vec::new();
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                // Still running: kill the container, then runc itself if it lingers.
+                self.last_kill = None;
+                self.kill_now();
+                let until = Instant::now() + Duration::from_secs(5);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < until {
+                    std::thread::sleep(POLL);
+                    self.kill_now();
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            for c in self.copiers.drain(..) {
+                let _ = c.join();
+            }
+        }
+        let deleted = self
+            .rt
+            .runc_cmd()
+            .args(["delete", "--force", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Err(e) = deleted {
+            errors.push(format!("runc delete: {e}"));
+        }
+        for dir in cgroup_dirs(&self.id) {
+            if dir.exists() {
+                if let Err(e) = fs::remove_dir(&dir) {
+                    errors.push(format!("removing {}: {e}", dir.display()));
+                }
+            }
+        }
+        let bundle = self.rt.bundle_dir(&self.id);
+        if bundle.exists() {
+            if let Err(e) = fs::remove_dir_all(&bundle) {
+                errors.push(format!("removing {}: {e}", bundle.display()));
+            }
+        }
+        self.cleaned = true;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Runtime(format!(
+                "sandbox {} was not fully removed ({}); remove what is named by hand",
+                self.id,
+                errors.join("; ")
+            )))
+        }
+    }
+}
+
+/// The cgroup directories a sandbox may leave: `enclave/<id>` under each v1 controller, or
+/// under the v2 root.
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut out = vec![root.join("enclave").join(id)];
+    if let Ok(entries) = fs::read_dir(root) {
+        for e in entries.flatten() {
+            let p = e.path().join("enclave").join(id);
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+impl Workload for RuncWorkload {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn status(&mut self) -> Result<Status> {
+        Ok(match self.poll()? {
+            Some(o) => Status::Finished(o),
+            None => Status::Running,
+        })
+    }
+
+    fn wait(&mut self) -> Result<Outcome> {
+        loop {
+            if let Some(o) = self.poll()? {
+                return Ok(o);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn canceller(&self) -> Canceller {
+        Canceller(self.cancel.clone())
+    }
+
+    fn logs(&self) -> Result<Vec<u8>> {
+        let path = self.rt.log_path(&self.id);
+        fs::read(&path).map_err(Error::io(format!("reading {}", path.display())))
+    }
+
+    fn delete(&mut self) -> Result<()> {
+        self.cleanup()
+    }
+}
+
+impl Drop for RuncWorkload {
+    fn drop(&mut self) {
+        let _ = self.cleanup();
+    }
+}
