@@ -589,3 +589,274 @@ pub fn etc_files(project: &str) -> Vec<(&'static str, String)> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::Value;
+
+    fn secret(target: InjectionTarget, value: &str) -> ResolvedSecret {
+        ResolvedSecret {
+            secret: "s".into(),
+            version: 1,
+            target,
+            value: Zeroizing::new(value.as_bytes().to_vec()),
+        }
+    }
+
+    fn spec() -> SandboxSpec {
+        SandboxSpec {
+            id: "job-1".into(),
+            project: "demo".into(),
+            command: vec!["python3".into(), "train.py".into()],
+            env: vec![("MODE".into(), "fast".into())],
+            cwd: "/work".into(),
+            uid_range: UidRange::for_project_index(2).unwrap(),
+            limits: Limits::default(),
+            work_volume: Some(PathBuf::from("/srv/enclave/volumes/demo")),
+            secrets: vec![
+                secret(InjectionTarget::Env("DB_PASSWORD".into()), "pw"),
+                secret(InjectionTarget::File("/run/secrets/key.json".into()), "{}"),
+            ],
+        }
+    }
+
+    fn paths() -> BundlePaths {
+        BundlePaths {
+            rootfs: "/b/rootfs".into(),
+            etc: "/b/etc".into(),
+            secrets: Some("/b/secrets".into()),
+            image_dirs: vec!["/usr".into(), "/lib".into()],
+        }
+    }
+
+    fn json() -> Value {
+        serde_json::to_value(spec().to_oci(&paths()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn uid_ranges_are_disjoint_and_bounded() {
+        let a = UidRange::for_project_index(0).unwrap();
+        let b = UidRange::for_project_index(1).unwrap();
+        assert_eq!(a.host_base, 100_000);
+        assert_eq!(b.host_base, 165_536);
+        assert_eq!(a.host_base + a.size, b.host_base);
+        let last = UidRange::for_project_index(MAX_PROJECT_INDEX).unwrap();
+        assert!(u64::from(last.host_base) + u64::from(last.size) < u64::from(u32::MAX));
+        assert!(UidRange::for_project_index(MAX_PROJECT_INDEX + 1).is_err());
+    }
+
+    #[test]
+    fn namespaces_and_uid_mapping() {
+        let j = json();
+        let mut ns: Vec<&str> = j["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        ns.sort();
+        assert_eq!(ns, ["ipc", "mount", "network", "pid", "user", "uts"]);
+        for n in j["linux"]["namespaces"].as_array().unwrap() {
+            assert!(n.get("path").is_none(), "joins an existing namespace: {n}");
+        }
+        for m in ["uidMappings", "gidMappings"] {
+            assert_eq!(
+                j["linux"][m],
+                serde_json::json!([{"containerID": 0, "hostID": 231072, "size": 65536}])
+            );
+        }
+    }
+
+    #[test]
+    fn no_capabilities_no_new_privs_seccomp() {
+        let j = json();
+        let p = &j["process"];
+        assert_eq!(p["noNewPrivileges"], true);
+        for set in [
+            "bounding",
+            "effective",
+            "inheritable",
+            "permitted",
+            "ambient",
+        ] {
+            assert_eq!(p["capabilities"][set], serde_json::json!([]), "{set}");
+        }
+        assert_eq!(p["user"]["uid"], 0);
+        assert_eq!(j["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let rl: Vec<(String, u64)> = p["rlimits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["type"].as_str().unwrap().to_string(),
+                    r["hard"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert!(rl.contains(&("RLIMIT_CORE".into(), 0)));
+        assert!(rl.contains(&("RLIMIT_NOFILE".into(), 1024)));
+        assert!(rl.contains(&("RLIMIT_NPROC".into(), 256)));
+    }
+
+    #[test]
+    fn filesystem_layout() {
+        let j = json();
+        assert_eq!(j["root"]["readonly"], true);
+        let mounts = j["mounts"].as_array().unwrap();
+        let find = |d: &str| {
+            mounts
+                .iter()
+                .find(|m| m["destination"] == d)
+                .unwrap()
+                .clone()
+        };
+        let opts = |m: &Value| -> Vec<String> {
+            m["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o.as_str().unwrap().to_string())
+                .collect()
+        };
+        for d in ["/usr", "/lib", "/etc", "/run/secrets"] {
+            assert!(opts(&find(d)).contains(&"ro".to_string()), "{d} writable");
+        }
+        assert!(opts(&find("/work")).contains(&"rw".to_string()));
+        assert_eq!(find("/work")["source"], "/srv/enclave/volumes/demo");
+        let tmp = opts(&find("/tmp"));
+        for o in ["nosuid", "nodev", "noexec", "size=67108864"] {
+            assert!(tmp.contains(&o.to_string()), "/tmp lacks {o}");
+        }
+        assert!(mounts.iter().all(|m| m["destination"] != "/sys/fs/cgroup"));
+        let masked = j["linux"]["maskedPaths"].as_array().unwrap();
+        for p in [
+            "/proc/kcore",
+            "/proc/keys",
+            "/sys/firmware",
+            "/proc/sched_debug",
+        ] {
+            assert!(masked.contains(&Value::from(p)), "{p}");
+        }
+        let ro = j["linux"]["readonlyPaths"].as_array().unwrap();
+        for p in ["/proc/sys", "/proc/sysrq-trigger"] {
+            assert!(ro.contains(&Value::from(p)), "{p}");
+        }
+        assert!(
+            j["linux"].get("devices").is_none(),
+            "only runc's standard nodes"
+        );
+    }
+
+    #[test]
+    fn limits_and_cgroup_path() {
+        let j = json();
+        let r = &j["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 1 << 30);
+        assert_eq!(r["memory"]["swap"], 1 << 30);
+        assert_eq!(r["cpu"]["quota"], 100_000);
+        assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(r["pids"]["limit"], 256);
+        assert_eq!(r["devices"][0]["allow"], false);
+        assert_eq!(j["linux"]["cgroupsPath"], "/enclave/job-1");
+    }
+
+    #[test]
+    fn env_holds_secrets_and_files_are_listed() {
+        let j = json();
+        let env: Vec<&str> = j["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(env.contains(&"DB_PASSWORD=pw"));
+        assert!(env.contains(&"MODE=fast"));
+        assert!(env.contains(&"HOME=/work"));
+        let files = spec().secret_files().unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].name, "key.json");
+        assert!(!format!("{files:?}").contains("{}"));
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut SandboxSpec)>)> = vec![
+            ("id", Box::new(|s| s.id = "Bad_Id".into())),
+            ("id", Box::new(|s| s.id = "../x".into())),
+            ("command is empty", Box::new(|s| s.command.clear())),
+            ("absolute", Box::new(|s| s.cwd = "work".into())),
+            (
+                "set by the sandbox",
+                Box::new(|s| s.env.push(("LD_PRELOAD".into(), "x".into()))),
+            ),
+            (
+                "set by the sandbox",
+                Box::new(|s| s.env.push(("PATH".into(), "x".into()))),
+            ),
+            ("name", Box::new(|s| s.env.push(("A-B".into(), "x".into())))),
+            (
+                "secret file",
+                Box::new(|s| {
+                    s.secrets.push(secret(
+                        InjectionTarget::File("/run/secrets/a/b".into()),
+                        "x",
+                    ))
+                }),
+            ),
+            (
+                "secret file",
+                Box::new(|s| {
+                    s.secrets
+                        .push(secret(InjectionTarget::File("/run/secrets/..".into()), "x"))
+                }),
+            ),
+            (
+                "secret file",
+                Box::new(|s| {
+                    s.secrets
+                        .push(secret(InjectionTarget::File("/etc/x".into()), "x"))
+                }),
+            ),
+            (
+                "twice",
+                Box::new(|s| {
+                    s.secrets
+                        .push(secret(InjectionTarget::Env("MODE".into()), "x"))
+                }),
+            ),
+            (
+                "NUL",
+                Box::new(|s| {
+                    s.secrets
+                        .push(secret(InjectionTarget::Env("B".into()), "a\0b"))
+                }),
+            ),
+            ("memory", Box::new(|s| s.limits.memory_bytes = 1024)),
+            ("CPU", Box::new(|s| s.limits.cpu_millis = 0)),
+            ("process", Box::new(|s| s.limits.pids = 1)),
+            ("time", Box::new(|s| s.limits.timeout = Duration::ZERO)),
+            ("/tmp", Box::new(|s| s.limits.tmp_bytes = 1 << 40)),
+            ("uid range", Box::new(|s| s.uid_range.host_base = 1000)),
+        ];
+        for (want, change) in cases {
+            let mut s = spec();
+            change(&mut s);
+            let err = s.to_oci(&paths()).unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
+
+    #[test]
+    fn etc_is_minimal() {
+        let files = etc_files("demo");
+        let get = |n: &str| files.iter().find(|(f, _)| *f == n).unwrap().1.clone();
+        assert!(get("passwd").starts_with("root:x:0:0:"));
+        assert!(!get("passwd").contains("$"), "no password hashes");
+        assert_eq!(get("resolv.conf"), "");
+        assert!(get("hosts").contains("127.0.0.1\tlocalhost"));
+        assert!(files.iter().all(|(f, _)| *f != "shadow"));
+    }
+}
