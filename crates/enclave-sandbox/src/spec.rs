@@ -781,9 +781,11 @@ mod tests {
         assert!(!format!("{files:?}").contains("{}"));
     }
 
+    type Change = Box<dyn Fn(&mut SandboxSpec)>;
+
     #[test]
     fn bad_input_is_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut SandboxSpec)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             ("id", Box::new(|s| s.id = "Bad_Id".into())),
             ("id", Box::new(|s| s.id = "../x".into())),
             ("command is empty", Box::new(|s| s.command.clear())),
