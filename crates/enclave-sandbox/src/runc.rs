@@ -150,6 +150,87 @@ impl RuncRuntime {
         self.logs_dir.join(format!("{id}.log"))
     }
 
+    /// Overwrites the secret-bearing files of a bundle with zeros, then removes the bundle.
+    fn remove_bundle(&self, id: &str) -> std::result::Result<(), String> {
+        let bundle = self.bundle_dir(id);
+        if !bundle.exists() {
+            return Ok(());
+        }
+        let mut files = vec![bundle.join("config.json")];
+        if let Ok(rd) = fs::read_dir(bundle.join("secrets")) {
+            files.extend(rd.flatten().map(|e| e.path()));
+        }
+        for f in files {
+            if let Ok(meta) = fs::metadata(&f) {
+                if let Ok(mut file) = OpenOptions::new().write(true).open(&f) {
+                    let zeros = vec![0u8; usize::try_from(meta.len()).unwrap_or(0)];
+                    let _ = file.write_all(&zeros);
+                }
+            }
+        }
+        fs::remove_dir_all(&bundle).map_err(|e| format!("removing {}: {e}", bundle.display()))
+    }
+
+    /// Removes every sandbox this runtime's directories still hold — after a crash or a
+    /// kill -9 of the server, before starting new ones: kills and deletes runc's containers,
+    /// removes their cgroups and bundles. Returns the ids removed.
+    pub fn reap_orphans(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let out = self
+            .runc_cmd()
+            .args(["list", "-q"])
+            .stderr(Stdio::null())
+            .output()
+            .map_err(Error::io("listing runc containers"))?;
+        ids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+        let rd = fs::read_dir(&self.runtime_dir)
+            .map_err(Error::io(format!("reading {}", self.runtime_dir.display())))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != "runc" && !ids.contains(&name) {
+                ids.push(name);
+            }
+        }
+        let mut errors = Vec::new();
+        for id in &ids {
+            let _ = self
+                .runc_cmd()
+                .args(["kill", "--all", id, "KILL"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            // A killed container takes a moment to stop; `delete --force` waits for it.
+            let _ = self
+                .runc_cmd()
+                .args(["delete", "--force", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            for dir in cgroup_dirs(id) {
+                if dir.exists() {
+                    if let Err(e) = fs::remove_dir(&dir) {
+                        errors.push(format!("removing {}: {e}", dir.display()));
+                    }
+                }
+            }
+            if let Err(e) = self.remove_bundle(id) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(ids)
+        } else {
+            Err(Error::Runtime(format!(
+                "leftover sandboxes were not fully removed ({}); remove what is named by hand",
+                errors.join("; ")
+            )))
+        }
+    }
+
     fn runc_cmd(&self) -> Command {
         let mut c = Command::new(&self.runc);
         c.arg("--root").arg(self.runc_root());
@@ -419,11 +500,8 @@ impl RuncWorkload {
                 }
             }
         }
-        let bundle = self.rt.bundle_dir(&self.id);
-        if bundle.exists() {
-            if let Err(e) = fs::remove_dir_all(&bundle) {
-                errors.push(format!("removing {}: {e}", bundle.display()));
-            }
+        if let Err(e) = self.rt.remove_bundle(&self.id) {
+            errors.push(e);
         }
         self.cleaned = true;
         if errors.is_empty() {

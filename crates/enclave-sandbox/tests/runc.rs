@@ -415,3 +415,33 @@ fn bad_input_starts_nothing() {
     s.limits.memory_bytes = 1;
     assert!(e.rt.start(s).is_err());
 }
+
+#[test]
+fn log_is_capped() {
+    let e = env();
+    let mut s = spec(
+        "logcap",
+        "head -c 100000 /dev/zero | tr '\\000' x; echo; echo end",
+    );
+    s.limits.log_bytes = 1000;
+    let (o, log) = run(&e, s);
+    assert_eq!(o, exited(0));
+    assert!(log.len() < 1200, "{} bytes", log.len());
+    assert!(log.contains("log limit reached"), "{log}");
+}
+
+#[test]
+fn orphans_of_a_crash_are_reaped() {
+    let e = env();
+    let s = spec("orphan", "sleep 60");
+    let id = s.id.clone();
+    let w = e.rt.start(s).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // As if the server died: the handle is never dropped.
+    std::mem::forget(w);
+    assert!(e.rt.bundle_dir(&id).exists());
+    let again = RuncRuntime::new(&e.state, &e.runtime_dir).unwrap();
+    let reaped = again.reap_orphans().unwrap();
+    assert_eq!(reaped, vec![id.clone()]);
+    assert_clean(&e, &id);
+}
