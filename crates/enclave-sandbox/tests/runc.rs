@@ -445,3 +445,59 @@ fn orphans_of_a_crash_are_reaped() {
     assert_eq!(reaped, vec![id.clone()]);
     assert_clean(&e, &id);
 }
+
+/// Escape probes with perl (in Debian's essential set): each refused system call must fail with
+/// EPERM (seccomp, or no capability), raw and packet sockets must be refused.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn escape_probes_fail() {
+    let e = env();
+    let probes = [
+        ("ptrace", "101, 16, 1, 0, 0"),
+        ("mount", "165, 0, 0, 0, 0, 0"),
+        ("umount2", "166, 0, 0"),
+        ("pivot_root", "155, 0, 0"),
+        ("chroot", "161, 0"),
+        ("unshare_user", "272, 0x10000000"),
+        ("unshare_net", "272, 0x40000000"),
+        ("setns", "308, 0, 0"),
+        ("clone_newuser", "56, 0x10000011, 0, 0, 0, 0"),
+        ("clone_newns", "56, 0x00020011, 0, 0, 0, 0"),
+        ("bpf", "321, 0, 0, 0"),
+        ("perf_event_open", "298, 0, 0, -1, -1, 0"),
+        ("keyctl", "250, 0, 0"),
+        ("add_key", "248, 0, 0, 0, 0, 0"),
+        ("kexec_load", "246, 0, 0, 0, 0"),
+        ("init_module", "175, 0, 0, 0"),
+        ("userfaultfd", "323, 0"),
+        ("io_uring_setup", "425, 1, 0"),
+        ("open_by_handle_at", "304, 0, 0, 0"),
+    ];
+    // A control: an allowed call succeeds (the probes are not vacuous).
+    let mut script = String::from("$| = 1; print 'getpid r=' . syscall(39) . \"\\n\"; ");
+    for (name, args) in probes {
+        script.push_str(&format!(
+            "$! = 0; $r = syscall({args}); print \"{name} r=$r errno=\" . ($!+0) . \"\\n\"; "
+        ));
+    }
+    script.push_str(
+        "print socket(S, 2, 3, 1) ? \"raw OPEN\\n\" : \"raw refused\\n\"; \
+         print socket(P, 17, 3, 0) ? \"packet OPEN\\n\" : \"packet refused\\n\"; \
+         print open(F, '>', '/sys/kernel/uevent_helper') ? \"sys OPEN\\n\" : \"sys refused\\n\"; \
+         print open(G, '<', '/etc/shadow') ? \"shadow OPEN\\n\" : \"shadow refused\\n\";",
+    );
+    let mut s = spec("probes", "");
+    s.command = vec!["/usr/bin/perl".into(), "-e".into(), script];
+    let (o, log) = run(&e, s);
+    assert_eq!(o, exited(0), "{log}");
+    for (name, _) in probes {
+        assert!(
+            log.contains(&format!("{name} r=-1 errno=1\n")),
+            "{name} was not refused with EPERM: {log}"
+        );
+    }
+    assert!(log.contains("getpid r=1\n"), "{log}");
+    for what in ["raw", "packet", "sys", "shadow"] {
+        assert!(log.contains(&format!("{what} refused")), "{what}: {log}");
+    }
+}
