@@ -301,9 +301,9 @@ impl SandboxSpec {
             let name = match &s.target {
                 InjectionTarget::Env(v) => {
                     check_env_name(v)?;
-                    if s.value.contains(&0) {
+                    if s.value.contains(&0) || std::str::from_utf8(&s.value).is_err() {
                         return Err(Error::Invalid(format!(
-                            "secret {} contains a NUL byte and cannot be an environment variable; inject it as a file",
+                            "secret {} is not text without NUL bytes and cannot be an environment variable; inject it as a file",
                             s.secret
                         )));
                     }

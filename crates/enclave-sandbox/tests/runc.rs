@@ -501,3 +501,52 @@ fn escape_probes_fail() {
         assert!(log.contains(&format!("{what} refused")), "{what}: {log}");
     }
 }
+
+#[test]
+fn host_sees_the_process_as_an_unprivileged_uid() {
+    let e = env();
+    let s = spec("hostuid", "sleep 60");
+    let id = s.id.clone();
+    let mut w = e.rt.start(s).unwrap();
+    let runc = find_runc().unwrap();
+    let mut pid = 0;
+    for _ in 0..100 {
+        let out = std::process::Command::new(&runc)
+            .arg("--root")
+            .arg(e.rt.runc_root())
+            .args(["state", &id])
+            .output()
+            .unwrap();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            if v["status"] == "running" {
+                pid = v["pid"].as_u64().unwrap();
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pid > 0, "the sandbox did not start");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        line("Uid:"),
+        "Uid:\t165536\t165536\t165536\t165536",
+        "{status}"
+    );
+    assert_eq!(
+        line("Gid:"),
+        "Gid:\t165536\t165536\t165536\t165536",
+        "{status}"
+    );
+    assert_eq!(line("CapEff:"), "CapEff:\t0000000000000000");
+    w.canceller().cancel();
+    assert_eq!(w.wait().unwrap(), Outcome::Cancelled);
+    drop(w);
+    assert_clean(&e, &id);
+}
