@@ -469,7 +469,7 @@ mod tests {
     fn malformed_headers() {
         assert!(matches!(key_ref_of(b""), Err(KeyError::Corrupt(_))));
         assert!(matches!(
-            key_ref_of(b"XXXX\x01a\0\0\0\x01"),
+            key_ref_of(b"NOPE\x01a\0\0\0\x01"),
             Err(KeyError::Corrupt("ciphertext: not an Enclave ciphertext"))
         ));
         let k = key("platform", 1);

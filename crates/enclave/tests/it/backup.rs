@@ -2,7 +2,7 @@
 //! `enclave restore` into a new data directory that a new server starts on, with logins,
 //! secrets and the audit trail intact; wrong keys, altered archives and non-admins refused.
 
-use crate::common::run;
+use crate::common::{login_cli, run};
 use crate::BIN;
 use enclave_testkit::{Options, Server, PASSWORD};
 use serde_json::json;
@@ -84,22 +84,7 @@ async fn backup_while_serving_then_restore_brings_back_logins_secrets_and_the_tr
     let (st, b) = owner.post("/api/v1/admin/backup", json!({})).await;
     assert_eq!(st, 403, "{b}");
 
-    let ca = s.cert_path();
-    let o = run(
-        s.cli("adm"),
-        &[
-            "login",
-            "--server",
-            &s.base,
-            "--username",
-            "admin",
-            "--password-stdin",
-            "--ca",
-            ca.to_str().unwrap(),
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    login_cli(&s, "adm", "admin");
 
     // Writes go on while the backup is taken.
     let stop = Arc::new(AtomicBool::new(false));

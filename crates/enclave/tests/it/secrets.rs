@@ -581,6 +581,21 @@ async fn a_sealed_server_serves_nothing_until_an_operator_unseals_it() {
             Some(&format!("{pass}\n")),
         )
     };
+    // Bad input to the unseal endpoint: a clear error, still sealed.
+    let r = c
+        .post(s.url("/api/v1/unseal"))
+        .json(&json!({"pass": passphrase}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(s.url("/api/v1/unseal"))
+        .json(&json!({"passphrase": "x".repeat(8192)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
     let wrong = unseal("not the passphrase at all");
     assert_eq!(wrong.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
