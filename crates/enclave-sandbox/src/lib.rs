@@ -11,7 +11,7 @@ pub mod spec;
 
 use std::time::Duration;
 
-pub use spec::{Limits, SandboxSpec, UidRange};
+pub use spec::{Limits, NetworkMode, SandboxSpec, UidRange};
 
 /// Errors of the sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,10 @@ pub trait Workload: Send {
     fn wait(&mut self) -> Result<Outcome>;
     /// A handle that cancels the workload from another thread.
     fn canceller(&self) -> Canceller;
+    /// The workload's address on its project network (`None` when isolated).
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        None
+    }
     /// The output (stdout and stderr interleaved) so far, up to the log limit.
     fn logs(&self) -> Result<Vec<u8>>;
     /// Kills the workload if it runs and removes its container, cgroups, bundle and secrets

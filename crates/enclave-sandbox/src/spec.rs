@@ -168,6 +168,21 @@ pub struct SandboxSpec {
     pub work_volume: Option<PathBuf>,
     /// Secrets to inject, as resolved from the workload's injection plan.
     pub secrets: Vec<ResolvedSecret>,
+    /// The network the sandbox joins.
+    pub network: NetworkMode,
+}
+
+/// Which network a sandbox gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Its own network namespace with only loopback.
+    Isolated,
+    /// Its project's private network (project number `index`, the same number that picks the
+    /// uid range): it reaches the project's other workloads and nothing else.
+    Project {
+        /// The project's number.
+        index: u32,
+    },
 }
 
 /// Where the driver put the parts of a bundle the spec refers to (host paths).
@@ -619,6 +634,7 @@ mod tests {
                 secret(InjectionTarget::Env("DB_PASSWORD".into()), "pw"),
                 secret(InjectionTarget::File("/run/secrets/key.json".into()), "{}"),
             ],
+            network: NetworkMode::Isolated,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use enclave_core::secrets::{InjectionTarget, ResolvedSecret};
 use enclave_sandbox::runc::{cgroup_dirs, find_runc, RuncRuntime};
-use enclave_sandbox::{Limits, Outcome, Runtime, SandboxSpec, UidRange};
+use enclave_sandbox::{Limits, NetworkMode, Outcome, Runtime, SandboxSpec, UidRange};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -71,6 +71,7 @@ fn spec(id: &str, cmd: &str) -> SandboxSpec {
         },
         work_volume: None,
         secrets: Vec::new(),
+        network: NetworkMode::Isolated,
     }
 }
 
