@@ -64,6 +64,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[keys]`: where the master key comes from.
     pub keys: KeysConfig,
+    /// `[jobs]`: batch job limits.
+    pub jobs: JobsConfig,
+    /// `[sandbox]`: workload sandboxes and project networks.
+    pub sandbox: SandboxConfig,
 }
 
 /// `[tls]` settings.
@@ -258,6 +262,48 @@ pub struct KeysConfig {
     pub master: MasterKeySource,
 }
 
+/// `[jobs]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobsConfig {
+    /// Jobs running at once on this server; others wait queued (`jobs.max_running`, default 4).
+    pub max_running: usize,
+    /// What a job gets when it asks for nothing, and the most it may ask for
+    /// (`jobs.default_cpus`, `jobs.default_memory`, `jobs.default_timeout`, `jobs.max_cpus`,
+    /// `jobs.max_memory`, `jobs.max_timeout`).
+    pub caps: enclave_core::jobs::JobCaps,
+    /// Most bytes of output kept per job (`jobs.log_bytes`, default 8 MiB).
+    pub log_bytes: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            max_running: 4,
+            caps: enclave_core::jobs::JobCaps::default(),
+            log_bytes: 8 << 20,
+        }
+    }
+}
+
+/// `[sandbox]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Address pool of the project networks (`sandbox.network`, default `10.213.0.0/16`).
+    pub network: (Ipv4Addr, u8),
+    /// Prefix length of each project's network, cut from the pool in project order
+    /// (`sandbox.subnet_prefix`, default 24).
+    pub subnet_prefix: u8,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            network: (Ipv4Addr::new(10, 213, 0, 0), 16),
+            subnet_prefix: 24,
+        }
+    }
+}
+
 /// `[audit]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -362,6 +408,8 @@ impl Default for Config {
             access: AccessConfig::default(),
             audit: AuditConfig::default(),
             keys: KeysConfig::default(),
+            jobs: JobsConfig::default(),
+            sandbox: SandboxConfig::default(),
         }
     }
 }

@@ -266,6 +266,43 @@ impl Builder {
             ));
         }
 
+        let j = &cfg.jobs.caps;
+        for (d, m, what) in [
+            (
+                "jobs.default_cpus",
+                "jobs.max_cpus",
+                j.default.cpu_millis > j.max.cpu_millis,
+            ),
+            (
+                "jobs.default_memory",
+                "jobs.max_memory",
+                j.default.memory_bytes > j.max.memory_bytes,
+            ),
+            (
+                "jobs.default_timeout",
+                "jobs.max_timeout",
+                j.default.timeout_secs > j.max.timeout_secs,
+            ),
+        ] {
+            if what && ok(&self, &[d, m]) {
+                let (key, source) = self.blame(d, m);
+                found.push((key, source, format!("{d} must not exceed {m}")));
+            }
+        }
+        let sb = &cfg.sandbox;
+        let keys = ["sandbox.network", "sandbox.subnet_prefix"];
+        if sb.subnet_prefix <= sb.network.1 && ok(&self, &keys) {
+            let (key, source) = self.blame(keys[1], keys[0]);
+            found.push((
+                key,
+                source,
+                format!(
+                    "sandbox.subnet_prefix ({}) must be longer than the pool's prefix (/{})",
+                    sb.subnet_prefix, sb.network.1
+                ),
+            ));
+        }
+
         for (key, source, reason) in found {
             self.error(source, key, reason);
         }

@@ -57,6 +57,8 @@ pub(crate) const SECTIONS: &[(&str, &str)] = &[
     ("access", "Time-bound support and admin access to projects."),
     ("keys", "Encryption keys. Secrets are sealed with per-project keys, which the master\nkey wraps."),
     ("audit", "The tamper-evident audit trail: signed checkpoints, retention, forwarding\nto a syslog collector (RFC 5424) or a JSON Lines file."),
+    ("jobs", "Batch jobs: how many run at once and what they may ask for."),
+    ("sandbox", "Workload sandboxes: each project's private network is cut from this pool."),
 ];
 
 const DURATION_EXPECTED: &str = "expected a duration like \"30m\" or \"12h\"";
@@ -363,6 +365,100 @@ pub(crate) const SETTINGS: &[Setting] = &[
         },
         show: |c| show_optional_path(c.audit.forward_file.as_ref()),
     },
+    Setting {
+        key: "jobs.max_running",
+        doc: "Jobs running at once on this server (1 to 256); later ones wait queued.",
+        set: |c, v| {
+            c.jobs.max_running = count(v, 1, 256)?;
+            Ok(())
+        },
+        show: |c| c.jobs.max_running.to_string(),
+    },
+    Setting {
+        key: "jobs.default_cpus",
+        doc: "CPUs a job gets when it asks for none (e.g. 1 or 0.5).",
+        set: |c, v| {
+            c.jobs.caps.default.cpu_millis = cpus(v)?;
+            Ok(())
+        },
+        show: |c| quote(&enclave_core::jobs::cpus(c.jobs.caps.default.cpu_millis)),
+    },
+    Setting {
+        key: "jobs.max_cpus",
+        doc: "The most CPUs a job may ask for.",
+        set: |c, v| {
+            c.jobs.caps.max.cpu_millis = cpus(v)?;
+            Ok(())
+        },
+        show: |c| quote(&enclave_core::jobs::cpus(c.jobs.caps.max.cpu_millis)),
+    },
+    Setting {
+        key: "jobs.default_memory",
+        doc: "Memory a job gets when it asks for none (e.g. \"1G\", \"512M\").",
+        set: |c, v| {
+            c.jobs.caps.default.memory_bytes = size(v, 16 << 20)?;
+            Ok(())
+        },
+        show: |c| quote(&enclave_core::jobs::format_size(c.jobs.caps.default.memory_bytes)),
+    },
+    Setting {
+        key: "jobs.max_memory",
+        doc: "The most memory a job may ask for.",
+        set: |c, v| {
+            c.jobs.caps.max.memory_bytes = size(v, 16 << 20)?;
+            Ok(())
+        },
+        show: |c| quote(&enclave_core::jobs::format_size(c.jobs.caps.max.memory_bytes)),
+    },
+    Setting {
+        key: "jobs.default_timeout",
+        doc: "Time limit of a job that names none; it is killed after it.",
+        set: |c, v| {
+            c.jobs.caps.default.timeout_secs = duration(v)?.as_secs();
+            Ok(())
+        },
+        show: |c| show_duration(Duration::from_secs(c.jobs.caps.default.timeout_secs)),
+    },
+    Setting {
+        key: "jobs.max_timeout",
+        doc: "The longest time limit a job may ask for.",
+        set: |c, v| {
+            c.jobs.caps.max.timeout_secs = duration(v)?.as_secs();
+            Ok(())
+        },
+        show: |c| show_duration(Duration::from_secs(c.jobs.caps.max.timeout_secs)),
+    },
+    Setting {
+        key: "jobs.log_bytes",
+        doc: "Most output (stdout and stderr) kept per job; the rest is dropped (up to \"1G\").",
+        set: |c, v| {
+            let n = size(v, 0)?;
+            if n > 1 << 30 {
+                return Err("must be at most 1G".into());
+            }
+            c.jobs.log_bytes = n;
+            Ok(())
+        },
+        show: |c| quote(&enclave_core::jobs::format_size(c.jobs.log_bytes)),
+    },
+    Setting {
+        key: "sandbox.network",
+        doc: "IPv4 pool of the project networks, as a CIDR block (e.g. \"10.213.0.0/16\");\nit must not overlap a network the host uses.",
+        set: |c, v| {
+            c.sandbox.network = cidr(string(v, "a CIDR block like \"10.213.0.0/16\"")?)?;
+            Ok(())
+        },
+        show: |c| quote(&format!("{}/{}", c.sandbox.network.0, c.sandbox.network.1)),
+    },
+    Setting {
+        key: "sandbox.subnet_prefix",
+        doc: "Prefix length of each project's network (16 to 28), cut from the pool.",
+        set: |c, v| {
+            c.sandbox.subnet_prefix = count(v, 16, 28)?;
+            Ok(())
+        },
+        show: |c| c.sandbox.subnet_prefix.to_string(),
+    },
 ];
 
 /// The setting with this dotted key.
@@ -452,6 +548,71 @@ fn duration(v: &Input<'_>) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+fn cpus(v: &Input<'_>) -> Result<u64, String> {
+    let text = match v {
+        Input::Toml(Item::Value(Value::Integer(i))) => i.value().to_string(),
+        Input::Toml(Item::Value(Value::Float(f))) => f.value().to_string(),
+        _ => string(v, "a number of CPUs like 2 or 0.5")?.to_owned(),
+    };
+    let m = enclave_core::jobs::parse_cpus(&text)?;
+    if !(enclave_core::jobs::MIN_CPU_MILLIS..=256_000).contains(&m) {
+        return Err(format!("must be between 0.01 and 256, got {}", describe(v)));
+    }
+    Ok(m)
+}
+
+fn size(v: &Input<'_>, min: u64) -> Result<u64, String> {
+    let n = match v {
+        Input::Toml(Item::Value(Value::Integer(i))) => u64::try_from(*i.value())
+            .map_err(|_| format!("must not be negative, got {}", i.value()))?,
+        _ => enclave_core::jobs::parse_size(string(v, "a size like \"512M\" or \"2G\"")?)?,
+    };
+    if n < min {
+        return Err(format!(
+            "must be at least {}, got {}",
+            enclave_core::jobs::format_size(min),
+            describe(v)
+        ));
+    }
+    if n > 1 << 40 {
+        return Err(format!("must be at most 1T, got {}", describe(v)));
+    }
+    Ok(n)
+}
+
+/// Parses `a.b.c.d/n` (a private IPv4 block, the address aligned to its prefix).
+fn cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let bad = || {
+        format!(
+            "expected a CIDR block like \"10.213.0.0/16\", got {}",
+            quote(s)
+        )
+    };
+    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    if !(8..=24).contains(&len) {
+        return Err(format!(
+            "the prefix length must be between 8 and 24, got {len}"
+        ));
+    }
+    let mask = u32::MAX << (32 - len);
+    if u32::from(addr) & !mask != 0 {
+        return Err(format!(
+            "{} has host bits set; use {}/{len}",
+            quote(s),
+            std::net::Ipv4Addr::from(u32::from(addr) & mask)
+        ));
+    }
+    if !addr.is_private() {
+        return Err(format!(
+            "{} is not a private block (10/8, 172.16/12 or 192.168/16)",
+            quote(s)
+        ));
+    }
+    Ok((addr, len))
 }
 
 fn path(v: &Input<'_>) -> Result<PathBuf, String> {

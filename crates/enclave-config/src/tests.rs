@@ -858,3 +858,37 @@ fn load_from_process_smoke() {
         .iter()
         .any(|e| e.reason.contains("cannot read the configuration file")));
 }
+
+#[test]
+fn jobs_and_sandbox_settings() {
+    let c = load_file(
+        "[jobs]\nmax_running = 2\ndefault_cpus = 0.5\nmax_cpus = 8\ndefault_memory = \"512M\"\nmax_memory = \"16G\"\ndefault_timeout = \"30m\"\nmax_timeout = \"2d\"\nlog_bytes = \"1M\"\n[sandbox]\nnetwork = \"172.20.0.0/14\"\nsubnet_prefix = 26\n",
+    )
+    .unwrap();
+    assert_eq!(c.jobs.max_running, 2);
+    assert_eq!(c.jobs.caps.default.cpu_millis, 500);
+    assert_eq!(c.jobs.caps.max.cpu_millis, 8000);
+    assert_eq!(c.jobs.caps.default.memory_bytes, 512 << 20);
+    assert_eq!(c.jobs.caps.max.memory_bytes, 16 << 30);
+    assert_eq!(c.jobs.caps.default.timeout_secs, 1800);
+    assert_eq!(c.jobs.caps.max.timeout_secs, 2 * 86_400);
+    assert_eq!(c.jobs.log_bytes, 1 << 20);
+    assert_eq!(c.sandbox.network, ("172.20.0.0".parse().unwrap(), 14));
+    assert_eq!(c.sandbox.subnet_prefix, 26);
+
+    let e = one_error(load_env(&[("ENCLAVE_SANDBOX_NETWORK", "10.213.0.1/16")]));
+    assert!(e.reason.contains("host bits"), "{e}");
+    let e = one_error(load_env(&[("ENCLAVE_SANDBOX_NETWORK", "8.8.0.0/16")]));
+    assert!(e.reason.contains("not a private block"), "{e}");
+    let e = one_error(load_env(&[("ENCLAVE_SANDBOX_SUBNET_PREFIX", "16")]));
+    assert!(e.reason.contains("longer than the pool"), "{e}");
+    let e = one_error(load_env(&[("ENCLAVE_JOBS_DEFAULT_MEMORY", "64G")]));
+    assert_eq!(
+        e.reason,
+        "jobs.default_memory must not exceed jobs.max_memory"
+    );
+    let e = one_error(load_env(&[("ENCLAVE_JOBS_MAX_CPUS", "lots")]));
+    assert!(e.reason.contains("number of CPUs"), "{e}");
+    let e = one_error(load_env(&[("ENCLAVE_JOBS_MAX_MEMORY", "1M")]));
+    assert!(e.reason.contains("at least 16MiB"), "{e}");
+}

@@ -7,6 +7,7 @@ pub mod access;
 pub mod audit;
 pub mod authz;
 pub mod error;
+pub mod jobs;
 pub mod model;
 pub mod names;
 pub mod password;
