@@ -2,15 +2,19 @@
 //!
 //! [`spec`] turns a [`SandboxSpec`] (command, project uid range, limits, work volume, resolved
 //! secrets) into an OCI runtime spec — pure and unit-tested; [`seccomp`] holds the seccomp
-//! allow-list as data; [`runc`] is the driver that writes the bundle and runs it with `runc`.
+//! allow-list as data; [`runc`] is the driver that writes the bundle and runs it with `runc`;
+//! [`net`] makes the private project networks (a bridge per project, a namespace and veth pair
+//! per workload) that sandboxes join.
 //! Backends implement [`Runtime`], so Slurm or Kubernetes can plug in later.
 
+pub mod net;
 pub mod runc;
 pub mod seccomp;
 pub mod spec;
 
 use std::time::Duration;
 
+pub use net::NetConfig;
 pub use spec::{Limits, NetworkMode, SandboxSpec, UidRange};
 
 /// Errors of the sandbox.
@@ -73,6 +77,8 @@ pub enum Status {
 pub trait Runtime: Send + Sync {
     /// Starts the workload; nothing is left behind if this fails.
     fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Workload>>;
+    /// Where the output of sandbox `id` is kept; it stays after the workload is deleted.
+    fn log_path(&self, id: &str) -> std::path::PathBuf;
 }
 
 /// A started workload. Dropping it kills it and removes everything it used.
@@ -88,6 +94,17 @@ pub trait Workload: Send {
     /// The workload's address on its project network (`None` when isolated).
     fn address(&self) -> Option<std::net::Ipv4Addr> {
         None
+    }
+    /// Opens a TCP connection to `port` of the workload on its project network, from inside
+    /// the workload's network namespace (the host has no address on project networks, so
+    /// this is the only way in; Enclave's gateway uses it). An error when the workload is
+    /// isolated or has ended.
+    fn connect(&self, port: u16, timeout: Duration) -> Result<std::net::TcpStream> {
+        let _ = (port, timeout);
+        Err(Error::Runtime(format!(
+            "sandbox {} is not on a project network",
+            self.id()
+        )))
     }
     /// The output (stdout and stderr interleaved) so far, up to the log limit.
     fn logs(&self) -> Result<Vec<u8>>;

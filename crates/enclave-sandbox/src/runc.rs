@@ -17,7 +17,8 @@
 //! panic's unwinding): kill the container if it runs, `runc delete --force`, remove the
 //! cgroup directories `enclave/<id>` left under each controller, remove the bundle. The
 //! driver makes no host mounts: every mount is inside the sandbox's own mount namespace and
-//! goes with it.
+//! goes with it — except for project networks: `RUNTIME_DIR/netns/<id>` is the bind mount
+//! of the workload's network namespace (see [`crate::net`]), removed with the workload.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -32,8 +33,12 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroize;
 
+use crate::net::{connect_in_netns, Attachment, NetConfig, Networks};
 use crate::spec::{etc_files, BundlePaths, IMAGE_DIRS};
 use crate::{Canceller, Error, Outcome, Result, Runtime, SandboxSpec, Status, Workload, POLL};
+
+/// Names in the runtime directory that are the runtime's own, never a sandbox's.
+const RESERVED_NAMES: &[&str] = &["runc", "netns"];
 
 /// Default directory for bundles and runc's state: on `/dev/shm`, a tmpfs on every Linux.
 pub const DEFAULT_RUNTIME_DIR: &str = "/dev/shm/enclave-sandbox";
@@ -44,6 +49,7 @@ pub struct RuncRuntime {
     runc: PathBuf,
     runtime_dir: PathBuf,
     logs_dir: PathBuf,
+    nets: Arc<Networks>,
 }
 
 /// Finds the `runc` binary in `PATH` and the sbin directories.
@@ -111,7 +117,9 @@ fn write_file(path: &Path, mode: u32, bytes: &[u8]) -> Result<()> {
 
 impl RuncRuntime {
     /// A runtime keeping logs under `state_dir/logs` and bundles and runc's state under
-    /// `runtime_dir`, which must be on a tmpfs (secrets live there).
+    /// `runtime_dir`, which must be on a tmpfs (secrets live there). Project networks use the
+    /// default plan ([`NetConfig::default`]: `10.213.0.0/16` in /24 subnets); see
+    /// [`RuncRuntime::with_network`]. One runtime per `runtime_dir` at a time.
     pub fn new(state_dir: &Path, runtime_dir: &Path) -> Result<RuncRuntime> {
         let runc = find_runc()?;
         mkdir(runtime_dir, 0o711)?;
@@ -128,11 +136,43 @@ impl RuncRuntime {
         mkdir(&runtime_dir.join("runc"), 0o700)?;
         let logs_dir = state_dir.join("logs");
         mkdir(&logs_dir, 0o700)?;
+        let nets = Arc::new(Networks::new(&runtime_dir, NetConfig::default())?);
         Ok(RuncRuntime {
             runc,
             runtime_dir,
             logs_dir,
+            nets,
         })
+    }
+
+    /// The same runtime with another address plan for project networks. Call it before
+    /// starting workloads: the plan of workloads already started is not changed.
+    pub fn with_network(mut self, config: NetConfig) -> Result<RuncRuntime> {
+        self.nets = Arc::new(Networks::new(&self.runtime_dir, config)?);
+        Ok(self)
+    }
+
+    /// The project networks of this runtime (interface tag, names, leftovers).
+    pub fn networks(&self) -> &Networks {
+        &self.nets
+    }
+
+    /// Opens a TCP connection to `port` of the running sandbox `id` on its project network,
+    /// from inside the sandbox's network namespace (see [`Workload::connect`]).
+    pub fn connect(
+        &self,
+        id: &str,
+        address: std::net::Ipv4Addr,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<std::net::TcpStream> {
+        let netns = self.nets.netns_path(id);
+        if RESERVED_NAMES.contains(&id) || id.contains('/') || !netns.exists() {
+            return Err(Error::Runtime(format!(
+                "sandbox {id} is not running on a project network"
+            )));
+        }
+        connect_in_netns(&netns, std::net::SocketAddrV4::new(address, port), timeout)
     }
 
     /// runc's state directory (`runc --root`).
@@ -173,7 +213,8 @@ impl RuncRuntime {
 
     /// Removes every sandbox this runtime's directories still hold — after a crash or a
     /// kill -9 of the server, before starting new ones: kills and deletes runc's containers,
-    /// removes their cgroups and bundles. Returns the ids removed.
+    /// removes their cgroups and bundles, then this runtime's network namespace files, veths
+    /// and bridges. Returns the sandbox ids removed.
     pub fn reap_orphans(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
         let out = self
@@ -191,7 +232,7 @@ impl RuncRuntime {
             .map_err(Error::io(format!("reading {}", self.runtime_dir.display())))?;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name != "runc" && !ids.contains(&name) {
+            if !RESERVED_NAMES.contains(&name.as_str()) && !ids.contains(&name) {
                 ids.push(name);
             }
         }
@@ -211,15 +252,17 @@ impl RuncRuntime {
                 .stderr(Stdio::null())
                 .status();
             for dir in cgroup_dirs(id) {
-                if dir.exists() {
-                    if let Err(e) = fs::remove_dir(&dir) {
-                        errors.push(format!("removing {}: {e}", dir.display()));
-                    }
+                if let Err(e) = remove_cgroup_dir(&dir) {
+                    errors.push(e);
                 }
             }
             if let Err(e) = self.remove_bundle(id) {
                 errors.push(e);
             }
+        }
+        // After the containers: a namespace is gone once no process holds it.
+        if let Err(e) = self.nets.reap() {
+            errors.push(e.to_string());
         }
         if errors.is_empty() {
             Ok(ids)
@@ -239,7 +282,12 @@ impl RuncRuntime {
     }
 
     /// Writes the bundle of `spec`; on error the caller removes the bundle directory.
-    fn write_bundle(&self, spec: &SandboxSpec, bundle: &Path) -> Result<()> {
+    fn write_bundle(
+        &self,
+        spec: &SandboxSpec,
+        bundle: &Path,
+        netns: Option<PathBuf>,
+    ) -> Result<()> {
         let uid = spec.uid_range.host_base;
         chown(bundle, uid)?;
         let rootfs = bundle.join("rootfs");
@@ -285,6 +333,7 @@ impl RuncRuntime {
                 .map(PathBuf::from)
                 .filter(|p| p.exists())
                 .collect(),
+            netns,
         };
         let oci = spec.to_oci(&paths)?;
         let mut json = serde_json::to_vec_pretty(&oci)
@@ -296,9 +345,18 @@ impl RuncRuntime {
 }
 
 impl Runtime for RuncRuntime {
+    fn log_path(&self, id: &str) -> PathBuf {
+        RuncRuntime::log_path(self, id)
+    }
+
     fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Workload>> {
         spec.check()?;
         let id = spec.id.clone();
+        if RESERVED_NAMES.contains(&id.as_str()) {
+            return Err(Error::Invalid(format!(
+                "sandbox id {id} is a name of the runtime's own; pick another id"
+            )));
+        }
         let log_cap = spec.limits.log_bytes;
         let bundle = self.bundle_dir(&id);
         fs::DirBuilder::new()
@@ -324,9 +382,12 @@ impl Runtime for RuncRuntime {
             last_kill: None,
             outcome: None,
             cleaned: false,
+            net: None,
         };
         // From here on, dropping `w` removes whatever was made.
-        self.write_bundle(&spec, &bundle)?;
+        w.net = self.nets.attach(&id, spec.network)?;
+        let netns = w.net.as_ref().map(|a| a.netns_path().to_path_buf());
+        self.write_bundle(&spec, &bundle, netns)?;
         drop(spec);
         let log = OpenOptions::new()
             .write(true)
@@ -404,6 +465,7 @@ pub struct RuncWorkload {
     last_kill: Option<Instant>,
     outcome: Option<Outcome>,
     cleaned: bool,
+    net: Option<Attachment>,
 }
 
 impl RuncWorkload {
@@ -494,14 +556,17 @@ impl RuncWorkload {
             errors.push(format!("runc delete: {e}"));
         }
         for dir in cgroup_dirs(&self.id) {
-            if dir.exists() {
-                if let Err(e) = fs::remove_dir(&dir) {
-                    errors.push(format!("removing {}: {e}", dir.display()));
-                }
+            if let Err(e) = remove_cgroup_dir(&dir) {
+                errors.push(e);
             }
         }
         if let Err(e) = self.rt.remove_bundle(&self.id) {
             errors.push(e);
+        }
+        if let Some(att) = self.net.as_mut() {
+            if let Err(e) = self.rt.nets.detach(att) {
+                errors.push(e.to_string());
+            }
         }
         self.cleaned = true;
         if errors.is_empty() {
@@ -512,6 +577,23 @@ impl RuncWorkload {
                 self.id,
                 errors.join("; ")
             )))
+        }
+    }
+}
+
+/// Removes a cgroup directory if it exists. A killed sandbox's processes may take a moment
+/// to leave it (after a crash, their parent — the dead server's `runc run` — reaps them late),
+/// so a busy directory is tried again for up to two seconds.
+fn remove_cgroup_dir(dir: &Path) -> std::result::Result<(), String> {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(16) && Instant::now() < until => {
+                std::thread::sleep(POLL);
+            }
+            Err(e) => return Err(format!("removing {}: {e}", dir.display())),
         }
     }
 }
@@ -555,6 +637,24 @@ impl Workload for RuncWorkload {
 
     fn canceller(&self) -> Canceller {
         Canceller(self.cancel.clone())
+    }
+
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().map(Attachment::address)
+    }
+
+    fn connect(&self, port: u16, timeout: Duration) -> Result<std::net::TcpStream> {
+        match &self.net {
+            Some(att) if !self.cleaned => connect_in_netns(
+                att.netns_path(),
+                std::net::SocketAddrV4::new(att.address(), port),
+                timeout,
+            ),
+            _ => Err(Error::Runtime(format!(
+                "sandbox {} is not running on a project network",
+                self.id
+            ))),
+        }
     }
 
     fn logs(&self) -> Result<Vec<u8>> {

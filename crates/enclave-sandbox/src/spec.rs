@@ -196,6 +196,10 @@ pub struct BundlePaths {
     pub secrets: Option<PathBuf>,
     /// The host image directories that exist (a subset of [`IMAGE_DIRS`]).
     pub image_dirs: Vec<PathBuf>,
+    /// The network namespace to join (made by [`crate::net::Networks`]) for
+    /// [`NetworkMode::Project`]; `None` for [`NetworkMode::Isolated`], where runc makes a
+    /// fresh namespace with only `lo`.
+    pub netns: Option<PathBuf>,
 }
 
 /// A secret file to create: its name inside `/run/secrets` and its value.
@@ -450,7 +454,7 @@ impl SandboxSpec {
                 ns(LinuxNamespaceType::Uts)?,
                 ns(LinuxNamespaceType::Mount)?,
                 ns(LinuxNamespaceType::User)?,
-                ns(LinuxNamespaceType::Network)?,
+                self.network_namespace(paths)?,
             ])
             .uid_mappings(vec![map])
             .gid_mappings(vec![map])
@@ -486,6 +490,52 @@ impl SandboxSpec {
             .process(process)
             .mounts(self.mounts(paths)?)
             .linux(linux)
+            .build()
+            .map_err(e)
+    }
+
+    /// The network namespace entry: a fresh one when isolated, the project network's
+    /// namespace file otherwise.
+    fn network_namespace(&self, paths: &BundlePaths) -> Result<oci_spec::runtime::LinuxNamespace> {
+        let e = |e: oci_spec::OciSpecError| Error::Spec(e.to_string());
+        let mut b = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network);
+        match (self.network, &paths.netns) {
+            (NetworkMode::Isolated, None) => {}
+            (NetworkMode::Project { .. }, Some(path)) => b = b.path(path.clone()),
+            (NetworkMode::Isolated, Some(_)) => {
+                return Err(Error::Spec(
+                    "an isolated sandbox was given a network namespace to join".into(),
+                ))
+            }
+            (NetworkMode::Project { .. }, None) => {
+                return Err(Error::Spec(
+                    "a sandbox on a project network has no network namespace to join".into(),
+                ))
+            }
+        }
+        b.build().map_err(e)
+    }
+
+    /// `/sys`: the sandbox's own sysfs when isolated. On a project network it is an empty,
+    /// read-only tmpfs instead: sysfs belongs to a network namespace, and mounting it needs
+    /// `CAP_SYS_ADMIN` over the user namespace that owns that network namespace — the host's,
+    /// for the namespaces Enclave makes (so that root in the sandbox cannot change its
+    /// addresses or routes) — so runc's mount fails with EPERM. Bind-mounting the host's
+    /// `/sys` is no way out: it lists the host's interfaces and every project's bridge.
+    fn sys_mount(&self) -> Result<Mount> {
+        let e = |e: oci_spec::OciSpecError| Error::Spec(e.to_string());
+        let (typ, opts): (&str, &[&str]) = match self.network {
+            NetworkMode::Isolated => ("sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+            NetworkMode::Project { .. } => (
+                "tmpfs",
+                &["nosuid", "noexec", "nodev", "ro", "mode=755", "size=4k"],
+            ),
+        };
+        MountBuilder::default()
+            .destination("/sys")
+            .typ(typ)
+            .source(typ)
+            .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .build()
             .map_err(e)
     }
@@ -539,12 +589,7 @@ impl SandboxSpec {
                 Path::new("mqueue"),
                 &["nosuid", "noexec", "nodev"],
             )?,
-            m(
-                "/sys",
-                "sysfs",
-                Path::new("sysfs"),
-                &["nosuid", "noexec", "nodev", "ro"],
-            )?,
+            self.sys_mount()?,
         ];
         for dir in &paths.image_dirs {
             let dest = dir.to_string_lossy();
@@ -644,6 +689,7 @@ mod tests {
             etc: "/b/etc".into(),
             secrets: Some("/b/secrets".into()),
             image_dirs: vec!["/usr".into(), "/lib".into()],
+            netns: None,
         }
     }
 
