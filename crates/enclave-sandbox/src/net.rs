@@ -481,11 +481,13 @@ impl Networks {
         }
         let mut errors = Vec::new();
         let mut projects = self.lock()?;
+        let base = self
+            .config
+            .subnet(att.index)
+            .map_or(0, |(net, _)| u32::from(net));
         let last = match projects.get_mut(&att.index) {
             Some(p) => {
-                p.used.remove(
-                    &(u32::from(att.address) - u32::from(self.config.subnet(att.index)?.0)),
-                );
+                p.used.remove(&(u32::from(att.address) - base));
                 p.used.is_empty()
             }
             None => true,
@@ -701,12 +703,7 @@ impl Rtnl {
                             Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
                         };
                     }
-                    NetlinkPayload::InnerMessage(m) => {
-                        out.push(m);
-                        if !dump {
-                            // An answer to a get; its ack (if any) follows.
-                        }
-                    }
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
                     _ => {}
                 }
             }

@@ -176,18 +176,20 @@ fn assert_clean(e: &Env, ids: &[&str]) {
     assert!(ifaces.is_empty(), "interfaces left: {ifaces:?}");
 }
 
-/// The host's own addresses, as escape-probe targets on `port` (IPv6 link-local ones scoped
-/// to the sandbox's eth0).
-fn host_targets(port: u16) -> Vec<String> {
+/// The host's own addresses, as escape-probe targets: IPv4 ones on `port`, IPv6 ones on
+/// `port6` (none when `port6` is `None`). Link-local IPv6 addresses go to `link_local`: the
+/// probe counts the EINVAL a scoped connect gets on an interface without IPv6 as its own
+/// error, so they are tried separately.
+fn host_targets(port: u16, port6: Option<u16>, link_local: &mut Vec<String>) -> Vec<String> {
     let mut out = Vec::new();
     for a in nix::ifaddrs::getifaddrs().unwrap() {
         let Some(addr) = a.address else { continue };
         if let Some(v4) = addr.as_sockaddr_in() {
             out.push(format!("{}:{port}", v4.ip()));
-        } else if let Some(v6) = addr.as_sockaddr_in6() {
+        } else if let (Some(v6), Some(port)) = (addr.as_sockaddr_in6(), port6) {
             let ip = v6.ip();
             if ip.segments()[0] & 0xffc0 == 0xfe80 {
-                out.push(format!("[{ip}%eth0]:{port}"));
+                link_local.push(ip.to_string());
             } else {
                 out.push(format!("[{ip}]:{port}"));
             }
@@ -254,6 +256,9 @@ except PermissionError:
     assert!(log.contains("ifaces eth0 lo\n"), "{log}");
     assert!(log.contains("inet6 0\n"), "IPv6 address inside: {log}");
     assert!(log.contains("setflags refused"), "{log}");
+    if Path::new("/proc/sys/net/ipv6").exists() {
+        assert!(log.contains("disable_ipv6 1 1\n"), "{log}");
+    }
     // IPv6 off inside; the only route is the subnet's (no default route).
     let routes: Vec<&str> = log.lines().filter(|l| l.starts_with("route ")).collect();
     assert_eq!(routes, ["route eth0 0003D50A 00000000"], "{log}");
@@ -312,18 +317,18 @@ fn other_projects_the_host_and_metadata_are_unreachable() {
     let l4 = TcpListener::bind("0.0.0.0:0").unwrap();
     l4.set_nonblocking(true).unwrap();
     let port = l4.local_addr().unwrap().port();
-    let l6 = std::net::TcpListener::bind(format!("[::]:{port}")).ok();
+    let l6 = TcpListener::bind("[::]:0").ok();
     if let Some(l) = &l6 {
         l.set_nonblocking(true).unwrap();
     }
+    let port6 = l6.as_ref().map(|l| l.local_addr().unwrap().port());
     let srv = e.rt.start(spec(&e, "xsrv", 7, &server(1))).unwrap();
     let a = srv.address().unwrap();
     wait_for_log(srv.as_ref(), "listening");
 
-    let mut targets = host_targets(port);
-    if l6.is_none() {
-        targets.retain(|t| !t.starts_with('['));
-    }
+    let mut link_local = Vec::new();
+    let mut targets = host_targets(port, port6, &mut link_local);
+    assert!(targets.len() >= 2, "no host address found: {targets:?}");
     targets.push(format!("{a}:8000")); // project 7's server, from project 8
     targets.push("10.213.8.1:8000".into()); // the reserved first address of its own subnet
     targets.push("169.254.169.254:80".into()); // the metadata service address
@@ -342,20 +347,36 @@ fn other_projects_the_host_and_metadata_are_unreachable() {
             "{t} not probed: {log}"
         );
     }
-    // Project 7's own workload cannot reach the host either.
-    let mut s = spec(&e, "xsame", 7, "");
-    s.command = ["python3", "/work/escape.py", "net"]
-        .into_iter()
-        .map(String::from)
-        .chain(
-            host_targets(port)
-                .into_iter()
-                .filter(|t| l6.is_some() || !t.starts_with('[')),
-        )
-        .chain(["169.254.169.254:80".to_string()])
-        .collect();
+    // Project 7's own workload cannot reach the host either, nor its link-local addresses.
+    let mut targets: Vec<String> = host_targets(port, port6, &mut Vec::new());
+    targets.push("169.254.169.254:80".into());
+    let port6 = port6.unwrap_or(port);
+    let s = spec(
+        &e,
+        "xsame",
+        7,
+        &format!(
+            "python3 /work/escape.py net {}; rc=$?; python3 -c '
+import socket, sys
+for ip in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET6)
+    s.settimeout(2)
+    try:
+        s.connect((ip + \"%eth0\", {port6}))
+        print(\"LL-CONNECTED\", ip)
+    except OSError as e:
+        print(\"link-local blocked\", ip, e.errno)
+' {}; exit $rc",
+            targets.join(" "),
+            link_local.join(" ")
+        ),
+    );
     let (o, log) = finish(e.rt.start(s).unwrap());
     assert_eq!(o, exited(0), "a target was reachable: {log}");
+    assert!(!log.contains("LL-CONNECTED"), "{log}");
+    for ip in &link_local {
+        assert!(log.contains(&format!("link-local blocked {ip}")), "{log}");
+    }
 
     assert!(
         l4.accept().is_err(),
