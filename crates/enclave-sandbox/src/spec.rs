@@ -710,6 +710,52 @@ mod tests {
     }
 
     #[test]
+    fn project_network_joins_its_namespace_and_gets_no_sysfs() {
+        let sys = |j: &Value| {
+            j["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["destination"] == "/sys")
+                .unwrap()
+                .clone()
+        };
+        let net = |j: &Value| {
+            j["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "network")
+                .unwrap()
+                .clone()
+        };
+        let iso = json();
+        assert_eq!(sys(&iso)["type"], "sysfs");
+        assert!(net(&iso).get("path").is_none());
+
+        let mut s = spec();
+        s.network = NetworkMode::Project { index: 2 };
+        let mut p = paths();
+        assert!(
+            s.to_oci(&p).is_err(),
+            "a project sandbox needs its namespace"
+        );
+        p.netns = Some("/dev/shm/e/netns/job-1".into());
+        let j = serde_json::to_value(s.to_oci(&p).unwrap()).unwrap();
+        assert_eq!(net(&j)["path"], "/dev/shm/e/netns/job-1");
+        let m = sys(&j);
+        assert_eq!(m["type"], "tmpfs");
+        assert!(
+            m["options"].as_array().unwrap().contains(&"ro".into()),
+            "{m}"
+        );
+        assert!(
+            spec().to_oci(&p).is_err(),
+            "an isolated sandbox joins no namespace"
+        );
+    }
+
+    #[test]
     fn namespaces_and_uid_mapping() {
         let j = json();
         let mut ns: Vec<&str> = j["linux"]["namespaces"]
