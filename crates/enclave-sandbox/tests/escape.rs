@@ -326,6 +326,8 @@ fn local_escape_attempts_are_blocked() {
     let mut s = probe_spec("local", 11, &args);
     s.work_volume = Some(e.work.clone());
     let (o, log) = run(&e, s);
+    // Shown with --nocapture: the probe's findings, one line per check.
+    eprintln!("{log}");
     let checks = assert_all_blocked(&log, LOCAL_CHECKS);
     assert_eq!(o, Outcome::Exited { code: 0 }, "{log}");
     // Each forbidden path was tried: hidden on the host paths, refused inside /work.
@@ -526,20 +528,29 @@ fn host_addresses() -> Vec<IpAddr> {
 #[test]
 fn isolated_network_reaches_nothing() {
     let e = env();
-    // Listeners on every host address, TCP and UDP on the same port.
+    // Listeners on every host address, TCP and UDP on the same port: dual-stack `[::]`
+    // (Linux's default, IPv4 included) where IPv6 is on, so that a reachable IPv6 target
+    // would connect rather than be refused; `0.0.0.0` where it is off.
     let (tcp, udp) = (0..20)
         .find_map(|_| {
-            let t = TcpListener::bind("0.0.0.0:0").ok()?;
-            let port = t.local_addr().ok()?.port();
-            let u = UdpSocket::bind(("0.0.0.0", port)).ok()?;
-            Some((t, u))
+            for any in ["::", "0.0.0.0"] {
+                let Ok(t) = TcpListener::bind((any, 0)) else {
+                    continue;
+                };
+                let port = t.local_addr().ok()?.port();
+                let u = UdpSocket::bind((any, port)).ok()?;
+                return Some((t, u));
+            }
+            None
         })
         .expect("a free TCP+UDP port");
+    let dual_stack = tcp.local_addr().unwrap().is_ipv6();
     tcp.set_nonblocking(true).unwrap();
     udp.set_nonblocking(true).unwrap();
     let port = tcp.local_addr().unwrap().port();
     let mut targets: Vec<String> = host_addresses()
         .into_iter()
+        .filter(|ip| ip.is_ipv4() || dual_stack)
         .map(|ip| match ip {
             IpAddr::V4(a) => format!("{a}:{port}"),
             IpAddr::V6(a) => format!("[{a}]:{port}"),
@@ -554,6 +565,7 @@ fn isolated_network_reaches_nothing() {
     let mut s = probe_spec("net", 14, &args);
     s.work_volume = Some(e.work.clone());
     let (o, log) = run(&e, s);
+    eprintln!("{log}");
     let mut expected = vec!["resolv_conf_empty".to_string(), "dns_lookup".to_string()];
     for t in &targets {
         let t = t.replace(['[', ']'], "");
