@@ -2,7 +2,7 @@
 """Escape probe: runs INSIDE an Enclave sandbox and tries things that must all fail.
 
 Usage:
-    python3 escape.py local [--forbid-read PATH]... [--outside-pid N]
+    python3 escape.py local [--forbid-read PATH]... [--outside-pid N] [--abstract-socket NAME]
     python3 escape.py net HOST:PORT... [--dns-name NAME]
     python3 escape.py forkbomb [--seconds S]
     python3 escape.py memhog [--max-mib N]
@@ -273,6 +273,22 @@ def check_process_vm_readv(pid):
     lbuf = ctypes.create_string_buffer(local)
     rbuf = ctypes.create_string_buffer(remote)
     return expect_denied("process_vm_readv", pid, lbuf, 1, rbuf, 1, 0, ok=DENIED | {errno.ESRCH})
+
+
+def check_abstract_socket(name):
+    """A host process listens on the abstract unix socket `name`; abstract sockets belong to
+    the network namespace, so the sandbox must not reach it."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2.0)
+    try:
+        s.connect("\0" + name)
+    except OSError as e:
+        if e.errno in {errno.ECONNREFUSED, errno.ENOENT} | DENIED:
+            return True, "abstract socket @%s: %s" % (name, errname(e.errno))
+        raise
+    finally:
+        s.close()
+    return False, "connected to the host's abstract socket @%s" % name
 
 
 def check_read_denied(path):
@@ -710,7 +726,7 @@ def check_kill_all():
 
 
 def local(args):
-    forbid, outside = [], []
+    forbid, outside, abstract = [], [], []
     i = 0
     while i < len(args):
         if args[i] == "--forbid-read" and i + 1 < len(args):
@@ -718,6 +734,9 @@ def local(args):
             i += 2
         elif args[i] == "--outside-pid" and i + 1 < len(args):
             outside.append(int(args[i + 1]))
+            i += 2
+        elif args[i] == "--abstract-socket" and i + 1 < len(args):
+            abstract.append(args[i + 1])
             i += 2
         else:
             usage("unknown argument %r" % args[i])
@@ -757,6 +776,8 @@ def local(args):
         run_check("ptrace_attach_outside", check_ptrace, pid)
         run_check("kill_outside", check_kill_outside, pid)
         run_check("process_vm_readv_outside", check_process_vm_readv, pid)
+    for name in abstract:
+        run_check("abstract_socket_outside", check_abstract_socket, name)
     run_check("few_processes_visible", check_kill_all)
     run_check("read_etc_shadow", check_read_denied, "/etc/shadow")
     for path in forbid:

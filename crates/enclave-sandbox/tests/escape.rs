@@ -224,6 +224,7 @@ const LOCAL_CHECKS: &[&str] = &[
     "ptrace_attach_outside",
     "kill_outside",
     "process_vm_readv_outside",
+    "abstract_socket_outside",
     "few_processes_visible",
     "read_etc_shadow",
     "read_forbidden",
@@ -310,6 +311,15 @@ fn local_escape_attempts_are_blocked() {
             .unwrap(),
     );
     let outside_pid = outside.0.id().to_string();
+    // A host service on an abstract unix socket (those belong to the network namespace).
+    let abstract_name = format!("enclave-escape-test-{}", std::process::id());
+    let abstract_listener = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
+        let l = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        l
+    };
     let forbidden = [
         data_dir.display().to_string(),
         data_dir.join("secret.db").display().to_string(),
@@ -319,7 +329,13 @@ fn local_escape_attempts_are_blocked() {
         "/work/other-project".to_string(),
         "/work/other-project/secret.db".to_string(),
     ];
-    let mut args = vec!["local", "--outside-pid", &outside_pid];
+    let mut args = vec![
+        "local",
+        "--outside-pid",
+        &outside_pid,
+        "--abstract-socket",
+        &abstract_name,
+    ];
     for f in &forbidden {
         args.extend(["--forbid-read", f.as_str()]);
     }
@@ -352,6 +368,10 @@ fn local_escape_attempts_are_blocked() {
         .find(|c| c.name == "setuid_no_effect")
         .unwrap();
     assert!(setuid.detail.starts_with("ran "), "{setuid:?}");
+    assert!(
+        abstract_listener.accept().is_err(),
+        "the host's abstract socket got a connection"
+    );
     // The outside process lived through it all.
     let mut outside = outside;
     assert!(
@@ -596,6 +616,12 @@ fn probe_is_not_vacuous_outside_a_sandbox() {
     std::fs::write(&probe, PROBE).unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
+    let abstract_name = format!("enclave-escape-host-{}", std::process::id());
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+    };
     let out = std::process::Command::new("python3")
         .arg(&probe)
         .arg("net")
@@ -617,9 +643,11 @@ fn probe_is_not_vacuous_outside_a_sandbox() {
          e.run_check('bpf', e.check_bpf)\n\
          e.run_check('reboot', e.check_reboot)\n\
          e.run_check('read_etc_shadow', e.check_read_denied, '/etc/shadow')\n\
+         e.run_check('abstract', e.check_abstract_socket, {name:?})\n\
          e.run_check('broken', e.check_open_write, None)\n\
          e.run_check('unshare_user', e.check_unshare, e.CLONE_NEWUSER)\n",
-        dir = dir.path().display().to_string()
+        dir = dir.path().display().to_string(),
+        name = abstract_name,
     );
     let out = std::process::Command::new("python3")
         .args(["-c", &script])
@@ -627,10 +655,16 @@ fn probe_is_not_vacuous_outside_a_sandbox() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stdout).into_owned();
     let (checks, _) = parse(&format!("{log}{{\"summary\": \"host\"}}\n"));
-    assert_eq!(checks.len(), 7, "{log}");
+    assert_eq!(checks.len(), 8, "{log}");
     for c in &checks {
         assert!(!c.blocked, "blocked on the host: {c:?}");
     }
+    // Not blocked for the right reason: each attempt worked (a probe error is only "broken").
+    for c in checks.iter().filter(|c| c.name != "broken") {
+        assert!(!c.detail.contains("probe error"), "{c:?}");
+    }
+    let abs = checks.iter().find(|c| c.name == "abstract").unwrap();
+    assert!(abs.detail.starts_with("connected"), "{abs:?}");
     let broken = checks.iter().find(|c| c.name == "broken").unwrap();
     assert!(broken.detail.starts_with("probe error"), "{broken:?}");
 }
