@@ -380,19 +380,59 @@ fn leaks(runc: &Path, roots: &[&Path], runtime_dir: &Path, keep: &[&str]) -> Vec
     out
 }
 
-/// Removes the plain-runc parent cgroups (`enclave-bench-PID` under each controller).
+/// Removes the anchors' cgroups (`enclave-bench-PID/*` and the parent, under each v1
+/// controller or the v2 root); they are empty once their containers are gone.
 fn remove_plain_cgroups() {
     let tag = format!("enclave-bench-{}", std::process::id());
-    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-        for ctrl in rd.flatten() {
-            let _ = std::fs::remove_dir(ctrl.path().join(&tag));
-        }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut parents = vec![root.join(&tag)];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        parents.extend(rd.flatten().map(|c| c.path().join(&tag)));
     }
-    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&tag));
+    for parent in parents {
+        if let Ok(rd) = std::fs::read_dir(&parent) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&parent);
+    }
+}
+
+/// Removes what the bench made even when it panics half-way: the anchors' containers (plain
+/// runc's root), their parent cgroups and the runtime directory. Enclave's own sandboxes are
+/// removed by their handles when dropped.
+struct Cleanup {
+    runc: PathBuf,
+    plain_root: PathBuf,
+    runtime_dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let list = Command::new(&self.runc)
+            .arg("--root")
+            .arg(&self.plain_root)
+            .args(["list", "-q"])
+            .output();
+        if let Ok(list) = list {
+            for id in String::from_utf8_lossy(&list.stdout).lines() {
+                let _ = Command::new(&self.runc)
+                    .arg("--root")
+                    .arg(&self.plain_root)
+                    .args(["delete", "--force", id])
+                    .status();
+            }
+        }
+        remove_plain_cgroups();
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+    }
 }
 
 fn main() {
-    let n = env_usize("START_N", 200);
+    let n = env_usize("START_N", 200).max(1);
     let burst_n = env_usize("BURST", 50);
     let warm = 10;
     let runc = find_runc().expect("runc is required: apt-get install runc");
@@ -400,6 +440,11 @@ fn main() {
     std::fs::set_permissions(base.path(), PermissionsExt::from_mode(0o711)).unwrap();
     let runtime_dir = PathBuf::from(format!("/dev/shm/enclave-bench-{}", std::process::id()));
     let plain_root = runtime_dir.join("plain-runc");
+    let _cleanup = Cleanup {
+        runc: runc.clone(),
+        plain_root: plain_root.clone(),
+        runtime_dir: runtime_dir.clone(),
+    };
     let rt = RuncRuntime::new(&base.path().join("state"), &runtime_dir).expect("run as root");
     let plain_dir = runtime_dir.join("plain-bundles");
     let mut s = Sides {
@@ -536,8 +581,7 @@ fn main() {
     }
     let ok = b.errors.is_empty() && left.is_empty();
     drop(s);
-    remove_plain_cgroups();
-    let _ = std::fs::remove_dir_all(&runtime_dir);
+    drop(_cleanup);
     if !ok {
         std::process::exit(1);
     }
