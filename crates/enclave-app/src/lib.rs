@@ -16,6 +16,7 @@ mod backup;
 mod chokepoint;
 mod grants;
 mod groups;
+mod jobs;
 mod keys;
 mod memo;
 mod passwords;
@@ -41,6 +42,7 @@ pub use auth::csrf_token_for;
 pub use auth::{AuthMethod, LoginOutcome};
 pub use backup::{BackupArchive, BACKUP_DB_NAME};
 pub use chokepoint::{count_decisions, Caller, RequestMeta};
+pub use jobs::{JobLog, SandboxHost, MAX_JOB_LIST, SERVER_STOPPED};
 pub use keys::{project_scope, KeyStatus, KeyVersionStatus, Keyring, MasterSealed, MasterStatus};
 pub use passwords::PasswordHasher;
 pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
@@ -130,6 +132,8 @@ pub struct App {
     keys: Option<Arc<keys::Keyring>>,
     /// Files of the data directory that backups hold besides the database.
     backup_files: Arc<Vec<std::path::PathBuf>>,
+    /// Runs jobs in sandboxes (absent where sandboxes are unavailable).
+    runner: Option<Arc<jobs::Runner>>,
 }
 
 /// Called after every successful commit (e.g. to wake the audit forwarders).
@@ -155,6 +159,7 @@ impl App {
             token_uses: Arc::default(),
             keys: None,
             backup_files: Arc::default(),
+            runner: None,
         })
     }
 

@@ -265,7 +265,7 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
 /// Formats a size in the largest binary unit that divides it exactly (`"512MiB"`, `"8GiB"`).
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes > 0 && bytes % (1u64 << shift) == 0 {
+        if bytes > 0 && bytes.checked_rem(1u64 << shift) == Some(0) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -286,7 +286,7 @@ pub fn parse_cpus(s: &str) -> std::result::Result<u64, String> {
 
 /// Formats thousandths of a CPU as a CPU count (`"0.5"`, `"2"`).
 pub fn cpus(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.checked_rem(1000) == Some(0) {
         (millis / 1000).to_string()
     } else {
         let s = format!("{:.3}", millis as f64 / 1000.0);

@@ -132,6 +132,13 @@ pub struct SecretMapping {
     pub target: InjectionTarget,
 }
 
+impl SecretMapping {
+    /// The mapping as written: `NAME=env:VAR` or `NAME=file:PATH` ([`parse_mapping`] reads it).
+    pub fn to_spec(&self) -> String {
+        format!("{}={}", self.secret, self.target.to_spec())
+    }
+}
+
 /// Environment variables a secret may not replace: they change how programs load and run.
 const RESERVED_ENV: &[&str] = &[
     "PATH",

@@ -22,6 +22,7 @@
 
 mod audit;
 mod backup;
+mod jobs;
 mod keys;
 mod migrate;
 mod policy;

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "keys_secrets",
         include_str!("../migrations/sqlite/0004_keys_secrets.sql"),
     ),
+    (
+        5,
+        "jobs",
+        include_str!("../migrations/sqlite/0005_jobs.sql"),
+    ),
 ];
 
 pub(crate) fn latest_version() -> i64 {

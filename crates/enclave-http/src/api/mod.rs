@@ -6,6 +6,7 @@ pub mod dto;
 mod extract;
 mod governance;
 mod groups;
+pub mod jobs;
 mod projects;
 mod secrets;
 mod session;
@@ -31,6 +32,7 @@ use utoipa_axum::routes;
         (name = "audit", description = "The tamper-evident audit trail: search, export, verify, public key"),
         (name = "policy", description = "Cedar policies, explain, role bindings and time-bound access grants"),
         (name = "secrets", description = "Project secrets (values only on their own read), injection plans, data and master keys"),
+        (name = "jobs", description = "Batch jobs in sandboxes on the project's private network: submit, follow the log, cancel"),
         (name = "backup", description = "Encrypted backups of the installation (platform admins)"),
     )
 )]
@@ -130,6 +132,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(secrets::retire))
         .routes(routes!(secrets::master))
         .routes(routes!(secrets::rotate_master))
+        .routes(routes!(jobs::list))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(jobs::submit))
+                .layer(axum::extract::DefaultBodyLimit::max(jobs::JOB_BODY_LIMIT)),
+        )
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::log))
+        .routes(routes!(jobs::cancel))
         .routes(routes!(backup::create))
         .routes(routes!(openapi_json))
 }
