@@ -13,8 +13,13 @@
 //! - `STATE_DIR/logs/<id>.log` — the workload's stdout and stderr (and runc's errors), 0600,
 //!   capped at [`Limits::log_bytes`](crate::Limits::log_bytes). Kept after the run.
 //!
+//! Waiting: a thread per workload blocks until runc exits (`waitid`, without reaping), so
+//! [`Workload::wait`] returns as soon as the workload ends; the cancel flag is looked at every
+//! [`POLL`], the deadline when it comes.
+//!
 //! Cleanup, after the workload ends, on [`Workload::delete`] and on drop (also during a
-//! panic's unwinding): kill the container if it runs, `runc delete --force`, remove the
+//! panic's unwinding): kill the container if it runs, `runc delete --force` when runc left
+//! state for the id (`runc run` removes its container itself when it ends), remove the
 //! cgroup directories `enclave/<id>` left under each controller, remove the bundle. The
 //! driver makes no host mounts: every mount is inside the sandbox's own mount namespace and
 //! goes with it — except for project networks: `RUNTIME_DIR/netns/<id>` is the bind mount
@@ -27,10 +32,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
 use zeroize::Zeroize;
 
 use crate::net::{connect_in_netns, Attachment, NetConfig, Networks};
@@ -375,6 +383,7 @@ impl Runtime for RuncRuntime {
             rt: self.clone(),
             id: id.clone(),
             child: None,
+            exited: None,
             copiers: Vec::new(),
             deadline: Instant::now() + spec.limits.timeout,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -417,6 +426,7 @@ impl Runtime for RuncRuntime {
         if let Some(err) = child.stderr.take() {
             w.copiers.push(copy_capped(err, sink));
         }
+        w.exited = Some(watch_exit(&child));
         w.child = Some(child);
         Ok(Box::new(w))
     }
@@ -453,11 +463,31 @@ fn copy_capped(mut from: impl Read + Send + 'static, sink: Arc<Mutex<LogSink>>) 
     })
 }
 
+/// A channel that receives (or is closed) once `child` has exited. A thread blocks in
+/// `waitid(WEXITED | WNOWAIT)`: it notices the exit at once but leaves the zombie to be reaped
+/// through `child` (so its pid cannot be reused while `child` may still signal it).
+fn watch_exit(child: &Child) -> Receiver<()> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let pid = i32::try_from(child.id()).map(Pid::from_raw);
+    std::thread::spawn(move || {
+        if let Ok(pid) = pid {
+            // Returns on the exit, or with ECHILD once the child has been reaped elsewhere.
+            while let Err(nix::errno::Errno::EINTR) =
+                waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+            {}
+        }
+        let _ = tx.send(());
+    });
+    rx
+}
+
 /// A sandbox run by runc.
 pub struct RuncWorkload {
     rt: RuncRuntime,
     id: String,
     child: Option<Child>,
+    /// Signalled (or closed) when `child` exits; see [`watch_exit`].
+    exited: Option<Receiver<()>>,
     copiers: Vec<JoinHandle<()>>,
     deadline: Instant,
     cancel: Arc<AtomicBool>,
@@ -522,6 +552,19 @@ impl RuncWorkload {
         Ok(None)
     }
 
+    /// Blocks for up to `step`, returning early when the runc child exits.
+    fn sleep_until_exit(&mut self, step: Duration) {
+        match self.exited.as_ref().map(|rx| rx.recv_timeout(step)) {
+            Some(Ok(()) | Err(RecvTimeoutError::Timeout)) => {}
+            // The watcher is gone (it has reported already): plain sleeping from here on.
+            Some(Err(RecvTimeoutError::Disconnected)) => {
+                self.exited = None;
+                std::thread::sleep(step);
+            }
+            None => std::thread::sleep(step),
+        }
+    }
+
     /// Removes the container, its cgroups and its bundle (idempotent).
     fn cleanup(&mut self) -> Result<()> {
         if self.cleaned {
@@ -535,7 +578,7 @@ impl RuncWorkload {
                 self.kill_now();
                 let until = Instant::now() + Duration::from_secs(5);
                 while matches!(child.try_wait(), Ok(None)) && Instant::now() < until {
-                    std::thread::sleep(POLL);
+                    self.sleep_until_exit(POLL);
                     self.kill_now();
                 }
                 let _ = child.kill();
@@ -545,15 +588,20 @@ impl RuncWorkload {
                 let _ = c.join();
             }
         }
-        let deleted = self
-            .rt
-            .runc_cmd()
-            .args(["delete", "--force", &self.id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if let Err(e) = deleted {
-            errors.push(format!("runc delete: {e}"));
+        self.exited = None;
+        // `runc run` removes its container when it ends normally; state left for the id
+        // means it did not get to (killed, timed out, cancelled, or a crash of runc).
+        if self.rt.runc_root().join(&self.id).exists() {
+            let deleted = self
+                .rt
+                .runc_cmd()
+                .args(["delete", "--force", &self.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if let Err(e) = deleted {
+                errors.push(format!("runc delete: {e}"));
+            }
         }
         for dir in cgroup_dirs(&self.id) {
             if let Err(e) = remove_cgroup_dir(&dir) {
@@ -631,7 +679,14 @@ impl Workload for RuncWorkload {
             if let Some(o) = self.poll()? {
                 return Ok(o);
             }
-            std::thread::sleep(POLL);
+            // Wakes at once when runc exits; otherwise looks at the cancel flag every POLL
+            // and at the deadline when it comes.
+            let step = if self.kill_reason.is_none() {
+                POLL.min(self.deadline.saturating_duration_since(Instant::now()))
+            } else {
+                POLL
+            };
+            self.sleep_until_exit(step);
         }
     }
 
