@@ -454,6 +454,8 @@ impl SandboxSpec {
                 ns(LinuxNamespaceType::Uts)?,
                 ns(LinuxNamespaceType::Mount)?,
                 ns(LinuxNamespaceType::User)?,
+                // Own cgroup namespace: /proc/self/cgroup shows `/`, not the host's path.
+                ns(LinuxNamespaceType::Cgroup)?,
                 self.network_namespace(paths)?,
             ])
             .uid_mappings(vec![map])
@@ -765,7 +767,10 @@ mod tests {
             .map(|n| n["type"].as_str().unwrap())
             .collect();
         ns.sort();
-        assert_eq!(ns, ["ipc", "mount", "network", "pid", "user", "uts"]);
+        assert_eq!(
+            ns,
+            ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"]
+        );
         for n in j["linux"]["namespaces"].as_array().unwrap() {
             assert!(n.get("path").is_none(), "joins an existing namespace: {n}");
         }
