@@ -18,6 +18,7 @@ mod admin;
 mod audit;
 mod grants;
 mod guard;
+mod jobs;
 mod login;
 mod me;
 mod page;
@@ -182,6 +183,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/keys", get(secrets::master))
         .route("/admin/keys/rotate", post(secrets::rotate_master))
+        .route("/projects/{name}/jobs", get(jobs::list).post(jobs::submit))
+        .route("/projects/{name}/jobs/{id}", get(jobs::show))
+        .route("/projects/{name}/jobs/{id}/cancel", post(jobs::cancel))
         .route("/account", get(me::account))
         .route("/account/password", post(me::change_password))
 }
