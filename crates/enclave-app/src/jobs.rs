@@ -620,12 +620,19 @@ impl App {
         };
         let uid_range = UidRange::for_project_index(index)
             .map_err(|e| Error::unavailable(&format!("sandboxes for this project ({e})")))?;
+        // The job runs as its own workload, with the job-execution role.
+        let owner = self.store.workload_owner(&job.workload_id).await?;
         self.authorize_workload(
             &job.workload_id,
             meta,
             Action::JobExecute,
-            &Resource::Project(job.project.clone()),
-            &label("project", &job.project),
+            &Resource::Workload {
+                id: job.workload_id.clone(),
+                project: job.project.clone(),
+                kind: WorkloadKind::Job,
+                owner,
+            },
+            &label("workload", &job.workload_id),
         )
         .await?;
         let plan = job

@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod governance;
+mod jobs;
 mod secrets;
 
 use reqwest::Method;
@@ -91,6 +92,7 @@ impl Runner<'_, '_> {
             ClientCommand::Audit(c) => self.audit(c).await,
             ClientCommand::Secrets(c) => self.secrets(c).await,
             ClientCommand::Keys(c) => self.keys(c).await,
+            ClientCommand::Jobs(c) => self.jobs(c).await,
             ClientCommand::Backup { out, force } => self.backup(&out, force).await,
             ClientCommand::Unseal { server, ca, .. } => self.unseal(&server, ca.as_deref()).await,
         }

@@ -154,6 +154,10 @@ pub enum ClientCommand {
     /// Encryption keys: a project's data key (status, rotate, retire) and the master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Batch jobs in sandboxes on the project's private network: run (and follow the log),
+    /// list, show, logs, cancel.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Download an encrypted backup archive of the whole installation (platform admins),
     /// made while the server keeps serving. Restore it with `enclave restore FILE --data-dir
     /// NEW --master-key KEYFILE`: keep the master key apart from the archives.
@@ -176,6 +180,70 @@ pub enum ClientCommand {
         /// Read the passphrase from stdin (one line). Required: passphrases are never arguments.
         #[arg(long, required = true)]
         passphrase_stdin: bool,
+    },
+}
+
+/// `jobs` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Run a job: `enclave jobs run --project P [--secret NAME=env:VAR]… -- CMD ARGS…`. Follows
+    /// its log until it ends (exit status 0 only when the job succeeded), unless --detach.
+    Run {
+        /// Project.
+        #[arg(long)]
+        project: String,
+        /// A secret it receives: NAME=env:VAR, NAME=file:/run/secrets/F, @NAME=… for your
+        /// personal secret. Repeat for more.
+        #[arg(long = "secret", value_name = "MAPPING")]
+        secrets: Vec<String>,
+        /// CPUs, e.g. 2 or 0.5 (default: the server's).
+        #[arg(long)]
+        cpus: Option<String>,
+        /// Memory, e.g. 512M or 2G.
+        #[arg(long)]
+        memory: Option<String>,
+        /// Time limit, e.g. 90s, 30m, 2h.
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Print the job's id and return at once.
+        #[arg(long)]
+        detach: bool,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// A project's jobs, newest first.
+    List {
+        /// Project.
+        #[arg(long)]
+        project: String,
+    },
+    /// One job's state, limits, secrets plan and exit code.
+    Show {
+        /// Job id.
+        id: String,
+        /// Project.
+        #[arg(long)]
+        project: String,
+    },
+    /// Print a job's log (stdout and stderr); --follow waits for more until it ends.
+    Logs {
+        /// Job id.
+        id: String,
+        /// Project.
+        #[arg(long)]
+        project: String,
+        /// Keep printing until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a queued or running job.
+    Cancel {
+        /// Job id.
+        id: String,
+        /// Project.
+        #[arg(long)]
+        project: String,
     },
 }
 

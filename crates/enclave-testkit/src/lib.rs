@@ -70,6 +70,12 @@ impl Server {
 
     /// Starts `bin serve` on `data_dir` (prepared by the caller) under `root`.
     pub fn start_in(bin: &str, root: TempDir, data_dir: PathBuf, opts: Options) -> Server {
+        // Sandboxed jobs mount project volumes from the data directory as unprivileged uids:
+        // the path to it must let them through (the data directory itself stays unlistable).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711));
+        }
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--data-dir")

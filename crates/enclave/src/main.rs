@@ -3,6 +3,7 @@
 
 mod backup;
 mod master;
+mod sandbox;
 mod serve;
 mod trail;
 

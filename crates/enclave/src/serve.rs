@@ -322,10 +322,15 @@ impl Running {
             })
         };
         let housekeeping = crate::trail::spawn_housekeeping(app.clone(), &cfg.audit);
+        let app = crate::sandbox::enable(app, cfg).await;
+        let jobs = {
+            let app = app.clone();
+            tokio::spawn(async move { app.run_jobs().await })
+        };
         Ok(Running {
             app,
             forwarders,
-            tasks: vec![pruner, housekeeping],
+            tasks: vec![pruner, housekeeping, jobs],
         })
     }
 
@@ -337,6 +342,8 @@ impl Running {
         for t in self.tasks {
             t.abort();
         }
+        // Running jobs are killed and recorded as failed while the store is still open.
+        self.app.stop_jobs(Duration::from_secs(15)).await;
         // Windows of token use still open are recorded before the store closes.
         if let Err(e) = self.app.flush_token_use(true).await {
             tracing::warn!(error = %e.message, "token use of the last minute was not recorded");

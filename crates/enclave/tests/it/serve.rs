@@ -14,7 +14,13 @@ async fn first_start_prints_a_one_time_setup_url_and_keeps_files_private() {
     let s = Server::start(BIN);
     let out = s.stdout.lock().unwrap().join("\n");
     assert!(out.contains("/setup?token="), "setup URL printed: {out}");
-    assert_eq!(mode(&s.data_dir), 0o700);
+    // Nobody else may list or change it; 0711 when sandboxes (root + runc) pass through to
+    // the project volumes.
+    assert!(
+        [0o700, 0o711].contains(&mode(&s.data_dir)),
+        "{:o}",
+        mode(&s.data_dir)
+    );
     assert_eq!(mode(&s.data_dir.join("setup-url")), 0o600);
     assert_eq!(mode(&s.data_dir.join("enclave.db")), 0o600);
     assert_eq!(mode(&s.data_dir.join("tls/key.pem")), 0o600);
