@@ -754,6 +754,7 @@ fn ensure_volume(path: &std::path::Path, owner: u32) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

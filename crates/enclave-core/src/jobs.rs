@@ -296,6 +296,7 @@ pub fn cpus(millis: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::secrets::parse_mapping;
 
