@@ -17,5 +17,10 @@ if ! command -v cc >/dev/null 2>&1; then
         exit 1
     fi
 fi
+# Jobs run in runc sandboxes (root only); without runc the server starts and says jobs are off.
+if [ "$(id -u)" = 0 ] && ! command -v runc >/dev/null 2>&1 && [ ! -x /usr/sbin/runc ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc python3 >/dev/null
+fi
 cargo build --release -p enclave
 exec target/release/enclave serve "$@"

@@ -26,6 +26,11 @@ if ! command -v runc >/dev/null 2>&1 && [ ! -x /usr/sbin/runc ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc >/dev/null
 fi
+if ! command -v python3 >/dev/null 2>&1; then
+    log "installing python3 (jobs and the escape probe run Python inside sandboxes)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
+fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     log "installing playwright-core (drives the system chromium; downloads no browser)"
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
