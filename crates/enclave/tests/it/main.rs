@@ -11,6 +11,7 @@ mod backup;
 mod cli;
 mod common;
 mod console;
+mod console_jobs;
 mod console_secrets;
 mod policy;
 mod secrets;
