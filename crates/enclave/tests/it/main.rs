@@ -13,6 +13,7 @@ mod common;
 mod console;
 mod console_jobs;
 mod console_secrets;
+mod jobs;
 mod policy;
 mod secrets;
 mod serve;
