@@ -111,6 +111,8 @@ pub struct JobLog {
     pub offset: u64,
     /// Where to continue.
     pub next_offset: u64,
+    /// The whole log's size when read.
+    pub size: u64,
     /// The job's state when read.
     pub state: JobState,
     /// The job has ended and everything it wrote was returned.
@@ -315,6 +317,7 @@ impl App {
             data,
             offset,
             next_offset,
+            size,
             state: job.state,
         })
     }

@@ -158,6 +158,8 @@ pub struct JobLogOut {
     pub offset: u64,
     /// Where to ask next.
     pub next_offset: u64,
+    /// The whole log's size when read (to start near its end).
+    pub size: u64,
     /// The text (invalid UTF-8 replaced).
     pub data: String,
     /// The job's state.
@@ -179,6 +181,7 @@ impl From<JobLog> for JobLogOut {
         JobLogOut {
             offset: l.offset,
             next_offset: l.next_offset,
+            size: l.size,
             data: String::from_utf8_lossy(&l.data).into_owned(),
             state: l.state.as_str().into(),
             complete: l.complete,

@@ -291,9 +291,7 @@ struct Tail {
     cut: bool,
 }
 
-/// Reads the last [`MAX_LOG_CHUNK`] bytes of the log. The use case reads from an offset and
-/// does not say the size: a longer log's end is found by probing single bytes (a few dozen
-/// reads for the largest logs), then read in two pieces.
+/// Reads the last [`MAX_LOG_CHUNK`] bytes of the log.
 async fn log_tail(
     s: &AppState,
     session: &ConsoleSession,
@@ -301,50 +299,25 @@ async fn log_tail(
     id: &str,
 ) -> Result<Tail, Error> {
     let chunk = MAX_LOG_CHUNK as u64;
-    let read = |offset: u64, max: usize| s.app.job_log(&session.caller, project, id, offset, max);
-    let first = read(0, MAX_LOG_CHUNK).await?;
-    if (first.data.len() as u64) < chunk {
-        return Ok(Tail {
-            text: String::from_utf8_lossy(&first.data).into_owned(),
-            cut: false,
-        });
-    }
-    let has = |offset: u64| async move { read(offset, 1).await.map(|l| !l.data.is_empty()) };
-    // `lo` holds a byte, `hi` is at or past the end.
-    let mut lo = chunk - 1;
-    let mut step = chunk;
-    let mut hi = loop {
-        let probe = lo.saturating_add(step);
-        if probe == u64::MAX || !has(probe).await? {
-            break probe;
-        }
-        lo = probe;
-        step = step.saturating_mul(2);
-    };
-    while hi - lo > chunk {
-        let mid = lo + (hi - lo) / 2;
-        if has(mid).await? {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    // The end lies in (lo, hi]: the two chunks before `hi` hold the last `chunk` bytes.
-    let start = hi.saturating_sub(2 * chunk);
-    let mut data = read(start, MAX_LOG_CHUNK).await?.data;
-    if data.len() as u64 == chunk {
-        data.extend(read(start + chunk, MAX_LOG_CHUNK).await?.data);
-    }
-    let mut from = data.len().saturating_sub(MAX_LOG_CHUNK);
+    let size = s
+        .app
+        .job_log(&session.caller, project, id, 0, 1)
+        .await?
+        .size;
+    let start = size.saturating_sub(chunk);
+    let data = s
+        .app
+        .job_log(&session.caller, project, id, start, MAX_LOG_CHUNK)
+        .await?
+        .data;
+    let mut from = 0;
     // Start at a character, not in the middle of one.
-    for _ in 0..3 {
-        if data.get(from).is_some_and(|b| b & 0xC0 == 0x80) {
-            from += 1;
-        }
+    while from < 3 && data.get(from).is_some_and(|b| b & 0xC0 == 0x80) {
+        from += 1;
     }
     Ok(Tail {
         text: String::from_utf8_lossy(&data[from..]).into_owned(),
-        cut: true,
+        cut: start > 0,
     })
 }
 
