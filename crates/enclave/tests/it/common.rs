@@ -51,3 +51,41 @@ pub fn login_cli(s: &Server, name: &str, user: &str) {
         Some(&format!("{PASSWORD}\n")),
     ));
 }
+
+/// A platform admin; `olivia` owns project `fraud`, `victor` views it; with `secret`, the
+/// project also holds `DB_PASSWORD` with that value. Returns the admin's and olivia's APIs.
+pub async fn fraud_project(
+    s: &Server,
+    secret: Option<&str>,
+) -> (enclave_testkit::Api, enclave_testkit::Api) {
+    let admin = s.admin().await;
+    admin.user(s, "olivia").await;
+    admin.user(s, "victor").await;
+    let (st, b) = admin
+        .post(
+            "/api/v1/projects",
+            serde_json::json!({"name": "fraud", "owner": "olivia"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let owner = s.login("olivia", PASSWORD).await;
+    let (st, b) = owner
+        .call(
+            "PUT",
+            "/api/v1/projects/fraud/members/victor",
+            Some(serde_json::json!({"role": "viewer"})),
+        )
+        .await;
+    assert!(st == 200 || st == 204, "{st} {b}");
+    if let Some(value) = secret {
+        let (st, b) = owner
+            .call(
+                "PUT",
+                "/api/v1/projects/fraud/secrets/DB_PASSWORD",
+                Some(serde_json::json!({ "value": value })),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    (admin, owner)
+}

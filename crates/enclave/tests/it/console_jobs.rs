@@ -6,7 +6,6 @@
 
 use crate::BIN;
 use enclave_testkit::{Server, PASSWORD};
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// A signed-in console visitor (cookie and CSRF token).
@@ -96,36 +95,11 @@ impl<'a> Browser<'a> {
     }
 }
 
-/// An admin; `olivia` owns project `fraud` (with secret DB_PASSWORD), `victor` views it.
+/// `olivia`'s API; she owns `fraud` (with DB_PASSWORD), `victor` views it.
 async fn setup(s: &Server) -> enclave_testkit::Api {
-    let admin = s.admin().await;
-    admin.user(s, "olivia").await;
-    admin.user(s, "victor").await;
-    let (st, b) = admin
-        .post(
-            "/api/v1/projects",
-            json!({"name": "fraud", "owner": "olivia"}),
-        )
-        .await;
-    assert_eq!(st, 201, "{b}");
-    let owner = s.login("olivia", PASSWORD).await;
-    let (st, b) = owner
-        .call(
-            "PUT",
-            "/api/v1/projects/fraud/members/victor",
-            Some(json!({"role": "viewer"})),
-        )
-        .await;
-    assert!(st == 200 || st == 204, "{st} {b}");
-    let (st, b) = owner
-        .call(
-            "PUT",
-            "/api/v1/projects/fraud/secrets/DB_PASSWORD",
-            Some(json!({"value": "pg-Console-Jobs-Puffin-4471"})),
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
-    owner
+    crate::common::fraud_project(s, Some("pg-Console-Jobs-Puffin-4471"))
+        .await
+        .1
 }
 
 /// The log shown on a job page (as HTML, still escaped).

@@ -12,36 +12,9 @@ use std::time::{Duration, Instant};
 
 const DB_VALUE: &str = "pg-Jobs-Walrus-Quartz-9182";
 
-/// An admin, `olivia` owning project `fraud` (with secret DB_PASSWORD), `victor` viewing it.
+/// An admin and `olivia`, who owns `fraud` (with DB_PASSWORD); `victor` views it.
 async fn setup(s: &Server) -> (enclave_testkit::Api, enclave_testkit::Api) {
-    let admin = s.admin().await;
-    admin.user(s, "olivia").await;
-    admin.user(s, "victor").await;
-    let (st, b) = admin
-        .post(
-            "/api/v1/projects",
-            json!({"name": "fraud", "owner": "olivia"}),
-        )
-        .await;
-    assert_eq!(st, 201, "{b}");
-    let owner = s.login("olivia", PASSWORD).await;
-    let (st, b) = owner
-        .call(
-            "PUT",
-            "/api/v1/projects/fraud/members/victor",
-            Some(json!({"role": "viewer"})),
-        )
-        .await;
-    assert!(st == 200 || st == 204, "{st} {b}");
-    let (st, b) = owner
-        .call(
-            "PUT",
-            "/api/v1/projects/fraud/secrets/DB_PASSWORD",
-            Some(json!({"value": DB_VALUE})),
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
-    (admin, owner)
+    crate::common::fraud_project(s, Some(DB_VALUE)).await
 }
 
 /// Polls a job until it ends (bounded).

@@ -17,26 +17,7 @@ fn out(o: &Output) -> String {
 
 /// An admin, `olivia` owning project `fraud`, `victor` viewing it. Returns the admin's API.
 async fn setup(s: &Server) -> enclave_testkit::Api {
-    let admin = s.admin().await;
-    admin.user(s, "olivia").await;
-    admin.user(s, "victor").await;
-    let (st, b) = admin
-        .post(
-            "/api/v1/projects",
-            json!({"name": "fraud", "owner": "olivia"}),
-        )
-        .await;
-    assert_eq!(st, 201, "{b}");
-    let owner = s.login("olivia", PASSWORD).await;
-    let (st, b) = owner
-        .call(
-            "PUT",
-            "/api/v1/projects/fraud/members/victor",
-            Some(json!({"role": "viewer"})),
-        )
-        .await;
-    assert!(st == 200 || st == 204, "{st} {b}");
-    admin
+    crate::common::fraud_project(s, None).await.0
 }
 
 fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
