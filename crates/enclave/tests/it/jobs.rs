@@ -344,7 +344,8 @@ fn leftovers(s: &Server) -> Vec<String> {
 async fn a_killed_server_leaves_nothing_behind_and_fails_the_running_job() {
     let s = Server::start(BIN);
     let (_, owner) = setup(&s).await;
-    let (st, job) = submit(&owner, json!({"command": ["sleep", "300"]})).await;
+    // A duration no other test uses, so the process check below sees only this job.
+    let (st, job) = submit(&owner, json!({"command": ["sleep", "4321"]})).await;
     assert_eq!(st, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
     wait_running(&owner, &id).await;
@@ -365,10 +366,10 @@ async fn a_killed_server_leaves_nothing_behind_and_fails_the_running_job() {
     assert!(leftovers(&s).is_empty(), "left behind: {:?}", leftovers(&s));
     // No process of the job survives.
     let ps = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 300"])
+        .args(["-f", "sleep 4321"])
         .output()
         .unwrap();
-    assert!(ps.stdout.is_empty(), "sleep 300 still runs");
+    assert!(ps.stdout.is_empty(), "sleep 4321 still runs");
 
     // Jobs still run after the restart, and a graceful stop also records a running job.
     let (_, job) = submit(&owner, json!({"command": ["sleep", "300"]})).await;
