@@ -4,80 +4,25 @@
 //! tests create, to addresses in namespaces they create, or to addresses a sandbox has no
 //! route to (the host's own addresses, 169.254.169.254): those fail inside the sandbox's
 //! namespace and nothing leaves it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::common::{self, Env};
 use enclave_sandbox::net::NetConfig;
-use enclave_sandbox::runc::{cgroup_dirs, find_runc, RuncRuntime};
+use enclave_sandbox::runc::RuncRuntime;
 use enclave_sandbox::{Limits, NetworkMode, Outcome, Runtime, SandboxSpec, UidRange, Workload};
-
-struct Env {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    runtime_dir: PathBuf,
-    work: PathBuf,
-    rt: RuncRuntime,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Whatever a failed test left: containers, namespaces, veths, bridges.
-        let _ = self.rt.reap_orphans();
-        let _ = std::fs::remove_dir_all(&self.runtime_dir);
-    }
-}
-
-static N: AtomicU32 = AtomicU32::new(0);
 
 fn env() -> Env {
     env_with(None)
 }
 
 fn env_with(config: Option<NetConfig>) -> Env {
-    find_runc().expect("runc is required for these tests: apt-get install runc");
-    assert!(
-        std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false),
-        "these tests start real sandboxes and must run as root"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let state = dir.path().join("state");
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    // The escape probe, readable by the sandbox.
-    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("probe/escape.py");
-    std::fs::copy(&probe, work.join("escape.py")).unwrap();
-    std::fs::set_permissions(
-        work.join("escape.py"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
-    let runtime_dir = PathBuf::from(format!(
-        "/dev/shm/enclave-sandbox-nettest-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let mut rt = RuncRuntime::new(&state, &runtime_dir).unwrap();
-    if let Some(c) = config {
-        rt = rt.with_network(c).unwrap();
-    }
-    Env {
-        _dir: dir,
-        state,
-        runtime_dir,
-        work,
-        rt,
-    }
+    let e = common::env("nettest", config);
+    common::install_probe(&e);
+    e
 }
 
 /// A sandbox of project `index` (which also picks its uid range) running `cmd` with sh.
@@ -146,23 +91,7 @@ fn exited(code: i32) -> Outcome {
 /// Nothing of `e`'s runtime is left: containers, cgroups, bundles, namespace files, mounts,
 /// interfaces with its tag.
 fn assert_clean(e: &Env, ids: &[&str]) {
-    let out = std::process::Command::new(find_runc().unwrap())
-        .arg("--root")
-        .arg(e.rt.runc_root())
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
-        "runc containers left: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    for id in ids {
-        for d in cgroup_dirs(id) {
-            assert!(!d.exists(), "cgroup left: {}", d.display());
-        }
-        assert!(!e.rt.bundle_dir(id).exists(), "bundle left: {id}");
-    }
+    common::assert_runc_clean(e, ids);
     let netns: Vec<_> = std::fs::read_dir(e.runtime_dir.join("netns"))
         .unwrap()
         .flatten()

@@ -6,67 +6,22 @@
 //! probe that silently skips a check fails. Network safety: the sandboxes try only the host's
 //! own addresses (listeners this test opens), the sandbox's own loopback and the metadata
 //! address 169.254.169.254, which an isolated sandbox has no route to.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use enclave_sandbox::runc::{cgroup_dirs, find_runc, RuncRuntime};
+use super::common::{self, Env};
 use enclave_sandbox::{Limits, NetworkMode, Outcome, Runtime, SandboxSpec, Status, UidRange};
 
-const PROBE: &str = include_str!("../probe/escape.py");
-
-struct Env {
-    dir: tempfile::TempDir,
-    runtime_dir: PathBuf,
-    work: PathBuf,
-    rt: RuncRuntime,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.runtime_dir);
-    }
-}
-
-static N: AtomicU32 = AtomicU32::new(0);
-
 fn env() -> Env {
-    find_runc().expect("runc is required for these tests: apt-get install runc");
-    assert!(
-        std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false),
-        "these tests start real sandboxes and must run as root"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    // Bind sources must be reachable by the sandbox's (unprivileged) host uid.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let probe = work.join("escape.py");
-    std::fs::write(&probe, PROBE).unwrap();
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let runtime_dir = PathBuf::from(format!(
-        "/dev/shm/enclave-sandbox-escape-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let rt = RuncRuntime::new(&dir.path().join("state"), &runtime_dir).unwrap();
-    Env {
-        dir,
-        runtime_dir,
-        work,
-        rt,
-    }
+    let e = common::env("escape", None);
+    common::install_probe(&e);
+    e
 }
 
 /// A sandbox running the probe. Each test uses its own project index, so that the
@@ -92,21 +47,7 @@ fn probe_spec(id: &str, project_index: u32, args: &[&str]) -> SandboxSpec {
 }
 
 fn assert_clean(e: &Env, id: &str) {
-    let out = std::process::Command::new(find_runc().unwrap())
-        .arg("--root")
-        .arg(e.rt.runc_root())
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
-        "runc containers left: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    for d in cgroup_dirs(id) {
-        assert!(!d.exists(), "cgroup left: {}", d.display());
-    }
-    assert!(!e.rt.bundle_dir(id).exists(), "bundle left");
+    common::assert_runc_clean(e, &[id]);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(id), "mount left: {mounts}");
     // No process of the sandbox's host uid range survives.
@@ -613,7 +554,7 @@ fn probe_is_not_vacuous_outside_a_sandbox() {
     // on loopback must connect.
     let dir = tempfile::tempdir().unwrap();
     let probe = dir.path().join("escape.py");
-    std::fs::write(&probe, PROBE).unwrap();
+    std::fs::write(&probe, common::PROBE).unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let abstract_name = format!("enclave-escape-host-{}", std::process::id());

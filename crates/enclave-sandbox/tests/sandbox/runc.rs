@@ -1,60 +1,16 @@
 //! Real sandboxes through runc (the tests run as root, as in CI; runc must be installed).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::common::{self, Env};
 use enclave_core::secrets::{InjectionTarget, ResolvedSecret};
-use enclave_sandbox::runc::{cgroup_dirs, find_runc, RuncRuntime};
+use enclave_sandbox::runc::{find_runc, RuncRuntime};
 use enclave_sandbox::{Limits, NetworkMode, Outcome, Runtime, SandboxSpec, UidRange};
 
-struct Env {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    runtime_dir: PathBuf,
-    work: PathBuf,
-    rt: RuncRuntime,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.runtime_dir);
-    }
-}
-
-static N: AtomicU32 = AtomicU32::new(0);
-
 fn env() -> Env {
-    find_runc().expect("runc is required for these tests: apt-get install runc");
-    assert!(
-        std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false),
-        "these tests start real sandboxes and must run as root"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    // Bind sources must be reachable by the sandbox's (unprivileged) host uid.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let state = dir.path().join("state");
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let runtime_dir = PathBuf::from(format!(
-        "/dev/shm/enclave-sandbox-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let rt = RuncRuntime::new(&state, &runtime_dir).unwrap();
-    Env {
-        _dir: dir,
-        state,
-        runtime_dir,
-        work,
-        rt,
-    }
+    common::env("test", None)
 }
 
 fn spec(id: &str, cmd: &str) -> SandboxSpec {
@@ -88,21 +44,7 @@ fn run(e: &Env, s: SandboxSpec) -> (Outcome, String) {
 }
 
 fn assert_clean(e: &Env, id: &str) {
-    let out = std::process::Command::new(find_runc().unwrap())
-        .arg("--root")
-        .arg(e.rt.runc_root())
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
-        "runc containers left: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    for d in cgroup_dirs(id) {
-        assert!(!d.exists(), "cgroup left: {}", d.display());
-    }
-    assert!(!e.rt.bundle_dir(id).exists(), "bundle left");
+    common::assert_runc_clean(e, &[id]);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(id), "mount left: {mounts}");
 }
