@@ -175,6 +175,27 @@ print("done")
     let (st, b) = submit(&viewer, json!({"command": ["true"]})).await;
     assert!(st == 403 || st == 404, "{st} {b}");
 
+    // Someone outside the project sees none of it: not the list, a job, its log, or cancel.
+    admin.user(&s, "mallory").await;
+    let outsider = s.login("mallory", PASSWORD).await;
+    for path in [
+        "/api/v1/projects/fraud/jobs".to_string(),
+        format!("/api/v1/projects/fraud/jobs/{first}"),
+        format!("/api/v1/projects/fraud/jobs/{first}/log"),
+    ] {
+        let (st, b) = outsider.get(&path).await;
+        assert_eq!(st, 404, "{path}: {b}");
+    }
+    let (st, _) = outsider
+        .post(
+            &format!("/api/v1/projects/fraud/jobs/{first}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = submit(&outsider, json!({"command": ["true"]})).await;
+    assert_eq!(st, 404);
+
     // Every transition is audited; no record carries the secret's value.
     let (st, page) = admin.get("/api/v1/audit?project=fraud&limit=500").await;
     assert_eq!(st, 200, "{page}");
