@@ -6,6 +6,7 @@
 pub mod access;
 pub mod audit;
 pub mod authz;
+pub mod environments;
 pub mod error;
 pub mod jobs;
 pub mod model;
