@@ -11,6 +11,7 @@ pub mod error;
 pub mod jobs;
 pub mod model;
 pub mod names;
+pub mod notebooks;
 pub mod password;
 pub mod secrets;
 pub mod session;

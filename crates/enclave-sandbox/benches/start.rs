@@ -236,6 +236,7 @@ fn true_spec(id: &str, project_index: u32) -> SandboxSpec {
         uid_range: UidRange::for_project_index(project_index).unwrap(),
         limits: Limits::default(),
         work_volume: None,
+        environment: None,
         secrets: Vec::new(),
         network: NetworkMode::Isolated,
     }

@@ -79,6 +79,21 @@ pub trait Runtime: Send + Sync {
     fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Workload>>;
     /// Where the output of sandbox `id` is kept; it stays after the workload is deleted.
     fn log_path(&self, id: &str) -> std::path::PathBuf;
+    /// Opens a TCP connection to `port` at `address` on the project network of running
+    /// sandbox `id`, from inside its network namespace (what [`Workload::connect`] does,
+    /// without holding the workload). An error when the backend has no project networks.
+    fn dial(
+        &self,
+        id: &str,
+        address: std::net::Ipv4Addr,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<std::net::TcpStream> {
+        let _ = (address, port, timeout);
+        Err(Error::Runtime(format!(
+            "sandbox {id} is not on a project network"
+        )))
+    }
 }
 
 /// A started workload. Dropping it kills it and removes everything it used.
@@ -121,6 +136,11 @@ impl Canceller {
     /// Asks for the workload to be killed; `wait` notices within [`POLL`].
     pub fn cancel(&self) {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the workload was asked to be killed.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

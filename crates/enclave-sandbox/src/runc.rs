@@ -357,6 +357,16 @@ impl Runtime for RuncRuntime {
         RuncRuntime::log_path(self, id)
     }
 
+    fn dial(
+        &self,
+        id: &str,
+        address: std::net::Ipv4Addr,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<std::net::TcpStream> {
+        self.connect(id, address, port, timeout)
+    }
+
     fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Workload>> {
         spec.check()?;
         let id = spec.id.clone();

@@ -22,6 +22,9 @@ pub const UID_RANGE_SIZE: u32 = 65_536;
 /// UID_BASE) / UID_RANGE_SIZE`, rounded down, minus one to keep clear of `-1`).
 pub const MAX_PROJECT_INDEX: u32 = (u32::MAX - UID_BASE) / UID_RANGE_SIZE - 1;
 
+/// Where a sandbox sees its Python environment (read-only), when it has one.
+pub const ENV_DIR: &str = "/opt/enclave/env";
+
 /// Host directories bind-mounted read-only as the sandbox's system image (those that exist).
 pub const IMAGE_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"];
 
@@ -166,6 +169,8 @@ pub struct SandboxSpec {
     pub limits: Limits,
     /// The project's persistent work volume, mounted read-write at `/work`.
     pub work_volume: Option<PathBuf>,
+    /// A built Python environment, mounted read-only (executable) at [`ENV_DIR`].
+    pub environment: Option<PathBuf>,
     /// Secrets to inject, as resolved from the workload's injection plan.
     pub secrets: Vec<ResolvedSecret>,
     /// The network the sandbox joins.
@@ -617,6 +622,14 @@ impl SandboxSpec {
                 &["rbind", "rw", "nosuid", "nodev"],
             )?);
         }
+        if let Some(env) = &self.environment {
+            out.push(m(
+                ENV_DIR,
+                "bind",
+                env,
+                &["rbind", "ro", "nosuid", "nodev"],
+            )?);
+        }
         if let Some(dir) = &paths.secrets {
             out.push(m(
                 SECRET_FILE_DIR,
@@ -677,6 +690,7 @@ mod tests {
             uid_range: UidRange::for_project_index(2).unwrap(),
             limits: Limits::default(),
             work_volume: Some(PathBuf::from("/srv/enclave/volumes/demo")),
+            environment: None,
             secrets: vec![
                 secret(InjectionTarget::Env("DB_PASSWORD".into()), "pw"),
                 secret(InjectionTarget::File("/run/secrets/key.json".into()), "{}"),

@@ -25,6 +25,7 @@ mod backup;
 mod jobs;
 mod keys;
 mod migrate;
+mod notebooks;
 mod policy;
 mod reads;
 mod writer;

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "jobs",
         include_str!("../migrations/sqlite/0005_jobs.sql"),
     ),
+    (
+        6,
+        "notebooks",
+        include_str!("../migrations/sqlite/0006_notebooks.sql"),
+    ),
 ];
 
 pub(crate) fn latest_version() -> i64 {

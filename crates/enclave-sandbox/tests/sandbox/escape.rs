@@ -41,6 +41,7 @@ fn probe_spec(id: &str, project_index: u32, args: &[&str]) -> SandboxSpec {
             ..Limits::default()
         },
         work_volume: None,
+        environment: None,
         secrets: Vec::new(),
         network: NetworkMode::Isolated,
     }

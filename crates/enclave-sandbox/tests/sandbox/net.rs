@@ -39,6 +39,7 @@ fn spec(e: &Env, id: &str, index: u32, cmd: &str) -> SandboxSpec {
             ..Limits::default()
         },
         work_volume: Some(e.work.clone()),
+        environment: None,
         secrets: Vec::new(),
         network: NetworkMode::Project { index },
     }

@@ -26,6 +26,7 @@ fn spec(id: &str, cmd: &str) -> SandboxSpec {
             ..Limits::default()
         },
         work_volume: None,
+        environment: None,
         secrets: Vec::new(),
         network: NetworkMode::Isolated,
     }
