@@ -1,0 +1,1 @@
+//! Placeholder so the workspace loads while the gateway crate is written.
