@@ -1,1 +1,0 @@
-//! Placeholder so the workspace loads while the gateway crate is written.
