@@ -54,7 +54,7 @@ pub struct SandboxHost {
 
 /// The job runner's state, shared by the use cases and the runner task.
 pub(crate) struct Runner {
-    host: SandboxHost,
+    pub(crate) host: SandboxHost,
     wake: Notify,
     slots: Arc<Semaphore>,
     live: Mutex<HashMap<String, Live>>,
@@ -607,20 +607,7 @@ impl App {
         job: &Job,
         meta: &RequestMeta,
     ) -> Result<(SandboxSpec, String)> {
-        let p = self
-            .store
-            .project_by_name(&job.project)
-            .await?
-            .ok_or_else(|| Error::not_found("project", &job.project))?;
-        let index = match self.store.sandbox_index(&p.id).await? {
-            Some(i) => i,
-            None => {
-                let mut tx = self.store.write().await?;
-                let i = tx.ensure_sandbox_index(&p.id).await?;
-                tx.commit().await?;
-                i
-            }
-        };
+        let (index, project_id, volume) = self.project_sandbox(runner, &job.project).await?;
         let uid_range = UidRange::for_project_index(index)
             .map_err(|e| Error::unavailable(&format!("sandboxes for this project ({e})")))?;
         // The job runs as its own workload, with the job-execution role.
@@ -646,15 +633,6 @@ impl App {
         let secrets: Vec<ResolvedSecret> = self
             .resolve_secrets(&job.workload_id, &job.project, &plan, meta)
             .await?;
-        let volume = runner.host.volumes_dir.join(&p.id);
-        let v = volume.clone();
-        tokio::task::spawn_blocking(move || ensure_volume(&v, uid_range.host_base))
-            .await
-            .map_err(|_| Error::internal())?
-            .map_err(|e| {
-                tracing::warn!(error = %e, "project volume");
-                Error::unavailable("the project volume")
-            })?;
         let l = job.limits;
         let spec = SandboxSpec {
             id: job.id.clone(),
@@ -675,6 +653,7 @@ impl App {
                 ..Limits::default()
             },
             work_volume: Some(volume),
+            environment: None,
             secrets,
             network: if runner.host.project_networks {
                 NetworkMode::Project { index }
@@ -682,7 +661,42 @@ impl App {
                 NetworkMode::Isolated
             },
         };
-        Ok((spec, p.id))
+        Ok((spec, project_id))
+    }
+
+    /// A project's sandbox number (given one on first use), its id, and its volume (created,
+    /// owned by the project's sandbox root, on first use).
+    pub(crate) async fn project_sandbox(
+        &self,
+        runner: &Runner,
+        project: &str,
+    ) -> Result<(u32, String, PathBuf)> {
+        let p = self
+            .store
+            .project_by_name(project)
+            .await?
+            .ok_or_else(|| Error::not_found("project", project))?;
+        let index = match self.store.sandbox_index(&p.id).await? {
+            Some(i) => i,
+            None => {
+                let mut tx = self.store.write().await?;
+                let i = tx.ensure_sandbox_index(&p.id).await?;
+                tx.commit().await?;
+                i
+            }
+        };
+        let uid_range = UidRange::for_project_index(index)
+            .map_err(|e| Error::unavailable(&format!("sandboxes for this project ({e})")))?;
+        let volume = runner.host.volumes_dir.join(&p.id);
+        let v = volume.clone();
+        tokio::task::spawn_blocking(move || ensure_volume(&v, uid_range.host_base))
+            .await
+            .map_err(|_| Error::internal())?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "project volume");
+                Error::unavailable("the project volume")
+            })?;
+        Ok((index, p.id, volume))
     }
 
     /// Stops the runner: no new job starts, running ones are killed and recorded as failed

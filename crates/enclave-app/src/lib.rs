@@ -14,11 +14,13 @@ mod access;
 mod auth;
 mod backup;
 mod chokepoint;
+mod environments;
 mod grants;
 mod groups;
 mod jobs;
 mod keys;
 mod memo;
+mod notebooks;
 mod passwords;
 mod policies;
 mod project_secrets;
@@ -42,8 +44,13 @@ pub use auth::csrf_token_for;
 pub use auth::{AuthMethod, LoginOutcome};
 pub use backup::{BackupArchive, BACKUP_DB_NAME};
 pub use chokepoint::{count_decisions, Caller, RequestMeta};
+pub use environments::{EnvStatus, EnvironmentView};
 pub use jobs::{JobLog, SandboxHost, MAX_JOB_LIST, SERVER_STOPPED};
 pub use keys::{project_scope, KeyStatus, KeyVersionStatus, Keyring, MasterSealed, MasterStatus};
+pub use notebooks::{
+    Execution, NotebookSettings, NotebookTarget, MAX_AUDITED_CODE, MAX_NOTEBOOK_LIST,
+    NOTEBOOK_SERVER_STOPPED,
+};
 pub use passwords::PasswordHasher;
 pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
 pub use project_secrets::PlanEntry;
@@ -134,6 +141,10 @@ pub struct App {
     backup_files: Arc<Vec<std::path::PathBuf>>,
     /// Runs jobs in sandboxes (absent where sandboxes are unavailable).
     runner: Option<Arc<jobs::Runner>>,
+    /// Builds notebook environments (absent where sandboxes are unavailable).
+    environments: Option<Arc<environments::Environments>>,
+    /// Runs notebook servers (absent where sandboxes are unavailable).
+    notebooks: Option<Arc<notebooks::Notebooks>>,
 }
 
 /// Called after every successful commit (e.g. to wake the audit forwarders).
@@ -160,6 +171,8 @@ impl App {
             keys: None,
             backup_files: Arc::default(),
             runner: None,
+            environments: None,
+            notebooks: None,
         })
     }
 

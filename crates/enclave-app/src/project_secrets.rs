@@ -450,10 +450,23 @@ impl App {
         project: &str,
         plan: &[SecretMapping],
     ) -> Result<Vec<PlanEntry>> {
+        self.plan_secrets_for(caller, project, plan, Action::JobRun)
+            .await
+    }
+
+    /// [`App::plan_secrets`] for a workload started by `action` (`job.run`,
+    /// `notebook.create`).
+    pub async fn plan_secrets_for(
+        &self,
+        caller: &Caller,
+        project: &str,
+        plan: &[SecretMapping],
+        action: Action,
+    ) -> Result<Vec<PlanEntry>> {
         check_project(project)?;
         self.authorize(
             caller,
-            Action::JobRun,
+            action,
             &Resource::Project(project.to_string()),
             &label("project", &format!("{project}/secrets")),
             true,

@@ -189,7 +189,8 @@ impl App {
     }
 
     /// "Who accessed my work": records in the caller's projects of actions by people who are
-    /// not members there (platform admins, support and admin grants), newest first.
+    /// not members there (platform admins, support and admin grants), and opens of the
+    /// caller's notebook servers by anyone else, newest first.
     pub async fn access_to_my_work(&self, caller: &Caller, limit: u32) -> Result<Vec<AuditEntry>> {
         self.authorize(
             caller,
@@ -238,10 +239,17 @@ impl App {
                     .store
                     .search_audit(&filter, AuditOrder::NewestFirst, after, MAX_AUDIT_PAGE)
                     .await?;
+                let me = &caller.principal.username;
                 found.extend(page.items.into_iter().filter(|e| {
-                    !members.contains(&e.record.actor)
+                    let outsider = !members.contains(&e.record.actor)
                         && e.record.actor != "system"
-                        && e.record.actor != "anonymous"
+                        && e.record.actor != "anonymous";
+                    // A member (an owner, say) opening my notebook server is shown too.
+                    let opened_mine = e.record.action == "notebook.open"
+                        && &e.record.actor != me
+                        && e.record.detail.get("owner").and_then(|o| o.as_str())
+                            == Some(me.as_str());
+                    outsider || opened_mine
                 }));
                 match page.next {
                     Some(n) if found.len() < limit as usize => after = Some(n),

@@ -68,6 +68,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// `[sandbox]`: workload sandboxes and project networks.
     pub sandbox: SandboxConfig,
+    /// `[notebooks]`.
+    pub notebooks: NotebooksConfig,
 }
 
 /// `[tls]` settings.
@@ -304,6 +306,50 @@ impl Default for SandboxConfig {
     }
 }
 
+/// `[notebooks]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotebooksConfig {
+    /// Package index environments are built from (`notebooks.index_url`, default PyPI's
+    /// simple index); point it at an internal mirror.
+    pub index_url: String,
+    /// `uv` or `pip` (`notebooks.installer`, default `uv`).
+    pub installer: String,
+    /// Where built environments live (`notebooks.envs_dir`, default `<data_dir>/envs`).
+    pub envs_dir: Option<PathBuf>,
+    /// Build every template's environment when the server starts (`notebooks.build_on_start`,
+    /// default true), so notebooks are ready to open.
+    pub build_on_start: bool,
+    /// Stop ready servers idle this long (`notebooks.idle_timeout`, default 1h; `"off"`
+    /// never culls). Zero means off.
+    pub idle_timeout: Duration,
+    /// How long JupyterLab may take to answer once its sandbox runs (`notebooks.start_timeout`,
+    /// default 2m).
+    pub start_timeout: Duration,
+    /// Notebook servers running at once on this server (`notebooks.max_running`, default 32).
+    pub max_running: usize,
+}
+
+impl Default for NotebooksConfig {
+    fn default() -> Self {
+        NotebooksConfig {
+            index_url: "https://pypi.org/simple/".into(),
+            installer: "uv".into(),
+            envs_dir: None,
+            build_on_start: true,
+            idle_timeout: Duration::from_secs(3600),
+            start_timeout: Duration::from_secs(120),
+            max_running: 32,
+        }
+    }
+}
+
+impl NotebooksConfig {
+    /// Where built environments live for a server with data directory `data_dir`.
+    pub fn envs_dir(&self, data_dir: &Path) -> PathBuf {
+        self.envs_dir.clone().unwrap_or_else(|| data_dir.join("envs"))
+    }
+}
+
 /// `[audit]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -410,6 +456,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             jobs: JobsConfig::default(),
             sandbox: SandboxConfig::default(),
+            notebooks: NotebooksConfig::default(),
         }
     }
 }

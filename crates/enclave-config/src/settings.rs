@@ -59,6 +59,7 @@ pub(crate) const SECTIONS: &[(&str, &str)] = &[
     ("audit", "The tamper-evident audit trail: signed checkpoints, retention, forwarding\nto a syslog collector (RFC 5424) or a JSON Lines file."),
     ("jobs", "Batch jobs: how many run at once and what they may ask for."),
     ("sandbox", "Workload sandboxes: each project's private network is cut from this pool."),
+    ("notebooks", "Notebook servers (JupyterLab in sandboxes) and the environments they run."),
 ];
 
 const DURATION_EXPECTED: &str = "expected a duration like \"30m\" or \"12h\"";
@@ -459,7 +460,103 @@ pub(crate) const SETTINGS: &[Setting] = &[
         },
         show: |c| c.sandbox.subnet_prefix.to_string(),
     },
+    Setting {
+        key: "notebooks.index_url",
+        doc: "Package index (PEP 503 simple API) environments are built from; point it at\nyour internal mirror. Credentials do not belong here.",
+        set: |c, v| {
+            c.notebooks.index_url = index_url(string(v, "an http(s) URL")?)?;
+            Ok(())
+        },
+        show: |c| quote(&c.notebooks.index_url),
+    },
+    Setting {
+        key: "notebooks.installer",
+        doc: "The installer that builds environments: \"uv\" or \"pip\".",
+        set: |c, v| {
+            let s = string(v, "\"uv\" or \"pip\"")?;
+            if s != "uv" && s != "pip" {
+                return Err(format!("expected \"uv\" or \"pip\", got {}", quote(s)));
+            }
+            c.notebooks.installer = s.to_owned();
+            Ok(())
+        },
+        show: |c| quote(&c.notebooks.installer),
+    },
+    Setting {
+        key: "notebooks.envs_dir",
+        doc: "Directory of the built environments (default: <data_dir>/envs). Several\nservers may share one; each environment is built once.",
+        set: |c, v| {
+            c.notebooks.envs_dir = optional_path(v)?;
+            Ok(())
+        },
+        show: |c| show_optional_path(c.notebooks.envs_dir.as_ref()),
+    },
+    Setting {
+        key: "notebooks.build_on_start",
+        doc: "Build every environment template that is not built yet when the server starts.",
+        set: |c, v| {
+            c.notebooks.build_on_start = boolean(v)?;
+            Ok(())
+        },
+        show: |c| c.notebooks.build_on_start.to_string(),
+    },
+    Setting {
+        key: "notebooks.idle_timeout",
+        doc: "Stop a notebook server after this long without activity (its files stay);\n\"off\" never does.",
+        set: |c, v| {
+            c.notebooks.idle_timeout = match v {
+                Input::Text("off") => Duration::ZERO,
+                Input::Toml(Item::Value(Value::String(s))) if s.value() == "off" => Duration::ZERO,
+                _ => duration(v)?,
+            };
+            Ok(())
+        },
+        show: |c| {
+            if c.notebooks.idle_timeout.is_zero() {
+                quote("off")
+            } else {
+                show_duration(c.notebooks.idle_timeout)
+            }
+        },
+    },
+    Setting {
+        key: "notebooks.start_timeout",
+        doc: "How long JupyterLab may take to answer after its sandbox starts.",
+        set: |c, v| {
+            c.notebooks.start_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.notebooks.start_timeout),
+    },
+    Setting {
+        key: "notebooks.max_running",
+        doc: "Notebook servers running at once on this server (1 to 4096).",
+        set: |c, v| {
+            c.notebooks.max_running = count(v, 1, 4096)?;
+            Ok(())
+        },
+        show: |c| c.notebooks.max_running.to_string(),
+    },
 ];
+
+/// An index URL: http or https, no credentials, no spaces.
+fn index_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("expected an http(s) URL, got {}", quote(s)))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains('@') {
+        return Err(format!(
+            "expected an http(s) URL with a host and no credentials, got {}",
+            quote(s)
+        ));
+    }
+    if s.len() > 2048 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must be at most 2048 characters without spaces".to_owned());
+    }
+    Ok(s.to_owned())
+}
 
 /// The setting with this dotted key.
 pub(crate) fn find(key: &str) -> Option<&'static Setting> {

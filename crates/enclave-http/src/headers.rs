@@ -11,6 +11,16 @@ use std::sync::Arc;
 /// framing, forms post only to Enclave.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The Content-Security-Policy of notebook pages served through the gateway (`/p/…`):
+/// JupyterLab needs inline styles, `eval` and blob workers, but it may still talk only to
+/// Enclave's origin — a notebook's output cannot send data to another site from the browser.
+pub const NOTEBOOK_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'self'; object-src 'none'";
+
+/// Whether a path is served by the notebook gateway.
+pub fn is_gateway_path(path: &str) -> bool {
+    path.starts_with("/p/")
+}
+
 /// Request id of the current request (also returned as `X-Request-Id`).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -45,15 +55,19 @@ pub async fn middleware(
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
+    let notebook = is_gateway_path(&path);
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(if notebook { NOTEBOOK_CSP } else { CSP }),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static(if notebook { "SAMEORIGIN" } else { "DENY" }),
+    );
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

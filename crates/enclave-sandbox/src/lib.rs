@@ -15,7 +15,7 @@ pub mod spec;
 use std::time::Duration;
 
 pub use net::NetConfig;
-pub use spec::{Limits, NetworkMode, SandboxSpec, UidRange};
+pub use spec::{Limits, NetworkMode, SandboxSpec, UidRange, ENV_DIR};
 
 /// Errors of the sandbox.
 #[derive(Debug, thiserror::Error)]

@@ -87,6 +87,10 @@ impl Server {
             .args(&opts.args)
             .env_remove("ENCLAVE_CONFIG")
             .env("ENCLAVE_LOG_LEVEL", "info")
+            // Tests never reach a real package index: nothing is built unless a test asks,
+            // and then only from its own index on loopback.
+            .env("ENCLAVE_NOTEBOOKS_BUILD_ON_START", "false")
+            .env("ENCLAVE_NOTEBOOKS_INDEX_URL", "http://127.0.0.1:9/simple/")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

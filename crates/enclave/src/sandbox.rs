@@ -1,7 +1,8 @@
 //! Wires the sandbox runtime into the server: where sandboxes keep their state, the project
 //! volumes and networks, and what to do with leftovers of a previous run.
 
-use enclave_app::{App, SandboxHost};
+use enclave_app::{App, NotebookSettings, SandboxHost};
+use enclave_core::notebooks::CullPolicy;
 use enclave_config::Config;
 use enclave_sandbox::net::NetConfig;
 use enclave_sandbox::runc::RuncRuntime;
@@ -84,6 +85,21 @@ fn host(cfg: &Config) -> Result<SandboxHost, String> {
     })
 }
 
+/// The environment builder notebooks use.
+fn notebooks(cfg: &Config) -> Result<enclave_envs::Builder, String> {
+    let installer: enclave_envs::Installer = cfg
+        .notebooks
+        .installer
+        .parse()
+        .map_err(|e| format!("notebooks.installer: {e}"))?;
+    let dir = cfg.notebooks.envs_dir(&cfg.data_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    check_traversable(&dir)?;
+    enclave_envs::Builder::new(dir, cfg.notebooks.index_url.clone(), installer)
+        .map_err(|e| e.to_string())
+}
+
 /// The application with jobs enabled where this host can run sandboxes; otherwise the same
 /// application, whose job requests answer "unavailable" (the reason is logged and printed).
 pub async fn enable(app: App, cfg: &Config) -> App {
@@ -95,6 +111,35 @@ pub async fn enable(app: App, cfg: &Config) -> App {
             return app;
         }
     };
+    let app = match notebooks(cfg) {
+        Ok(builder) => app
+            .with_environments(Arc::new(builder), cfg.notebooks.index_url.clone())
+            .with_notebooks(NotebookSettings {
+                cull: CullPolicy {
+                    idle_secs: cfg.notebooks.idle_timeout.as_secs(),
+                },
+                start_timeout: cfg.notebooks.start_timeout,
+                max_running: cfg.notebooks.max_running,
+            }),
+        Err(why) => {
+            tracing::warn!(reason = %why, "notebooks are unavailable on this server");
+            println!("Notebooks are unavailable on this server: {why}");
+            app
+        }
+    };
+    match app.recover_notebooks().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            notebooks = n,
+            "notebook servers that were running when the server stopped are marked stopped"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e.message, "could not record notebook servers interrupted by the last stop")
+        }
+    }
+    if let Err(e) = app.seed_default_environment().await {
+        tracing::warn!(error = %e.message, "could not add the default environment template");
+    }
     match app.recover_jobs().await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(

@@ -327,10 +327,20 @@ impl Running {
             let app = app.clone();
             tokio::spawn(async move { app.run_jobs().await })
         };
+        let builds = {
+            let app = app.clone();
+            let on_start = cfg.notebooks.build_on_start;
+            tokio::spawn(async move {
+                if on_start {
+                    app.build_all_environments().await;
+                }
+                app.run_notebook_culler().await;
+            })
+        };
         Ok(Running {
             app,
             forwarders,
-            tasks: vec![pruner, housekeeping, jobs],
+            tasks: vec![pruner, housekeeping, jobs, builds],
         })
     }
 
@@ -344,6 +354,7 @@ impl Running {
         }
         // Running jobs are killed and recorded as failed while the store is still open.
         self.app.stop_jobs(Duration::from_secs(15)).await;
+        self.app.stop_notebooks(Duration::from_secs(15)).await;
         // Windows of token use still open are recorded before the store closes.
         if let Err(e) = self.app.flush_token_use(true).await {
             tracing::warn!(error = %e.message, "token use of the last minute was not recorded");

@@ -7,6 +7,7 @@ mod extract;
 mod governance;
 mod groups;
 pub mod jobs;
+pub mod notebooks;
 mod projects;
 mod secrets;
 mod session;
@@ -33,6 +34,7 @@ use utoipa_axum::routes;
         (name = "policy", description = "Cedar policies, explain, role bindings and time-bound access grants"),
         (name = "secrets", description = "Project secrets (values only on their own read), injection plans, data and master keys"),
         (name = "jobs", description = "Batch jobs in sandboxes on the project's private network: submit, follow the log, cancel"),
+        (name = "notebooks", description = "Notebook servers (JupyterLab in sandboxes, opened through the gateway at /p/{project}/nb/{name}/) and the environment templates they run"),
         (name = "backup", description = "Encrypted backups of the installation (platform admins)"),
     )
 )]
@@ -141,6 +143,24 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::log))
         .routes(routes!(jobs::cancel))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(notebooks::list, notebooks::create))
+                .routes(routes!(notebooks::get, notebooks::delete))
+                .routes(routes!(notebooks::stop))
+                .routes(routes!(notebooks::start))
+                .routes(routes!(notebooks::code_audit))
+                .routes(routes!(notebooks::list_environments))
+                .routes(routes!(
+                    notebooks::get_environment,
+                    notebooks::put_environment,
+                    notebooks::delete_environment
+                ))
+                .routes(routes!(notebooks::build_environment))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    notebooks::NOTEBOOK_BODY_LIMIT,
+                )),
+        )
         .routes(routes!(backup::create))
         .routes(routes!(openapi_json))
 }
