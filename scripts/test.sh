@@ -31,6 +31,27 @@ if ! command -v python3 >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
 fi
+# Notebook environments: the tests build real ones with uv and pip from pypi-server on
+# loopback, out of a wheelhouse downloaded here once (they never reach an outside index).
+if ! command -v pip >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    log "installing pip (environments can be built with pip)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+fi
+if ! command -v uv >/dev/null 2>&1 || ! command -v pypi-server >/dev/null 2>&1; then
+    log "installing uv and pypiserver (notebook environment tests)"
+    as_root env PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
+        uv==0.13.9 pypiserver==2.4.2
+fi
+export ENCLAVE_TEST_WHEELS="${ENCLAVE_TEST_WHEELS:-/var/cache/enclave-test/wheels}"
+wheels_stamp="$ENCLAVE_TEST_WHEELS/.complete-$(sha256sum tests/notebooks/wheels.txt | cut -c1-16)"
+if [ ! -f "$wheels_stamp" ]; then
+    log "downloading the test wheels (tests/notebooks/wheels.txt) into $ENCLAVE_TEST_WHEELS"
+    as_root mkdir -p "$ENCLAVE_TEST_WHEELS"
+    as_root python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: \
+        --python-version 3.11 -d "$ENCLAVE_TEST_WHEELS" -r tests/notebooks/wheels.txt
+    as_root touch "$wheels_stamp"
+fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     log "installing playwright-core (drives the system chromium; downloads no browser)"
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
