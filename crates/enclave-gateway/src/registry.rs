@@ -73,16 +73,32 @@ impl Registry {
     }
 
     /// Signals every open websocket whose labels match to close; returns how many were
-    /// signalled (each at most once).
+    /// signalled (each at most once). `pred` runs without the registry's lock held, so it may
+    /// call back into the gateway.
     pub(crate) fn close_matching(&self, pred: impl Fn(&Labels) -> bool) -> usize {
+        let candidates: Vec<(u64, Labels)> = {
+            let inner = self.lock();
+            inner
+                .entries
+                .iter()
+                .filter(|(_, e)| e.stop.is_some())
+                .map(|(id, e)| (*id, e.labels.clone()))
+                .collect()
+        };
+        let chosen: Vec<u64> = candidates
+            .into_iter()
+            .filter(|(_, labels)| pred(labels))
+            .map(|(id, _)| id)
+            .collect();
+        if chosen.is_empty() {
+            return 0;
+        }
         let mut inner = self.lock();
         let mut n = 0;
-        for entry in inner.entries.values_mut() {
-            if entry.stop.is_some() && pred(&entry.labels) {
-                if let Some(stop) = entry.stop.take() {
-                    let _ = stop.send(());
-                    n += 1;
-                }
+        for id in chosen {
+            if let Some(stop) = inner.entries.get_mut(&id).and_then(|e| e.stop.take()) {
+                let _ = stop.send(());
+                n += 1;
             }
         }
         n
