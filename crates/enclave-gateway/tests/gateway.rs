@@ -410,11 +410,17 @@ async fn next_msg(ws: &mut Ws) -> Message {
         .unwrap()
 }
 
-/// The close frame the client gets next (skipping data).
+/// The close frame the client gets next (skipping data); the client's reply is sent and the
+/// closing handshake completed, as a browser does.
 async fn close_code(ws: &mut Ws) -> CloseCode {
     loop {
         match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
-            Some(Ok(Message::Close(Some(frame)))) => return frame.code,
+            Some(Ok(Message::Close(Some(frame)))) => {
+                // Reading on sends the queued reply and sees the end of the connection.
+                let rest = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+                assert!(matches!(rest, None | Some(Err(_))), "{rest:?}");
+                return frame.code;
+            }
             Some(Ok(Message::Close(None))) => panic!("close without a code"),
             Some(Ok(_)) => continue,
             other => panic!("no close frame: {other:?}"),
