@@ -165,6 +165,7 @@ pub(crate) fn api_failure(
         "policies" => "; `enclave policy list [--project P]` shows what you can see".into(),
         "roles" => "; `enclave roles list [--project P]` shows what you can see".into(),
         "grants" => "; `enclave grants list --project P` shows what you can see".into(),
+        "environments" => "; `enclave envs list` shows the environment templates".into(),
         _ => String::new(),
     };
     let hint = match (status.as_u16(), code.as_str()) {
@@ -195,7 +196,7 @@ pub(crate) fn api_failure(
             "too many attempts: wait and retry; an admin can run `enclave users unlock NAME`"
                 .into(),
         ),
-        (503, _) => Some("the server's store is unavailable and nothing was changed; retry later".into()),
+        (503, _) => Some("the server cannot do this now (the message says why) and nothing was changed; retry later".into()),
         (s, _) if s >= 500 => Some(match &request_id {
             Some(id) => format!("the server failed; see its log for request id {id}"),
             None => "the server failed; see its log".into(),

@@ -4,6 +4,7 @@ mod audit;
 mod backup;
 mod governance;
 mod jobs;
+mod notebooks;
 mod secrets;
 
 use reqwest::Method;
@@ -93,6 +94,8 @@ impl Runner<'_, '_> {
             ClientCommand::Secrets(c) => self.secrets(c).await,
             ClientCommand::Keys(c) => self.keys(c).await,
             ClientCommand::Jobs(c) => self.jobs(c).await,
+            ClientCommand::Notebooks(c) => self.notebooks(c).await,
+            ClientCommand::Envs(c) => self.envs(c).await,
             ClientCommand::Backup { out, force } => self.backup(&out, force).await,
             ClientCommand::Unseal { server, ca, .. } => self.unseal(&server, ca.as_deref()).await,
         }

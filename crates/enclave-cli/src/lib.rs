@@ -51,6 +51,18 @@
 //! enclave keys retire --project P --version N
 //! enclave keys master
 //! enclave keys rotate-master
+//! enclave jobs run --project P [--secret MAPPING]... [--cpus N] [--memory M] [--timeout T] [--detach] -- CMD...
+//! enclave jobs list --project P
+//! enclave jobs show|cancel|logs [--follow] ID --project P
+//! enclave notebooks create NAME --project P [--env TEMPLATE] [--preset S] [--secret MAPPING]... [--no-wait]
+//! enclave notebooks list --project P
+//! enclave notebooks show|open|delete NAME --project P
+//! enclave notebooks start|stop NAME --project P [--no-wait]
+//! enclave notebooks code-audit --project P on|off
+//! enclave envs list
+//! enclave envs show|delete NAME
+//! enclave envs put NAME (--python 3.N --package NAME==VERSION... --preset NAME:CPUS:MEMORY... | --file F) [--wait]
+//! enclave envs build NAME [--no-wait]
 //! enclave unseal --server URL [--ca FILE] --passphrase-stdin
 //! enclave backup --out FILE [--force]
 //! ```
@@ -64,6 +76,15 @@
 //! sent once; no command prints a value except `secrets get`, which writes exactly the stored
 //! bytes to stdout or to `--out FILE` (created 0600). `unseal` reads the passphrase from the
 //! first line of stdin.
+//!
+//! Notebooks: `notebooks create` and `notebooks start` wait (polling every half second, at
+//! most 5 minutes) until the server is `ready` and then print the URL to open (the server's
+//! base URL plus the notebook's path) on stdout; a server that fails to start exits 1 with
+//! the reason. `notebooks stop` waits until it has stopped. `envs build` (and `envs put
+//! --wait`) follows a build's percent and latest message until it is ready, or exits 1 with
+//! why it failed (at most 60 minutes). While waiting, progress goes to stderr: a spinner
+//! line when stderr is a terminal, otherwise one line per change. Ctrl-C stops waiting, not
+//! the server or the build.
 //!
 //! Policies, role bindings and grants: a custom policy is one Cedar `permit` or `forbid`, read
 //! from `--file` or `--stdin` (UTF-8, at most 16 KiB, checked before anything is sent). When the
@@ -91,7 +112,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | local problem: config or credential file unreadable, not logged in, file not found, IO |
+//! | 1 | local problem: config or credential file unreadable, not logged in, file not found, IO; also a job that did not succeed, a notebook server that failed to start (or is not running for `notebooks open`), a failed environment build, and a wait that ran out of time |
 //! | 2 | usage error: bad arguments or input (clap uses 2 as well) |
 //! | 3 | refused by the server: any 4xx (unauthenticated, forbidden, not found, conflict, invalid input…) |
 //! | 4 | server error (5xx), server unreachable, TLS failure or an answer that is not the API's |
@@ -158,6 +179,15 @@ pub enum ClientCommand {
     /// list, show, logs, cancel.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// JupyterLab notebook servers in a project: create (and wait until ready), list, show,
+    /// open (print the URL), stop, start, delete, and the project's code-audit setting.
+    #[command(subcommand)]
+    Notebooks(NotebooksCommand),
+    /// Environment templates notebook servers run (Python version, pinned packages, resource
+    /// presets): list, show, put (create or replace, platform admins), build (and follow),
+    /// delete.
+    #[command(subcommand, alias = "environments")]
+    Envs(EnvsCommand),
     /// Download an encrypted backup archive of the whole installation (platform admins),
     /// made while the server keeps serving. Restore it with `enclave restore FILE --data-dir
     /// NEW --master-key KEYFILE`: keep the master key apart from the archives.
@@ -244,6 +274,182 @@ pub enum JobsCommand {
         /// Project.
         #[arg(long)]
         project: String,
+    },
+}
+
+/// `notebooks` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum NotebooksCommand {
+    /// Create a notebook server and start it; waits until it is ready and prints the URL to
+    /// open in your browser (exit 1 if it fails to start), unless --no-wait.
+    ///
+    /// Its files live on the project volume and outlive the server. The environment template
+    /// must be built (`enclave envs list` shows which are ready).
+    Create {
+        /// Notebook server name: 2 to 40 lowercase letters, digits and single `-`, starting
+        /// with a letter; unique in the project.
+        name: String,
+        /// Project.
+        #[arg(long, value_name = "P")]
+        project: String,
+        /// Environment template (default: the server's default, e.g. `datascience`).
+        #[arg(long = "env", value_name = "TEMPLATE")]
+        environment: Option<String>,
+        /// Resource preset of the template, e.g. small, medium, large (default: its first).
+        #[arg(long, value_name = "PRESET")]
+        preset: Option<String>,
+        /// A secret it receives: NAME=env:VAR, NAME=file:/run/secrets/F, @NAME=… for your
+        /// personal secret. Repeat for more.
+        #[arg(long = "secret", value_name = "MAPPING")]
+        secrets: Vec<String>,
+        /// Return as soon as the server accepted the request (state `starting`).
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A project's notebook servers: state, owner, environment, preset and resources.
+    List {
+        /// Project.
+        #[arg(long, value_name = "P")]
+        project: String,
+    },
+    /// One notebook server: state (and why it stopped or failed), resources, secrets plan,
+    /// code audit, times, and the URL to open.
+    Show {
+        /// Notebook server name.
+        name: String,
+        /// Project.
+        #[arg(long, value_name = "P")]
+        project: String,
+    },
+    /// Print the URL to open a notebook server in your browser (it does not launch one).
+    Open {
+        /// Notebook server name.
+        name: String,
+        /// Project.
+        #[arg(long, value_name = "P")]
+        project: String,
+    },
+    /// Start a stopped or failed notebook server again (same name, files and secrets plan);
+    /// waits until it is ready and prints the URL, unless --no-wait.
+    Start {
+        /// Notebook server name.
+        name: String,
+        /// Project.
+        #[arg(long, value_name = "P")]
+        project: String,
+        /// Return as soon as the server accepted the request (state `starting`).
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Stop a notebook server; its files stay on the project volume. Waits until it has
+    /// stopped, unless --no-wait.
+    Stop {
+        /// Notebook server name.
+        name: String,
+        /// Project.
+        #[arg(long, value_name = "P")]
+        project: String,
+        /// Return as soon as the server accepted the request (state `stopping`).
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete a notebook server (stopping it first); its files stay on the project volume.
+    Delete {
+        /// Notebook server name.
+        name: String,
+        /// Project.
+        #[arg(long, value_name = "P")]
+        project: String,
+    },
+    /// Turn the recording of code executed in the project's notebooks (in the audit trail) on
+    /// or off. Project owners; applies to servers started afterwards. On by default.
+    CodeAudit {
+        /// Project.
+        #[arg(long, value_name = "P")]
+        project: String,
+        /// `on` or `off`.
+        #[arg(value_enum)]
+        setting: Switch,
+    },
+}
+
+/// On or off.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    /// Turn it on.
+    On,
+    /// Turn it off.
+    Off,
+}
+
+/// A resource preset given as `NAME:CPUS:MEMORY`, e.g. `small:1:2G`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresetArg {
+    /// Preset name, e.g. `small`.
+    pub name: String,
+    /// CPUs, e.g. `1` or `0.5`.
+    pub cpus: String,
+    /// Memory, e.g. `2G` or `512M`.
+    pub memory: String,
+}
+
+/// `envs` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum EnvsCommand {
+    /// Every environment template with its build status.
+    List,
+    /// One template: build status (percent and latest message while building, the reason
+    /// when it failed), presets, pinned packages and every installed package once built.
+    Show {
+        /// Template name.
+        name: String,
+    },
+    /// Create or replace a template (platform admins); the server starts building it at once.
+    ///
+    /// Give it with flags (`--python`, `--package`… and `--preset`…) or as JSON with `--file`:
+    /// `{"python": "3.11", "packages": ["jupyterlab==4.6.6", …], "presets": [{"name": "small",
+    /// "cpus": "1", "memory": "2G"}, …]}` (the output of `enclave --output json envs show`
+    /// works too). Pins must be exact and include jupyterlab and ipykernel; the first preset
+    /// is the default. Follow the build with --wait or `enclave envs build NAME`.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "python"])))]
+    Put {
+        /// Template name: 2 to 40 lowercase letters, digits and single `-`, starting with a
+        /// letter.
+        name: String,
+        /// Python version, e.g. 3.11 (the server needs that interpreter installed).
+        #[arg(long, value_name = "3.N", value_parser = parse_python,
+            requires_all = ["packages", "presets"], conflicts_with = "file")]
+        python: Option<String>,
+        /// An exact pin NAME==VERSION, e.g. jupyterlab==4.6.6. Repeat for each package.
+        #[arg(long = "package", value_name = "NAME==VERSION", value_parser = parse_pin,
+            conflicts_with = "file")]
+        packages: Vec<String>,
+        /// A resource preset NAME:CPUS:MEMORY, e.g. small:1:2G or large:4:16G. Repeat for
+        /// more; the first is the default.
+        #[arg(long = "preset", value_name = "NAME:CPUS:MEMORY", value_parser = parse_preset,
+            conflicts_with = "file")]
+        presets: Vec<PresetArg>,
+        /// Read the template as JSON from this file (`-` for standard input).
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+        /// Follow the build that starts (like `envs build`) until it is ready or failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Build a template's environment (platform admins) and follow the progress until it is
+    /// ready (exit 1 if the build fails), unless --no-wait. A built one is kept as it is; a
+    /// build already under way is just followed.
+    Build {
+        /// Template name.
+        name: String,
+        /// Return as soon as the build is queued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete a template no notebook server uses (platform admins).
+    Delete {
+        /// Template name.
+        name: String,
     },
 }
 
@@ -952,6 +1158,93 @@ fn parse_duration(text: &str) -> Result<String, String> {
     }
 }
 
+/// Checks a Python version of the form `3.N`.
+fn parse_python(text: &str) -> Result<String, String> {
+    match text.strip_prefix("3.") {
+        Some(minor)
+            if !minor.is_empty()
+                && minor.len() <= 2
+                && minor.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(text.to_string())
+        }
+        _ => Err("expected a Python version like 3.11".to_string()),
+    }
+}
+
+/// Checks an exact package pin `NAME==VERSION` (the server checks the names and versions).
+fn parse_pin(text: &str) -> Result<String, String> {
+    match text.split_once("==") {
+        Some((name, version))
+            if !name.trim().is_empty() && !version.trim().is_empty() && !version.contains('=') =>
+        {
+            Ok(text.to_string())
+        }
+        _ => Err(
+            "expected an exact pin NAME==VERSION, e.g. jupyterlab==4.6.6 (no ranges)".to_string(),
+        ),
+    }
+}
+
+/// Whether `text` is a number of CPUs like `2` or `0.5`.
+pub(crate) fn is_cpus(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0)
+}
+
+/// Whether `text` is a size like `512M`, `2G` or `2GiB`.
+pub(crate) fn is_size(text: &str) -> bool {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    !digits.is_empty()
+        && matches!(
+            unit.to_ascii_uppercase().as_str(),
+            "" | "B"
+                | "K"
+                | "KB"
+                | "KIB"
+                | "M"
+                | "MB"
+                | "MIB"
+                | "G"
+                | "GB"
+                | "GIB"
+                | "T"
+                | "TB"
+                | "TIB"
+        )
+}
+
+/// Parses a preset `NAME:CPUS:MEMORY`, e.g. `small:1:2G`.
+fn parse_preset(text: &str) -> Result<PresetArg, String> {
+    let example = "expected NAME:CPUS:MEMORY, e.g. small:1:2G or large:4:16G";
+    let parts: Vec<&str> = text.split(':').collect();
+    let [name, cpus, memory] = parts.as_slice() else {
+        return Err(example.to_string());
+    };
+    if name.is_empty() {
+        return Err(format!("the preset name is empty; {example}"));
+    }
+    if !is_cpus(cpus) {
+        return Err(format!(
+            "`{cpus}` is not a number of CPUs like 2 or 0.5; {example}"
+        ));
+    }
+    if !is_size(memory) {
+        return Err(format!(
+            "`{memory}` is not a memory size like 512M or 2G; {example}"
+        ));
+    }
+    Ok(PresetArg {
+        name: (*name).to_string(),
+        cpus: (*cpus).to_string(),
+        memory: (*memory).to_string(),
+    })
+}
+
 /// Parses a JSON object.
 fn parse_context(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     match serde_json::from_str::<serde_json::Value>(text) {
@@ -975,6 +1268,8 @@ pub(crate) struct Ctx<'a> {
     pub err: &'a mut (dyn Write + Send),
     /// The chosen output format.
     pub output: OutputFormat,
+    /// Whether `err` is a terminal, so waits may draw a spinner there.
+    pub err_is_terminal: bool,
 }
 
 /// Runs one client command; returns the process exit code.
@@ -996,8 +1291,15 @@ pub async fn run(cmd: ClientCommand, output: OutputFormat) -> i32 {
         out: &mut out,
         err: &mut err,
         output,
+        err_is_terminal: stderr_is_terminal(),
     };
     commands::execute(&mut ctx, cmd).await
+}
+
+/// Whether standard error is a terminal that can redraw a line (not `TERM=dumb`).
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 #[cfg(test)]

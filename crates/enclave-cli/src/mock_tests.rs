@@ -16,6 +16,7 @@ use crate::config::{Credentials, CA_FILE, CREDENTIALS_FILE};
 use crate::{commands, ClientCommand, Ctx, OutputFormat};
 
 mod governance;
+mod notebooks;
 
 const SECRET: &str = "enc_pat_SECRETSECRET";
 
@@ -146,6 +147,7 @@ async fn cli(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
         out: &mut out,
         err: &mut err,
         output: parsed.output,
+        err_is_terminal: false,
     };
     let code = commands::execute(&mut ctx, parsed.cmd).await;
     (

@@ -198,7 +198,7 @@ impl Runner<'_, '_> {
     }
 
     /// A progress line on standard error (never mixed with the job's output).
-    fn note(&mut self, text: &str) {
+    pub(super) fn note(&mut self, text: &str) {
         let _ = writeln!(self.ctx.err, "{}", crate::client::sanitize(text));
     }
 }
