@@ -768,6 +768,8 @@ impl App {
                 "-m".into(),
                 "jupyterlab".into(),
                 "--no-browser".into(),
+                // Root inside the sandbox is an unprivileged uid on the host.
+                "--allow-root".into(),
                 format!("--port={JUPYTER_PORT}"),
                 "--ServerApp.ip=0.0.0.0".into(),
                 format!("--ServerApp.base_url={base}"),
@@ -781,7 +783,6 @@ impl App {
                 ("JUPYTER_TOKEN".into(), token.to_string()),
                 ("ENCLAVE_PROJECT".into(), nb.project.clone()),
                 ("ENCLAVE_NOTEBOOK".into(), nb.name.clone()),
-                ("PATH".into(), format!("{ENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin")),
                 ("SHELL".into(), "/bin/bash".into()),
                 ("JUPYTER_RUNTIME_DIR".into(), "/tmp/jupyter-runtime".into()),
                 ("JUPYTER_CONFIG_DIR".into(), "/tmp/jupyter-config".into()),

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod console;
 pub mod decided;
 pub mod error;
+pub mod gateway;
 pub mod headers;
 pub mod sealed;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub app: App,
     /// HTTP settings.
     pub settings: Arc<HttpSettings>,
+    /// The notebook gateway (its connection pools and open websockets).
+    pub gateway: enclave_gateway::Gateway,
 }
 
 /// The complete router: API, console, health, static assets, with security headers, request
@@ -54,11 +57,13 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
     let state = AppState {
         app,
         settings: Arc::new(settings.clone()),
+        gateway: gateway::new_gateway(),
     };
     let (api, _doc) = api::routes().split_for_parts();
     Router::new()
         .merge(api)
         .merge(console::routes())
+        .merge(gateway::routes())
         .merge(health_routes())
         .route_layer(axum::middleware::from_fn(decided::require_decision))
         .fallback(error::not_found_fallback)

@@ -363,7 +363,11 @@ impl SandboxSpec {
         self.check()?;
         let e = |e: oci_spec::OciSpecError| Error::Spec(e.to_string());
         let mut env = vec![
-            "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_string(),
+            if self.environment.is_some() {
+                format!("PATH={ENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            } else {
+                "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_string()
+            },
             "HOME=/work".to_string(),
             format!("HOSTNAME={}", self.project),
         ];

@@ -16,11 +16,13 @@
 
 mod admin;
 mod audit;
+mod environments;
 mod grants;
 mod guard;
 mod jobs;
 mod login;
 mod me;
+mod notebooks;
 mod page;
 mod policies;
 mod projects;
@@ -186,6 +188,38 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{name}/jobs", get(jobs::list).post(jobs::submit))
         .route("/projects/{name}/jobs/{id}", get(jobs::show))
         .route("/projects/{name}/jobs/{id}/cancel", post(jobs::cancel))
+        .route(
+            "/projects/{name}/notebooks",
+            get(notebooks::list).post(notebooks::create).layer(
+                axum::extract::DefaultBodyLimit::max(crate::api::notebooks::NOTEBOOK_BODY_LIMIT),
+            ),
+        )
+        .route("/projects/{name}/notebooks/{nb}", get(notebooks::show))
+        .route(
+            "/projects/{name}/notebooks/{nb}/start",
+            post(notebooks::start),
+        )
+        .route(
+            "/projects/{name}/notebooks/{nb}/stop",
+            post(notebooks::stop),
+        )
+        .route(
+            "/projects/{name}/notebooks/{nb}/delete",
+            post(notebooks::delete),
+        )
+        .route("/projects/{name}/code-audit", post(notebooks::code_audit))
+        .route(
+            "/admin/environments",
+            get(environments::list).post(environments::put).layer(
+                axum::extract::DefaultBodyLimit::max(crate::api::notebooks::NOTEBOOK_BODY_LIMIT),
+            ),
+        )
+        .route("/admin/environments/{env}", get(environments::show))
+        .route("/admin/environments/{env}/build", post(environments::build))
+        .route(
+            "/admin/environments/{env}/delete",
+            post(environments::delete),
+        )
         .route("/account", get(me::account))
         .route("/account/password", post(me::change_password))
 }

@@ -14,6 +14,7 @@ mod console;
 mod console_jobs;
 mod console_secrets;
 mod jobs;
+mod notebooks;
 mod policy;
 mod secrets;
 mod serve;

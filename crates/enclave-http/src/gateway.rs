@@ -1,0 +1,318 @@
+//! The notebook gateway's front: `/p/{project}/nb/{name}/…` reaches a user's JupyterLab
+//! through [`enclave_gateway::Gateway`] after Enclave authenticated and authorized the request.
+//!
+//! Invariants:
+//! * Every request and every websocket upgrade is authenticated (session cookie or bearer
+//!   token) and decided by [`enclave_app::App::open_notebook`] (`notebook.open` on the server
+//!   itself) before anything is forwarded; nothing reaches a notebook server otherwise.
+//! * Cookie-authenticated requests that change state, and every websocket upgrade, must come
+//!   from Enclave's own pages (no `Sec-Fetch-Site: cross-site`, an `Origin` naming this host):
+//!   the gateway presents Jupyter's token upstream, so Jupyter's own XSRF check no longer
+//!   protects the browser.
+//! * Enclave's cookies and the client's `Authorization` never reach JupyterLab (the gateway
+//!   crate strips them); Jupyter's token never reaches the client.
+//! * Each executed cell and terminal line is recorded in the audit trail before it is
+//!   forwarded (when the project records code); if it cannot be recorded, the websocket is
+//!   closed and the code does not run.
+//! * An open websocket is checked again every [`RECHECK`]: when its session ends, its token
+//!   is revoked or the user may no longer open the server, it is closed.
+
+use crate::auth::{cross_site, request_meta, session_cookie};
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::any;
+use axum::Router;
+use enclave_app::{Caller, Execution, NotebookTarget, RequestMeta};
+use enclave_core::{Error, ErrorCode};
+use enclave_gateway::{Executed, Gateway, GatewayConfig, Labels, Tap, Upstream, Verdict};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// How often an open websocket's access is checked again.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// The gateway with Enclave's settings: Enclave's cookie names are stripped.
+pub fn new_gateway() -> Gateway {
+    Gateway::new(GatewayConfig {
+        strip_cookie_prefixes: vec!["enclave_".into()],
+        ..GatewayConfig::default()
+    })
+}
+
+/// The gateway's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/p/{project}/nb/{name}", any(bare))
+        .route("/p/{project}/nb/{name}/", any(forward_root))
+        .route("/p/{project}/nb/{name}/{*rest}", any(forward))
+}
+
+/// How a request authenticated.
+enum Credential {
+    Session(Zeroizing<String>),
+    Token(Zeroizing<String>),
+}
+
+fn credential(headers: &HeaderMap) -> Option<Credential> {
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let t = v
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_string())?;
+        return Some(Credential::Token(Zeroizing::new(t)));
+    }
+    session_cookie(headers).map(|s| Credential::Session(Zeroizing::new(s.to_string())))
+}
+
+async fn authenticate(s: &AppState, cred: &Credential, meta: &RequestMeta) -> Option<Caller> {
+    let r = match cred {
+        Credential::Session(secret) => s.app.authenticate_session(secret, meta).await,
+        Credential::Token(token) => s.app.authenticate_token(token, meta).await,
+    };
+    r.ok().flatten()
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// Whether a cookie-authenticated request comes from somewhere else than Enclave's pages.
+fn foreign(headers: &HeaderMap) -> bool {
+    if cross_site(headers) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
+        (Some(origin), Some(host)) => {
+            let o = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .unwrap_or("");
+            o != host
+        }
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Authenticates and authorizes a request for a notebook server.
+async fn admit(
+    s: &AppState,
+    headers: &HeaderMap,
+    method: &axum::http::Method,
+    meta: &RequestMeta,
+    project: &str,
+    name: &str,
+) -> Result<(Caller, Credential, NotebookTarget), Response> {
+    let unauthenticated = || {
+        if wants_html(headers) {
+            Redirect::to("/login").into_response()
+        } else {
+            ApiError(Error::unauthenticated()).into_response()
+        }
+    };
+    let Some(cred) = credential(headers) else {
+        return Err(unauthenticated());
+    };
+    let Some(caller) = authenticate(s, &cred, meta).await else {
+        return Err(unauthenticated());
+    };
+    let safe = matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if matches!(cred, Credential::Session(_)) && (!safe || is_upgrade(headers)) && foreign(headers)
+    {
+        return Err(ApiError(Error::new(
+            ErrorCode::CsrfFailed,
+            "requests to a notebook must come from Enclave's own pages",
+        ))
+        .into_response());
+    }
+    match s.app.open_notebook(&caller, project, name).await {
+        Ok(t) => Ok((caller, cred, t)),
+        Err(e) => Err(ApiError(e).into_response()),
+    }
+}
+
+/// `/p/{project}/nb/{name}`: to JupyterLab's page, once the caller may open the server.
+async fn bare(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let meta = request_meta(&parts);
+    match admit(&s, &parts.headers, &parts.method, &meta, &project, &name).await {
+        Ok(_) => Redirect::to(&format!("/p/{project}/nb/{name}/lab")).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn forward_root(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    proxy(s, project, name, req).await
+}
+
+async fn forward(
+    State(s): State<AppState>,
+    Path((project, name, _)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    proxy(s, project, name, req).await
+}
+
+/// Numbers the websockets of this process (part of their labels).
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+async fn proxy(s: AppState, project: String, name: String, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let meta = request_meta(&parts);
+    let (caller, cred, target) =
+        match admit(&s, &parts.headers, &parts.method, &meta, &project, &name).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    s.app.touch_notebook(&target);
+    let upgrade = is_upgrade(&parts.headers);
+    let dial_target = target.clone();
+    let connect: enclave_gateway::ConnectFn = Arc::new(move || {
+        let t = dial_target.clone();
+        Box::pin(async move {
+            let std = tokio::task::spawn_blocking(move || t.dial(Duration::from_secs(5)))
+                .await
+                .map_err(std::io::Error::other)??;
+            std.set_nonblocking(true)?;
+            tokio::net::TcpStream::from_std(std)
+        })
+    });
+    let upstream = match Upstream::new(target.key.clone(), connect, target.token()) {
+        Ok(u) => u,
+        Err(_) => return ApiError(Error::internal()).into_response(),
+    };
+    let who = caller
+        .session_id
+        .clone()
+        .or_else(|| caller.token_id.clone())
+        .unwrap_or_default();
+    let labels = Labels {
+        session: format!("{who}/{}", CONNECTIONS.fetch_add(1, Ordering::Relaxed)),
+        user: caller.principal.username.clone(),
+        project: project.clone(),
+        notebook: name.clone(),
+    };
+    let tap = Arc::new(AuditTap {
+        app: s.app.clone(),
+        caller: caller.clone(),
+        target: target.clone(),
+    });
+    let resp = s
+        .gateway
+        .forward(Request::from_parts(parts, body), &upstream, labels.clone(), tap)
+        .await;
+    if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        tokio::spawn(watch(s, cred, meta, labels));
+    }
+    resp
+}
+
+/// Whether a websocket with exactly these labels is still open.
+fn is_open(gw: &Gateway, id: &str) -> bool {
+    let seen = AtomicBool::new(false);
+    gw.close_websockets(|l| {
+        if l.session == id {
+            seen.store(true, Ordering::Relaxed);
+        }
+        false
+    });
+    seen.load(Ordering::Relaxed)
+}
+
+/// Checks an open websocket's access every [`RECHECK`] while it lasts; closes it when its
+/// credential or its right to open the server is gone.
+async fn watch(s: AppState, cred: Credential, meta: RequestMeta, labels: Labels) {
+    loop {
+        tokio::time::sleep(RECHECK).await;
+        if !is_open(&s.gateway, &labels.session) {
+            return;
+        }
+        let allowed = match authenticate(&s, &cred, &meta).await {
+            Some(caller) => {
+                s.app
+                    .may_still_open(&caller, &labels.project, &labels.notebook)
+                    .await
+            }
+            None => false,
+        };
+        if !allowed {
+            let n = s.gateway.close_websockets(|l| l.session == labels.session);
+            tracing::info!(
+                user = %labels.user,
+                project = %labels.project,
+                notebook = %labels.notebook,
+                closed = n,
+                "closed a notebook websocket: access ended"
+            );
+            return;
+        }
+    }
+}
+
+/// Records what users run, before the gateway forwards it.
+struct AuditTap {
+    app: enclave_app::App,
+    caller: Caller,
+    target: NotebookTarget,
+}
+
+impl Tap for AuditTap {
+    fn executed(&self, _labels: &Labels, event: Executed) -> Verdict {
+        self.app.touch_notebook(&self.target);
+        if !self.target.audit_code {
+            return Verdict::Forward;
+        }
+        let what = match event {
+            Executed::Cell { kernel, code, .. } => Execution::Cell { code, kernel },
+            Executed::Terminal { terminal, line } => Execution::Terminal { line, terminal },
+        };
+        let handle = tokio::runtime::Handle::current();
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            // Cannot wait here without stalling the only worker: refuse rather than run
+            // unrecorded code.
+            return Verdict::Refuse;
+        }
+        let recorded = tokio::task::block_in_place(|| {
+            handle.block_on(
+                self.app
+                    .record_execution(&self.caller, &self.target, &what),
+            )
+        });
+        match recorded {
+            Ok(()) => Verdict::Forward,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "executed code could not be recorded; the websocket is closed");
+                Verdict::Refuse
+            }
+        }
+    }
+}
