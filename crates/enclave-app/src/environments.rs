@@ -98,9 +98,9 @@ impl Environments {
     fn view(&self, template: EnvTemplate) -> EnvironmentView {
         let fingerprint = template.fingerprint(&self.index_url);
         let status = match self.status_map().get(&fingerprint) {
-            Some(s @ (EnvStatus::Queued | EnvStatus::Building { .. } | EnvStatus::Failed { .. })) => {
-                s.clone()
-            }
+            Some(
+                s @ (EnvStatus::Queued | EnvStatus::Building { .. } | EnvStatus::Failed { .. }),
+            ) => s.clone(),
             _ => match self.builder.built(&template) {
                 Some(b) => EnvStatus::Ready {
                     packages: b.packages,

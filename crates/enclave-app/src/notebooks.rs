@@ -22,8 +22,8 @@ use crate::{detail, App, RequestMeta};
 use enclave_core::audit::{AuditRecord, Outcome as AuditOutcome};
 use enclave_core::authz::Action;
 use enclave_core::notebooks::{
-    base_path, check_name, CullPolicy, Notebook, NotebookRequest, NotebookState,
-    JUPYTER_PORT, MAX_NOTEBOOKS_PER_PROJECT,
+    base_path, check_name, CullPolicy, Notebook, NotebookRequest, NotebookState, JUPYTER_PORT,
+    MAX_NOTEBOOKS_PER_PROJECT,
 };
 use enclave_core::secrets::parse_mapping;
 use enclave_core::{names, Error, ErrorCode, Result, Timestamp};
@@ -212,7 +212,12 @@ impl App {
         }
     }
 
-    async fn authorize_notebooks(&self, caller: &Caller, project: &str, action: Action) -> Result<()> {
+    async fn authorize_notebooks(
+        &self,
+        caller: &Caller,
+        project: &str,
+        action: Action,
+    ) -> Result<()> {
         check_project(project)?;
         self.authorize(
             caller,
@@ -224,7 +229,12 @@ impl App {
         .await
     }
 
-    async fn authorize_on_server(&self, caller: &Caller, nb: &Notebook, action: Action) -> Result<()> {
+    async fn authorize_on_server(
+        &self,
+        caller: &Caller,
+        nb: &Notebook,
+        action: Action,
+    ) -> Result<()> {
         let owner = self.store.workload_owner(&nb.workload_id).await?;
         self.authorize(
             caller,
@@ -245,7 +255,10 @@ impl App {
     pub async fn list_notebooks(&self, caller: &Caller, project: &str) -> Result<Vec<Notebook>> {
         self.authorize_notebooks(caller, project, Action::NotebookList)
             .await?;
-        Ok(self.store.project_notebooks(project, MAX_NOTEBOOK_LIST).await?)
+        Ok(self
+            .store
+            .project_notebooks(project, MAX_NOTEBOOK_LIST)
+            .await?)
     }
 
     /// One notebook server.
@@ -298,7 +311,11 @@ impl App {
                 request.name
             )));
         }
-        if self.store.project_notebooks(project, MAX_NOTEBOOK_LIST).await?.len()
+        if self
+            .store
+            .project_notebooks(project, MAX_NOTEBOOK_LIST)
+            .await?
+            .len()
             >= MAX_NOTEBOOKS_PER_PROJECT
         {
             return Err(conflict(format!(
@@ -352,7 +369,12 @@ impl App {
     }
 
     /// Starts a stopped or failed notebook server again (same name, files, plan).
-    pub async fn start_notebook(&self, caller: &Caller, project: &str, name: &str) -> Result<Notebook> {
+    pub async fn start_notebook(
+        &self,
+        caller: &Caller,
+        project: &str,
+        name: &str,
+    ) -> Result<Notebook> {
         self.authorize_notebooks(caller, project, Action::NotebookCreate)
             .await?;
         self.nbs()?;
@@ -390,7 +412,12 @@ impl App {
     }
 
     /// Stops a notebook server; its files stay on the project volume.
-    pub async fn stop_notebook(&self, caller: &Caller, project: &str, name: &str) -> Result<Notebook> {
+    pub async fn stop_notebook(
+        &self,
+        caller: &Caller,
+        project: &str,
+        name: &str,
+    ) -> Result<Notebook> {
         self.authorize_notebooks(caller, project, Action::NotebookList)
             .await?;
         let nb = self.find_notebook(project, name).await?;
@@ -418,8 +445,12 @@ impl App {
         self.authorize_on_server(caller, &nb, Action::NotebookDelete)
             .await?;
         if nb.state.is_active() {
-            self.stop_server(&nb, &format!("deleted by {}", caller.principal.username), None)
-                .await?;
+            self.stop_server(
+                &nb,
+                &format!("deleted by {}", caller.principal.username),
+                None,
+            )
+            .await?;
         }
         let mut tx = self.store.write().await?;
         if !tx.delete_notebook(project, name).await? {
@@ -439,14 +470,26 @@ impl App {
 
     /// Moves an active server to `stopping`, kills its sandbox and records it `stopped`.
     /// `record` (the person's request) is committed with the first move.
-    async fn stop_server(&self, nb: &Notebook, reason: &str, record: Option<AuditRecord>) -> Result<()> {
+    async fn stop_server(
+        &self,
+        nb: &Notebook,
+        reason: &str,
+        record: Option<AuditRecord>,
+    ) -> Result<()> {
         let now = self.now();
         let key = (nb.project.clone(), nb.name.clone());
         match nb.state {
             NotebookState::Starting | NotebookState::Ready => {
                 let mut tx = self.store.write().await?;
                 if !tx
-                    .move_notebook(&nb.project, &nb.name, nb.state, NotebookState::Stopping, Some(reason), now)
+                    .move_notebook(
+                        &nb.project,
+                        &nb.name,
+                        nb.state,
+                        NotebookState::Stopping,
+                        Some(reason),
+                        now,
+                    )
                     .await?
                 {
                     return Err(conflict(format!(
@@ -483,7 +526,8 @@ impl App {
         }
         if !claimed {
             // Nothing runs it here (it was starting when Enclave restarted): record the end.
-            self.finish_notebook(nb, NotebookState::Stopped, reason).await?;
+            self.finish_notebook(nb, NotebookState::Stopped, reason)
+                .await?;
         }
         Ok(())
     }
@@ -510,7 +554,8 @@ impl App {
             self.commit(tx, rec).await?;
         }
         if let Some(n) = &self.notebooks {
-            n.opened().retain(|(_, k)| !k.starts_with(&format!("{}/{}/", nb.project, nb.name)));
+            n.opened()
+                .retain(|(_, k)| !k.starts_with(&format!("{}/{}/", nb.project, nb.name)));
         }
         Ok(())
     }
@@ -541,12 +586,12 @@ impl App {
                 Some(active)
             } else {
                 live.insert(
-                key.clone(),
-                Live {
-                    target: None,
-                    canceller: None,
-                    stop: false,
-                    last_activity: self.now(),
+                    key.clone(),
+                    Live {
+                        target: None,
+                        canceller: None,
+                        stop: false,
+                        last_activity: self.now(),
                     },
                 );
                 None
@@ -650,7 +695,8 @@ impl App {
                         .await?;
                     if moved {
                         let mut rec = server_record(nb, "notebook.ready", self.now());
-                        rec.detail = detail!("sandbox" => sandbox.clone(), "address" => address.to_string());
+                        rec.detail =
+                            detail!("sandbox" => sandbox.clone(), "address" => address.to_string());
                         self.commit(tx, rec).await?;
                     }
                     moved
@@ -686,7 +732,11 @@ impl App {
                 }
                 return Err(Error::unavailable(&format!(
                     "JupyterLab did not start ({why}){}",
-                    if log.is_empty() { String::new() } else { format!("; its last output: {}", cut(&log, 600).0) }
+                    if log.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; its last output: {}", cut(&log, 600).0)
+                    }
                 )));
             }
         };
@@ -695,7 +745,11 @@ impl App {
             _ if stopped => Ok(self.stop_reason(nb).await),
             Ok(enclave_sandbox::Outcome::Exited { code }) => Err(Error::unavailable(&format!(
                 "JupyterLab ended by itself (exit code {code}{}); start it again",
-                if code == 137 { ": most often the memory limit, pick a larger preset" } else { "" }
+                if code == 137 {
+                    ": most often the memory limit, pick a larger preset"
+                } else {
+                    ""
+                }
             ))),
             Ok(enclave_sandbox::Outcome::TimedOut) => Ok("stopped at its time limit".into()),
             Ok(enclave_sandbox::Outcome::Cancelled) => Ok(self.stop_reason(nb).await),
@@ -705,7 +759,11 @@ impl App {
 
     /// The reason the store holds for a server being stopped (set by whoever stopped it).
     async fn stop_reason(&self, nb: &Notebook) -> String {
-        if self.notebooks.as_ref().is_some_and(|n| n.stopping.load(Ordering::SeqCst)) {
+        if self
+            .notebooks
+            .as_ref()
+            .is_some_and(|n| n.stopping.load(Ordering::SeqCst))
+        {
             return NOTEBOOK_SERVER_STOPPED.into();
         }
         match self.store.notebook(&nb.project, &nb.name).await {
@@ -811,7 +869,12 @@ impl App {
     /// caller may open it (`notebook.open`, decided for the server itself) and it is ready.
     /// The first open per credential and run is recorded; an open of someone else's server
     /// is marked so its owner sees it.
-    pub async fn open_notebook(&self, caller: &Caller, project: &str, name: &str) -> Result<NotebookTarget> {
+    pub async fn open_notebook(
+        &self,
+        caller: &Caller,
+        project: &str,
+        name: &str,
+    ) -> Result<NotebookTarget> {
         check_project(project)?;
         let (notebooks, _) = self.nbs()?;
         let nb = self.find_notebook(project, name).await?;
@@ -845,7 +908,9 @@ impl App {
                 detail!("owner" => nb.owner.clone(), "by_other" => others),
             );
             if let Err(e) = self.audit(rec).await {
-                notebooks.opened().remove(&(credential_key(caller), target.key.clone()));
+                notebooks
+                    .opened()
+                    .remove(&(credential_key(caller), target.key.clone()));
                 return Err(e);
             }
         }
@@ -914,18 +979,29 @@ impl App {
     /// Records code a user executes in a notebook (a cell sent to a kernel, a terminal line),
     /// before the gateway passes it on. An error means it could not be recorded: the gateway
     /// then drops the message.
-    pub async fn record_execution(&self, caller: &Caller, target: &NotebookTarget, what: &Execution) -> Result<()> {
+    pub async fn record_execution(
+        &self,
+        caller: &Caller,
+        target: &NotebookTarget,
+        what: &Execution,
+    ) -> Result<()> {
         if !target.audit_code {
             return Ok(());
         }
         let (action, d) = match what {
             Execution::Cell { code, kernel } => {
                 let (code, cut_) = cut(code, MAX_AUDITED_CODE);
-                ("notebook.execute", detail!("code" => code, "truncated" => cut_, "kernel" => kernel.clone(), "owner" => target.owner.clone()))
+                (
+                    "notebook.execute",
+                    detail!("code" => code, "truncated" => cut_, "kernel" => kernel.clone(), "owner" => target.owner.clone()),
+                )
             }
             Execution::Terminal { line, terminal } => {
                 let (line, cut_) = cut(line, MAX_AUDITED_CODE);
-                ("notebook.terminal", detail!("line" => line, "truncated" => cut_, "terminal" => terminal.clone(), "owner" => target.owner.clone()))
+                (
+                    "notebook.terminal",
+                    detail!("line" => line, "truncated" => cut_, "terminal" => terminal.clone(), "owner" => target.owner.clone()),
+                )
             }
         };
         let rec = caller.record(
@@ -970,7 +1046,10 @@ impl App {
     pub fn touch_notebook(&self, target: &NotebookTarget) {
         if let Some(n) = &self.notebooks {
             let now = self.now();
-            if let Some(l) = n.live().get_mut(&(target.project.clone(), target.name.clone())) {
+            if let Some(l) = n
+                .live()
+                .get_mut(&(target.project.clone(), target.name.clone()))
+            {
                 l.last_activity = now;
             }
         }
@@ -1042,7 +1121,11 @@ impl App {
         let stale = self
             .store
             .notebooks_in_states(
-                &[NotebookState::Starting, NotebookState::Ready, NotebookState::Stopping],
+                &[
+                    NotebookState::Starting,
+                    NotebookState::Ready,
+                    NotebookState::Stopping,
+                ],
                 10_000,
             )
             .await?;
@@ -1056,7 +1139,9 @@ impl App {
 
     /// Stops every notebook server sandbox (at shutdown) and waits up to `grace`.
     pub async fn stop_notebooks(&self, grace: Duration) {
-        let Some(notebooks) = &self.notebooks else { return };
+        let Some(notebooks) = &self.notebooks else {
+            return;
+        };
         notebooks.stopping.store(true, Ordering::SeqCst);
         for l in notebooks.live().values_mut() {
             l.stop = true;
@@ -1070,7 +1155,6 @@ impl App {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
 }
 
 /// The record of a step taken by the server itself, attributed to its workload.
@@ -1089,7 +1173,12 @@ fn server_record(nb: &Notebook, action: &str, now: Timestamp) -> AuditRecord {
 
 /// Polls JupyterLab's status endpoint until it answers 200, the sandbox is cancelled, or
 /// `timeout` passes.
-fn wait_ready(t: &NotebookTarget, path: &str, timeout: Duration, c: &Canceller) -> std::result::Result<(), String> {
+fn wait_ready(
+    t: &NotebookTarget,
+    path: &str,
+    timeout: Duration,
+    c: &Canceller,
+) -> std::result::Result<(), String> {
     let start = std::time::Instant::now();
     let mut last = String::from("no answer");
     while start.elapsed() < timeout {

@@ -92,7 +92,10 @@ fn foreign(headers: &HeaderMap) -> bool {
         return true;
     }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        host,
+    ) {
         (Some(origin), Some(host)) => {
             let o = origin
                 .strip_prefix("https://")
@@ -228,7 +231,12 @@ async fn proxy(s: AppState, project: String, name: String, req: Request) -> Resp
     });
     let resp = s
         .gateway
-        .forward(Request::from_parts(parts, body), &upstream, labels.clone(), tap)
+        .forward(
+            Request::from_parts(parts, body),
+            &upstream,
+            labels.clone(),
+            tap,
+        )
         .await;
     if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         tokio::spawn(watch(s, cred, meta, labels));
@@ -302,10 +310,7 @@ impl Tap for AuditTap {
             return Verdict::Refuse;
         }
         let recorded = tokio::task::block_in_place(|| {
-            handle.block_on(
-                self.app
-                    .record_execution(&self.caller, &self.target, &what),
-            )
+            handle.block_on(self.app.record_execution(&self.caller, &self.target, &what))
         });
         match recorded {
             Ok(()) => Verdict::Forward,

@@ -202,6 +202,8 @@ impl Server {
         reqwest::Client::builder()
             .tls_certs_only([cert])
             .redirect(reqwest::redirect::Policy::none())
+            // The server closes keep-alive connections idle for 30 s; never reuse one near that.
+            .pool_idle_timeout(Duration::from_secs(10))
             .build()
             .unwrap()
     }
@@ -260,11 +262,9 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Stops the server gracefully (SIGTERM: it stops its sandboxes), then kills it.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 

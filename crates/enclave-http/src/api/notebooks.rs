@@ -212,7 +212,9 @@ pub async fn start(
     Authed(c): Authed,
     Path((project, name)): Path<(String, String)>,
 ) -> ApiResult<Json<NotebookOut>> {
-    Ok(Json(s.app.start_notebook(&c, &project, &name).await?.into()))
+    Ok(Json(
+        s.app.start_notebook(&c, &project, &name).await?.into(),
+    ))
 }
 
 /// Turns the recording of code executed in the project's notebooks on or off (project
@@ -268,7 +270,9 @@ pub struct EnvironmentOut {
 impl From<EnvironmentView> for EnvironmentOut {
     fn from(v: EnvironmentView) -> Self {
         let (percent, message, installed) = match &v.status {
-            EnvStatus::Building { percent, message } => (Some(*percent), Some(message.clone()), vec![]),
+            EnvStatus::Building { percent, message } => {
+                (Some(*percent), Some(message.clone()), vec![])
+            }
             EnvStatus::Failed { error } => (None, Some(error.clone()), vec![]),
             EnvStatus::Ready { packages } => (None, None, packages.clone()),
             EnvStatus::NotBuilt | EnvStatus::Queued => (None, None, vec![]),
@@ -324,7 +328,8 @@ impl EnvironmentIn {
             .map(|p| {
                 Ok(Preset {
                     name: p.name.clone(),
-                    cpu_millis: parse_cpus(&p.cpus).map_err(|m| Error::invalid("presets.cpus", m))?,
+                    cpu_millis: parse_cpus(&p.cpus)
+                        .map_err(|m| Error::invalid("presets.cpus", m))?,
                     memory_bytes: parse_size(&p.memory)
                         .map_err(|m| Error::invalid("presets.memory", m))?,
                 })

@@ -9,6 +9,7 @@ With --hold, after executing it keeps the websocket open and reports when (and w
 gateway closed it.
 """
 
+import asyncio
 import json
 import os
 import ssl
@@ -35,6 +36,7 @@ async def main():
             body=json.dumps({"name": "python3"}),
             headers={**headers, "Content-Type": "application/json"},
             ssl_options=ctx,
+            request_timeout=60,
         ),
         raise_error=False,
     )
@@ -43,9 +45,13 @@ async def main():
         return
     kernel = json.loads(resp.body)["id"]
     ws_url = prefix.replace("https://", "wss://") + f"/api/kernels/{kernel}/channels"
-    conn = await websocket.websocket_connect(
-        httpclient.HTTPRequest(ws_url, headers=headers, ssl_options=ctx)
-    )
+    try:
+        conn = await websocket.websocket_connect(
+            httpclient.HTTPRequest(ws_url, headers=headers, ssl_options=ctx, request_timeout=30)
+        )
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        print(json.dumps({"error": f"websocket: {e!r}"}))
+        return
     msg_id = uuid.uuid4().hex
     conn.write_message(json.dumps({
         "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
@@ -58,7 +64,11 @@ async def main():
     out = {"kernel": kernel, "stdout": "", "result": None, "status": None}
     deadline = time.time() + 60
     while time.time() < deadline:
-        raw = await conn.read_message()
+        try:
+            raw = await asyncio.wait_for(conn.read_message(), deadline - time.time())
+        except asyncio.TimeoutError:
+            out["timed_out"] = True
+            break
         if raw is None:
             out["closed_early"] = True
             break
@@ -84,8 +94,10 @@ async def main():
         closed = False
         while time.time() - start < hold:
             try:
-                raw = await conn.read_message()
-            except Exception:
+                raw = await asyncio.wait_for(conn.read_message(), max(0.1, hold - (time.time() - start)))
+            except asyncio.TimeoutError:
+                break
+            except Exception:  # noqa: BLE001 - a dropped connection counts as closed
                 raw = None
             if raw is None:
                 closed = True

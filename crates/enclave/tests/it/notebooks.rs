@@ -139,6 +139,29 @@ fn run_code(s: &Server, token: &str, notebook: &str, code: &str) -> Value {
     })
 }
 
+/// Prints the end of the server's log when the test fails (CI keeps nothing else).
+struct LogOnPanic<'a>(&'a Server);
+
+impl Drop for LogOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let err = self.0.stderr.lock().unwrap();
+            let out = self.0.stdout.lock().unwrap();
+            for l in out
+                .iter()
+                .chain(err.iter())
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .iter()
+                .rev()
+            {
+                eprintln!("server: {l}");
+            }
+        }
+    }
+}
+
 async fn audit(admin: &Api, action: &str) -> Vec<Value> {
     let (st, page) = admin
         .get(&format!("/api/v1/audit?action={action}&limit=500"))
@@ -151,6 +174,7 @@ async fn audit(admin: &Api, action: &str) -> Vec<Value> {
 async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody_else_can() {
     let (index, _pypi) = index();
     let s = Server::start_with(BIN, options(&index, "off"));
+    let _log = LogOnPanic(&s);
     let (admin, owner) = crate::common::fraud_project(&s, Some(DB_VALUE)).await;
     // A second project and its owner, for cross-project checks.
     let mallory = admin.user(&s, "mallory").await;
@@ -175,7 +199,10 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
             json!({"name": "scratch", "environment": "lab", "secrets": ["MISSING=env:M"]}),
             404,
         ),
-        (json!({"name": "scratch", "environment": "lab", "extra": 1}), 400),
+        (
+            json!({"name": "scratch", "environment": "lab", "extra": 1}),
+            400,
+        ),
     ] {
         let (st, b) = owner.post("/api/v1/projects/fraud/notebooks", body).await;
         assert_eq!(st, want, "{b}");
@@ -204,10 +231,17 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(csp.contains("connect-src 'self'"), "{csp}");
     let page = r.text().await.unwrap();
-    assert!(page.contains("JupyterLab"), "{}", &page[..page.len().min(300)]);
+    assert!(
+        page.contains("JupyterLab"),
+        "{}",
+        &page[..page.len().min(300)]
+    );
 
     // She runs code over the kernel websocket: it sees its secret and writes to the volume.
     // (The cell prints the value reversed: outputs are not recorded, the source is.)
@@ -242,7 +276,11 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
         .unwrap();
     assert_eq!(anon.status(), 401);
     let victor = s.login("victor", PASSWORD).await;
-    for (who, api) in [("victor", &victor), ("mallory", &mallory), ("admin", &admin)] {
+    for (who, api) in [
+        ("victor", &victor),
+        ("mallory", &mallory),
+        ("admin", &admin),
+    ] {
         let r = s
             .client()
             .get(s.url("/p/fraud/nb/analysis/api/status"))
@@ -342,10 +380,17 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
         let (_, tokens) = owner.get("/api/v1/tokens").await;
         for t in tokens["items"].as_array().unwrap() {
             owner
-                .call("DELETE", &format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()), None)
+                .call(
+                    "DELETE",
+                    &format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()),
+                    None,
+                )
                 .await;
         }
-        (s.login("olivia", PASSWORD).await, lines.next().unwrap().unwrap())
+        (
+            s.login("olivia", PASSWORD).await,
+            lines.next().unwrap().unwrap(),
+        )
     };
     let closed: Value = serde_json::from_str(&closed_line).unwrap();
     assert_eq!(closed["closed"], true, "{closed}");
@@ -371,7 +416,12 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
         .await;
     assert_eq!(st, 200, "{b}");
     wait_state(&api, "analysis", "ready").await;
-    let out = run_code(&s, &api.token, "analysis", "open('/work/result.txt').read()");
+    let out = run_code(
+        &s,
+        &api.token,
+        "analysis",
+        "open('/work/result.txt').read()",
+    );
     assert_eq!(out["result"], "'kept'", "{out}");
 
     // Deleting ends the server and its workload.
@@ -381,7 +431,12 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
     assert_eq!(st, 204, "{b}");
     let (st, _) = api.get("/api/v1/projects/fraud/notebooks/analysis").await;
     assert_eq!(st, 404);
-    for action in ["notebook.create", "notebook.ready", "notebook.end", "notebook.delete"] {
+    for action in [
+        "notebook.create",
+        "notebook.ready",
+        "notebook.end",
+        "notebook.delete",
+    ] {
         assert!(!audit(&admin, action).await.is_empty(), "no {action}");
     }
 }
@@ -390,6 +445,7 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
 async fn an_idle_notebook_server_is_stopped_and_keeps_its_files() {
     let (index, _pypi) = index();
     let s = Server::start_with(BIN, options(&index, "4s"));
+    let _log = LogOnPanic(&s);
     let (admin, owner) = crate::common::fraud_project(&s, None).await;
     build_lab(&admin).await;
     let (st, nb) = owner
