@@ -346,7 +346,9 @@ impl Default for NotebooksConfig {
 impl NotebooksConfig {
     /// Where built environments live for a server with data directory `data_dir`.
     pub fn envs_dir(&self, data_dir: &Path) -> PathBuf {
-        self.envs_dir.clone().unwrap_or_else(|| data_dir.join("envs"))
+        self.envs_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("envs"))
     }
 }
 

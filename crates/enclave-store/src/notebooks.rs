@@ -44,14 +44,16 @@ fn notebook(r: &SqliteRow) -> StoreResult<Notebook> {
 impl Store {
     /// One notebook server of a project.
     pub async fn notebook(&self, project: &str, name: &str) -> StoreResult<Option<Notebook>> {
-        sqlx::query(&format!("{NOTEBOOK_SELECT} WHERE p.name = $1 AND n.name = $2"))
-            .bind(project)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .map(|r| notebook(&r))
-            .transpose()
+        sqlx::query(&format!(
+            "{NOTEBOOK_SELECT} WHERE p.name = $1 AND n.name = $2"
+        ))
+        .bind(project)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .map(|r| notebook(&r))
+        .transpose()
     }
 
     /// A project's notebook servers by name, at most `limit`.

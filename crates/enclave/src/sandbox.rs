@@ -2,8 +2,8 @@
 //! volumes and networks, and what to do with leftovers of a previous run.
 
 use enclave_app::{App, NotebookSettings, SandboxHost};
-use enclave_core::notebooks::CullPolicy;
 use enclave_config::Config;
+use enclave_core::notebooks::CullPolicy;
 use enclave_sandbox::net::NetConfig;
 use enclave_sandbox::runc::RuncRuntime;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
