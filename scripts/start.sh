@@ -22,5 +22,16 @@ if [ "$(id -u)" = 0 ] && ! command -v runc >/dev/null 2>&1 && [ ! -x /usr/sbin/r
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc python3 >/dev/null
 fi
+# Notebook environments are built with uv from the package index (default PyPI) into
+# read-only environments based on Debian's /usr/bin/python3.11, visible inside sandboxes.
+if [ "$(id -u)" = 0 ]; then
+    if [ ! -x /usr/bin/python3.11 ] || ! /usr/bin/python3 -m pip --version >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip python3-venv >/dev/null
+    fi
+    if ! command -v uv >/dev/null 2>&1; then
+        PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check uv==0.13.9
+    fi
+fi
 cargo build --release -p enclave
 exec target/release/enclave serve "$@"

@@ -70,11 +70,33 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "cargo deny (bans: one crypto provider; licenses; sources)"
 cargo deny --log-level error check bans licenses sources
 
+# One package index on loopback for the whole run: every test that builds a notebook
+# environment uses it, so each environment is built once (its fingerprint includes the index).
+log "package index on loopback (pypi-server over the test wheels)"
+index_port=3141
+if ! python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $index_port)) == 0)"; then
+    index_port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+fi
+pypi-server run -i 127.0.0.1 -p "$index_port" --disable-fallback --backend simple-dir \
+    "$ENCLAVE_TEST_WHEELS" >/dev/null 2>&1 &
+index_pid=$!
+trap 'kill "$index_pid" 2>/dev/null || true' EXIT
+export ENCLAVE_TEST_INDEX_URL="http://127.0.0.1:$index_port/simple/"
+export ENCLAVE_TEST_ENVS="${ENCLAVE_TEST_ENVS:-/var/cache/enclave-test/envs}"
+as_root mkdir -p "$ENCLAVE_TEST_ENVS"
+for _ in $(seq 1 100); do
+    if python3 -c "import urllib.request; urllib.request.urlopen('$ENCLAVE_TEST_INDEX_URL', timeout=1)" 2>/dev/null; then
+        break
+    fi
+    sleep 0.2
+done
+
 log "cargo test"
 cargo test --workspace --quiet
 
-log "browser test (headless chromium)"
+log "browser tests (headless chromium)"
 cargo build --quiet -p enclave
 node tests/browser/console.mjs target/debug/enclave
+node tests/browser/notebook.mjs target/debug/enclave
 
 log "all tests passed"
