@@ -332,14 +332,9 @@ impl App {
             .environment(name)
             .await?
             .ok_or_else(|| Error::not_found("environment", name))?;
+        let path = envs.builder.path(&t);
         match envs.view(t).status {
-            EnvStatus::Ready { .. } => Ok(envs.builder.path(
-                &self
-                    .store
-                    .environment(name)
-                    .await?
-                    .ok_or_else(|| Error::not_found("environment", name))?,
-            )),
+            EnvStatus::Ready { .. } => Ok(path),
             EnvStatus::Building { percent, .. } => Err(Error::unavailable(&format!(
                 "environment {name} (it is being built, {percent}% done; start the notebook again when it is ready)"
             ))),
