@@ -40,7 +40,12 @@ function startServer() {
   return new Promise((resolve, reject) => {
     server = spawn(bin, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ENCLAVE_CONFIG: '' },
+      env: {
+        ...process.env,
+        ENCLAVE_CONFIG: '',
+        ENCLAVE_NOTEBOOKS_BUILD_ON_START: 'false',
+        ENCLAVE_NOTEBOOKS_INDEX_URL: 'http://127.0.0.1:9/simple/',
+      },
     });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 60000);
