@@ -10,7 +10,8 @@
 //!   the gateway presents Jupyter's token upstream, so Jupyter's own XSRF check no longer
 //!   protects the browser.
 //! * Enclave's cookies and the client's `Authorization` never reach JupyterLab (the gateway
-//!   crate strips them); Jupyter's token never reaches the client.
+//!   crate strips them); Jupyter's token never reaches the client (it is blanked out of the
+//!   HTML pages JupyterLab writes it into).
 //! * Each executed cell and terminal line is recorded in the audit trail before it is
 //!   forwarded (when the project records code); if it cannot be recorded, the websocket is
 //!   closed and the code does not run.
@@ -58,17 +59,69 @@ enum Credential {
     Token(Zeroizing<String>),
 }
 
+/// Enclave's credential: a bearer token, or else the session cookie. Other `Authorization`
+/// schemes (JupyterLab's own `token …` header) are not Enclave's and are ignored here; the
+/// gateway strips them before forwarding.
 fn credential(headers: &HeaderMap) -> Option<Credential> {
-    if let Some(v) = headers.get(header::AUTHORIZATION) {
-        let t = v
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_string())?;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string());
+    if let Some(t) = bearer {
         return Some(Credential::Token(Zeroizing::new(t)));
     }
     session_cookie(headers).map(|s| Credential::Session(Zeroizing::new(s.to_string())))
+}
+
+/// Largest HTML page from JupyterLab the gateway reads to take the Jupyter token out of it.
+const MAX_HTML: usize = 4 << 20;
+
+/// JupyterLab writes its server token into its pages' configuration; the browser must never
+/// see it. HTML answers are read whole (they are small), the token is blanked, and anything
+/// that cannot be checked (compressed, too large) is refused.
+async fn scrub_token(resp: Response, token: &str) -> Response {
+    let html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !html {
+        return resp;
+    }
+    let refused = || {
+        (
+            StatusCode::BAD_GATEWAY,
+            "the notebook server sent a page the gateway cannot check",
+        )
+            .into_response()
+    };
+    if resp.headers().contains_key(header::CONTENT_ENCODING) {
+        return refused();
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_HTML).await else {
+        return refused();
+    };
+    let clean = blank(&bytes, token.as_bytes());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(clean))
+}
+
+/// `haystack` with every occurrence of `needle` removed.
+fn blank(haystack: &[u8], needle: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if !needle.is_empty() && haystack[i..].starts_with(needle) {
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 async fn authenticate(s: &AppState, cred: &Credential, meta: &RequestMeta) -> Option<Caller> {
@@ -240,8 +293,9 @@ async fn proxy(s: AppState, project: String, name: String, req: Request) -> Resp
         .await;
     if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         tokio::spawn(watch(s, cred, meta, labels));
+        return resp;
     }
-    resp
+    scrub_token(resp, target.token()).await
 }
 
 /// Whether a websocket with exactly these labels is still open.
@@ -319,5 +373,33 @@ impl Tap for AuditTap {
                 Verdict::Refuse
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn blanks_the_token() {
+        assert_eq!(blank(b"a jt_1 b jt_1", b"jt_1"), b"a  b ".to_vec());
+        assert_eq!(blank(b"nothing", b"jt_1"), b"nothing".to_vec());
+    }
+
+    #[test]
+    fn only_bearer_is_enclaves_credential() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "token jt_abc".parse().unwrap());
+        assert!(credential(&h).is_none());
+        h.insert(
+            header::COOKIE,
+            format!("{}=s3cret", crate::auth::SESSION_COOKIE)
+                .parse()
+                .unwrap(),
+        );
+        assert!(matches!(credential(&h), Some(Credential::Session(_))));
+        h.insert(header::AUTHORIZATION, "Bearer enc_pat_x".parse().unwrap());
+        assert!(matches!(credential(&h), Some(Credential::Token(_))));
     }
 }

@@ -242,6 +242,11 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
         "{}",
         &page[..page.len().min(300)]
     );
+    // Jupyter's token (`jt_…`) never reaches the browser, not even in the page's config.
+    assert!(
+        !page.contains("jt_"),
+        "the Jupyter token leaked into the page"
+    );
 
     // She runs code over the kernel websocket: it sees its secret and writes to the volume.
     // (The cell prints the value reversed: outputs are not recorded, the source is.)
