@@ -13,12 +13,13 @@
 //!   [`App::recover_jobs`] does the same for what the store still shows as running.
 
 use crate::chokepoint::{label, Caller};
+use crate::project_secrets::check_project;
 use crate::{detail, App, RequestMeta};
 use enclave_core::audit::{AuditRecord, Outcome as AuditOutcome};
 use enclave_core::authz::Action;
 use enclave_core::jobs::{Job, JobCaps, JobRequest, JobState, MAX_LOG_CHUNK};
 use enclave_core::secrets::{parse_mapping, ResolvedSecret};
-use enclave_core::{names, Error, Result};
+use enclave_core::{Error, Result};
 use enclave_policy::{Resource, WorkloadKind};
 use enclave_sandbox::{
     Canceller, Limits, NetworkMode, Outcome, Runtime, SandboxSpec, UidRange, Workload,
@@ -123,10 +124,6 @@ fn runner_missing() -> Error {
     Error::unavailable(
         "running jobs (this server has no sandbox runtime: it must run as root with runc installed; see the server log)",
     )
-}
-
-fn check_project(project: &str) -> Result<()> {
-    names::slug("project", project).map_err(|_| Error::not_found("project", project))
 }
 
 fn job_not_found(project: &str, id: &str) -> Error {

@@ -18,6 +18,7 @@
 //!   shows as active are recorded as stopped ([`App::recover_notebooks`]).
 
 use crate::chokepoint::{label, Caller};
+use crate::project_secrets::check_project;
 use crate::{detail, App, RequestMeta};
 use enclave_core::audit::{AuditRecord, Outcome as AuditOutcome};
 use enclave_core::authz::Action;
@@ -26,7 +27,7 @@ use enclave_core::notebooks::{
     MAX_NOTEBOOKS_PER_PROJECT,
 };
 use enclave_core::secrets::parse_mapping;
-use enclave_core::{names, Error, ErrorCode, Result, Timestamp};
+use enclave_core::{Error, ErrorCode, Result, Timestamp};
 use enclave_policy::{Resource, WorkloadKind};
 use enclave_sandbox::{Canceller, Limits, NetworkMode, Runtime, SandboxSpec, UidRange, ENV_DIR};
 use std::collections::{HashMap, HashSet};
@@ -166,10 +167,6 @@ fn notebooks_missing() -> Error {
 
 fn not_found(project: &str, name: &str) -> Error {
     Error::not_found("notebook", &format!("{project}/{name}"))
-}
-
-fn check_project(project: &str) -> Result<()> {
-    names::slug("project", project).map_err(|_| Error::not_found("project", project))
 }
 
 fn conflict(msg: String) -> Error {

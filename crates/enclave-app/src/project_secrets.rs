@@ -49,7 +49,8 @@ fn secret_resource(project: &str, name: &str) -> Resource {
     }
 }
 
-fn check_project(project: &str) -> Result<()> {
+/// A project name from a request: a slug, or "not found" (never echoing junk).
+pub(crate) fn check_project(project: &str) -> Result<()> {
     names::slug("project", project).map_err(|_| Error::not_found("project", project))
 }
 

@@ -59,6 +59,17 @@ pub fn clear_session_cookie() -> HeaderValue {
     )
 }
 
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive, RFC 9110), if
+/// the request has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+}
+
 /// Request metadata as an extractor.
 pub struct Meta(pub RequestMeta);
 
@@ -101,15 +112,8 @@ impl FromRequestParts<AppState> for Authed {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let meta = request_meta(parts);
-        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            // The scheme name is case-insensitive (RFC 9110).
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim())
-                .ok_or_else(|| ApiError(Error::unauthenticated()))?;
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            let token = bearer(&parts.headers).ok_or_else(|| ApiError(Error::unauthenticated()))?;
             return match state.app.authenticate_token(token, &meta).await? {
                 Some(c) => Ok(Authed(c)),
                 None => Err(ApiError(Error::unauthenticated())),

@@ -18,7 +18,7 @@
 //! * An open websocket is checked again every [`RECHECK`]: when its session ends, its token
 //!   is revoked or the user may no longer open the server, it is closed.
 
-use crate::auth::{cross_site, request_meta, session_cookie};
+use crate::auth::{bearer, cross_site, request_meta, session_cookie};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Path, Request, State};
@@ -63,14 +63,8 @@ enum Credential {
 /// schemes (JupyterLab's own `token …` header) are not Enclave's and are ignored here; the
 /// gateway strips them before forwarding.
 fn credential(headers: &HeaderMap) -> Option<Credential> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
-    if let Some(t) = bearer {
-        return Some(Credential::Token(Zeroizing::new(t)));
+    if let Some(t) = bearer(headers) {
+        return Some(Credential::Token(Zeroizing::new(t.to_string())));
     }
     session_cookie(headers).map(|s| Credential::Session(Zeroizing::new(s.to_string())))
 }

@@ -17,9 +17,10 @@ fn list(r: &SqliteRow, c: &'static str) -> StoreResult<Vec<String>> {
     serde_json::from_str(&s(r, c)?).map_err(|_| corrupt("job list column"))
 }
 
-fn u64_of(r: &SqliteRow, c: &'static str) -> StoreResult<u64> {
+/// A non-negative integer column (limits, sizes).
+pub(crate) fn u64_of(r: &SqliteRow, c: &'static str) -> StoreResult<u64> {
     let v: i64 = r.try_get(c).map_err(map_err)?;
-    u64::try_from(v).map_err(|_| corrupt("job limit"))
+    u64::try_from(v).map_err(|_| corrupt("limit column"))
 }
 
 fn job(r: &SqliteRow) -> StoreResult<Job> {

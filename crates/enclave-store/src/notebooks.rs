@@ -1,6 +1,7 @@
 //! Storage of notebook servers, of the environment templates they run, and of each project's
 //! code-audit setting.
 
+use crate::jobs::u64_of;
 use crate::policy::{corrupt, s, ts};
 use crate::writes::WriteTx;
 use crate::{map_err, Store, StoreResult};
@@ -14,11 +15,6 @@ const NOTEBOOK_SELECT: &str = "SELECT p.name AS project, n.name, n.state, n.reas
     n.environment, n.preset, n.cpu_millis, n.memory_bytes, n.secrets, n.workload_id, n.owner,
     n.created_at, n.started_at, n.stopped_at, p.audit_code
     FROM notebooks n JOIN projects p ON p.id = n.project_id";
-
-fn u64_of(r: &SqliteRow, c: &'static str) -> StoreResult<u64> {
-    let v: i64 = r.try_get(c).map_err(map_err)?;
-    u64::try_from(v).map_err(|_| corrupt("notebook limit"))
-}
 
 fn notebook(r: &SqliteRow) -> StoreResult<Notebook> {
     Ok(Notebook {
