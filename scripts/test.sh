@@ -95,7 +95,9 @@ log "cargo test"
 cargo test --workspace --quiet
 
 log "browser tests (headless chromium)"
-cargo build --quiet -p enclave
+# `cargo test` has built target/debug/enclave for the end-to-end tests; a separate
+# `cargo build -p enclave` would resolve features differently and link a second copy.
+test -x target/debug/enclave
 node tests/browser/console.mjs target/debug/enclave
 node tests/browser/notebook.mjs target/debug/enclave
 
