@@ -142,6 +142,10 @@ pub enum Action {
     TemplateList,
     /// Create, change and delete environment templates.
     TemplateManage,
+    /// List and read identity sources (OIDC providers, LDAP directories).
+    IdpRead,
+    /// Configure, test, sync and delete identity sources; rotate their SCIM tokens.
+    IdpManage,
 }
 
 impl Action {
@@ -214,6 +218,8 @@ impl Action {
             Action::DatasetWrite => "dataset.write",
             Action::TemplateList => "template.list",
             Action::TemplateManage => "template.manage",
+            Action::IdpRead => "idp.read",
+            Action::IdpManage => "idp.manage",
         }
     }
 
@@ -251,11 +257,12 @@ impl Action {
                 | Action::EndpointList
                 | Action::DatasetRead
                 | Action::TemplateList
+                | Action::IdpRead
         )
     }
 
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 66] = [
+    pub const ALL: [Action; 68] = [
         Action::UserList,
         Action::UserRead,
         Action::UserCreate,
@@ -322,6 +329,8 @@ impl Action {
         Action::DatasetWrite,
         Action::TemplateList,
         Action::TemplateManage,
+        Action::IdpRead,
+        Action::IdpManage,
     ];
 }
 

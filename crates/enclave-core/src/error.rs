@@ -30,6 +30,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// Login throttled or account locked.
     TooManyAttempts,
+    /// The identity source authenticated the person, but its admission rule does not admit
+    /// them to this platform.
+    NotAdmitted,
     /// A dependency (store, audit trail, hash pool) is unavailable; nothing changed.
     Unavailable,
     /// Unexpected failure.
@@ -52,6 +55,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::NotAdmitted => "not_admitted",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod authz;
 pub mod environments;
 pub mod error;
+pub mod identity;
 pub mod jobs;
 pub mod model;
 pub mod names;

@@ -206,6 +206,7 @@ fn matrix_resource(action: Action, variant: usize, me: &Principal) -> Resource {
         (_, A::UserList | A::UserCreate | A::GroupList | A::GroupCreate) => Resource::Platform,
         (_, A::ProjectList | A::ProjectCreate | A::TemplateList) => Resource::Platform,
         (_, A::KeyRotateMaster | A::BackupCreate) => Resource::Platform,
+        (_, A::IdpRead | A::IdpManage) => Resource::Platform,
         ("user" | "self", _) => Resource::User(match (mine, me_user) {
             (true, Some(id)) => id.to_string(),
             _ => "u-other".to_string(),
