@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod governance;
+pub(crate) mod idp;
 mod jobs;
 mod notebooks;
 mod secrets;
@@ -96,6 +97,7 @@ impl Runner<'_, '_> {
             ClientCommand::Jobs(c) => self.jobs(c).await,
             ClientCommand::Notebooks(c) => self.notebooks(c).await,
             ClientCommand::Envs(c) => self.envs(c).await,
+            ClientCommand::Idp(c) => self.idp(c).await,
             ClientCommand::Backup { out, force } => self.backup(&out, force).await,
             ClientCommand::Unseal { server, ca, .. } => self.unseal(&server, ca.as_deref()).await,
         }

@@ -63,6 +63,10 @@
 //! enclave envs show|delete NAME
 //! enclave envs put NAME (--python 3.N --package NAME==VERSION... --preset NAME:CPUS:MEMORY... | --file F) [--wait]
 //! enclave envs build NAME [--no-wait]
+//! enclave idp list
+//! enclave idp show|delete|claims|scim-token|sync NAME
+//! enclave idp put NAME --file FILE.json|FILE.toml|- [--client-secret-env VAR] [--bind-password-env VAR]
+//! enclave idp test NAME [--username U]     (LDAP: password from stdin, or typed without echo)
 //! enclave unseal --server URL [--ca FILE] --passphrase-stdin
 //! enclave backup --out FILE [--force]
 //! ```
@@ -112,7 +116,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | local problem: config or credential file unreadable, not logged in, file not found, IO; also a job that did not succeed, a notebook server that failed to start (or is not running for `notebooks open`), a failed environment build, and a wait that ran out of time |
+//! | 1 | local problem: config or credential file unreadable, not logged in, file not found, IO; also a job that did not succeed, a notebook server that failed to start (or is not running for `notebooks open`), a failed environment build, an identity source that failed `idp test`, and a wait that ran out of time |
 //! | 2 | usage error: bad arguments or input (clap uses 2 as well) |
 //! | 3 | refused by the server: any 4xx (unauthenticated, forbidden, not found, conflict, invalid input…) |
 //! | 4 | server error (5xx), server unreachable, TLS failure or an answer that is not the API's |
@@ -124,6 +128,8 @@ mod client;
 mod commands;
 mod config;
 mod output;
+
+pub use commands::idp::IdpCommand;
 
 /// Client subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -188,6 +194,11 @@ pub enum ClientCommand {
     /// delete.
     #[command(subcommand, alias = "environments")]
     Envs(EnvsCommand),
+    /// Identity sources users sign in through (OIDC providers, LDAP directories; platform
+    /// admins): list, show, put (from a JSON or TOML file), delete, test a sign-in, the last
+    /// OIDC claims, the SCIM token, and a directory sync.
+    #[command(subcommand)]
+    Idp(IdpCommand),
     /// Download an encrypted backup archive of the whole installation (platform admins),
     /// made while the server keeps serving. Restore it with `enclave restore FILE --data-dir
     /// NEW --master-key KEYFILE`: keep the master key apart from the archives.
@@ -1270,6 +1281,8 @@ pub(crate) struct Ctx<'a> {
     pub output: OutputFormat,
     /// Whether `err` is a terminal, so waits may draw a spinner there.
     pub err_is_terminal: bool,
+    /// Whether `stdin` is a terminal, so a password may be typed without echo.
+    pub stdin_is_terminal: bool,
 }
 
 /// Runs one client command; returns the process exit code.
@@ -1292,6 +1305,7 @@ pub async fn run(cmd: ClientCommand, output: OutputFormat) -> i32 {
         err: &mut err,
         output,
         err_is_terminal: stderr_is_terminal(),
+        stdin_is_terminal: std::io::IsTerminal::is_terminal(&std::io::stdin()),
     };
     commands::execute(&mut ctx, cmd).await
 }

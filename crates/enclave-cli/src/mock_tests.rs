@@ -16,6 +16,7 @@ use crate::config::{Credentials, CA_FILE, CREDENTIALS_FILE};
 use crate::{commands, ClientCommand, Ctx, OutputFormat};
 
 mod governance;
+mod idp;
 mod notebooks;
 
 const SECRET: &str = "enc_pat_SECRETSECRET";
@@ -148,6 +149,7 @@ async fn cli(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
         err: &mut err,
         output: parsed.output,
         err_is_terminal: false,
+        stdin_is_terminal: false,
     };
     let code = commands::execute(&mut ctx, parsed.cmd).await;
     (
