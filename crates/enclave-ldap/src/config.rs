@@ -198,7 +198,10 @@ pub(crate) fn check(cfg: LdapConfig) -> Result<Checked, Error> {
             "bind_password is empty: an empty simple bind is an unauthenticated bind".into(),
         ));
     }
-    for (name, base) in [("user_base", &cfg.user_base), ("group_base", &cfg.group_base)] {
+    for (name, base) in [
+        ("user_base", &cfg.user_base),
+        ("group_base", &cfg.group_base),
+    ] {
         if base.trim().is_empty() {
             return Err(Error::InvalidConfig(format!("{name} is empty")));
         }
@@ -226,7 +229,9 @@ pub(crate) fn check(cfg: LdapConfig) -> Result<Checked, Error> {
     for (name, a) in attrs {
         if a.is_empty()
             || a.len() > 128
-            || !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b';')
+            || !a
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b';')
         {
             return Err(Error::InvalidConfig(format!(
                 "{name} {a:?} is not an attribute name (letters, digits, '-', '.', ';')"
@@ -234,27 +239,41 @@ pub(crate) fn check(cfg: LdapConfig) -> Result<Checked, Error> {
         }
     }
     if cfg.pool_size > MAX_POOL_SIZE {
-        return Err(Error::InvalidConfig(format!("pool_size is above {MAX_POOL_SIZE}")));
+        return Err(Error::InvalidConfig(format!(
+            "pool_size is above {MAX_POOL_SIZE}"
+        )));
     }
     if cfg.timeout.is_zero() || cfg.timeout > Duration::from_secs(300) {
-        return Err(Error::InvalidConfig("timeout must be between 1 ms and 300 s".into()));
+        return Err(Error::InvalidConfig(
+            "timeout must be between 1 ms and 300 s".into(),
+        ));
     }
     if cfg.max_group_depth == 0 || cfg.max_group_depth > 64 {
-        return Err(Error::InvalidConfig("max_group_depth must be between 1 and 64".into()));
+        return Err(Error::InvalidConfig(
+            "max_group_depth must be between 1 and 64".into(),
+        ));
     }
     if cfg.max_groups == 0 || cfg.max_groups > 100_000 {
-        return Err(Error::InvalidConfig("max_groups must be between 1 and 100000".into()));
+        return Err(Error::InvalidConfig(
+            "max_groups must be between 1 and 100000".into(),
+        ));
     }
     let tls = match transport {
         Transport::Plain => None,
         Transport::Ldaps | Transport::StartTls => Some(tls_config(cfg.ca_pem.as_deref())?),
     };
-    Ok(Checked { cfg, transport, tls })
+    Ok(Checked {
+        cfg,
+        transport,
+        tls,
+    })
 }
 
 fn check_filter(name: &str, filter: &str) -> Result<(), Error> {
     if filter.len() > 4096 {
-        return Err(Error::InvalidConfig(format!("{name} is longer than 4096 bytes")));
+        return Err(Error::InvalidConfig(format!(
+            "{name} is longer than 4096 bytes"
+        )));
     }
     if !(filter.starts_with('(') && filter.ends_with(')')) || ldap3::parse_filter(filter).is_err() {
         return Err(Error::InvalidConfig(format!(
@@ -277,10 +296,7 @@ pub(crate) fn check_url(url: &str, starttls: bool, allow_plain: bool) -> Result<
         )));
     };
     let hostport = rest.strip_suffix('/').unwrap_or(rest);
-    if hostport.is_empty()
-        || hostport.len() > 300
-        || hostport.contains(['/', '?', '@', '#', ' '])
-    {
+    if hostport.is_empty() || hostport.len() > 300 || hostport.contains(['/', '?', '@', '#', ' ']) {
         return Err(Error::InvalidConfig(format!(
             "url {url:?} must be scheme://host[:port] with nothing after the port"
         )));

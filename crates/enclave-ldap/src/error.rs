@@ -124,8 +124,14 @@ pub(crate) fn from_ldap(url: &str, op: &'static str, e: ldap3::LdapError) -> Err
     use ldap3::LdapError as L;
     match e {
         L::Io { source } => io_error(url, source),
-        L::Rustls { source } => Error::Tls { url: url.to_owned(), reason: source.to_string() },
-        L::DNSName { source } => Error::Tls { url: url.to_owned(), reason: source.to_string() },
+        L::Rustls { source } => Error::Tls {
+            url: url.to_owned(),
+            reason: source.to_string(),
+        },
+        L::DNSName { source } => Error::Tls {
+            url: url.to_owned(),
+            reason: source.to_string(),
+        },
         L::LdapResult { result } => from_result(url, op, result.rc, &result.text),
         L::Timeout { .. } => Error::Unavailable {
             url: url.to_owned(),
@@ -142,16 +148,29 @@ pub(crate) fn from_ldap(url: &str, op: &'static str, e: ldap3::LdapError) -> Err
         L::UrlParsing { source } => Error::InvalidConfig(format!("url: {source}")),
         L::UnknownScheme(s) => Error::InvalidConfig(format!("url: unknown scheme {s}")),
         L::FilterParsing => Error::InvalidConfig(format!("a search filter does not parse ({op})")),
-        other => Error::Directory { op, code: 80, message: other.to_string() },
+        other => Error::Directory {
+            op,
+            code: 80,
+            message: other.to_string(),
+        },
     }
 }
 
 fn io_error(url: &str, source: std::io::Error) -> Error {
     // tokio-rustls reports handshake failures as io::Error wrapping rustls::Error.
-    if let Some(tls) = source.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-        return Error::Tls { url: url.to_owned(), reason: tls.to_string() };
+    if let Some(tls) = source
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        return Error::Tls {
+            url: url.to_owned(),
+            reason: tls.to_string(),
+        };
     }
-    Error::Unavailable { url: url.to_owned(), reason: source.to_string() }
+    Error::Unavailable {
+        url: url.to_owned(),
+        reason: source.to_string(),
+    }
 }
 
 /// Map a non-success LDAP result code.

@@ -105,12 +105,18 @@ mod tests {
         assert_eq!(escape_filter_value("alice"), "alice");
         assert_eq!(escape_filter_value("*"), "\\2a");
         assert_eq!(escape_filter_value("alice)(uid=*"), "alice\\29\\28uid=\\2a");
-        assert_eq!(escape_filter_value("*)(|(uid=*"), "\\2a\\29\\28|\\28uid=\\2a");
+        assert_eq!(
+            escape_filter_value("*)(|(uid=*"),
+            "\\2a\\29\\28|\\28uid=\\2a"
+        );
         assert_eq!(escape_filter_value("a\\b"), "a\\5cb");
         assert_eq!(escape_filter_value("a\0b"), "a\\00b");
         assert_eq!(escape_filter_value("a\nb\x7f"), "a\\0ab\\7f");
         assert_eq!(escape_filter_value("é"), "\\c3\\a9");
-        assert_eq!(escape_filter_value("Müller (ops)"), "M\\c3\\bcller \\28ops\\29");
+        assert_eq!(
+            escape_filter_value("Müller (ops)"),
+            "M\\c3\\bcller \\28ops\\29"
+        );
     }
 
     #[test]
@@ -127,7 +133,10 @@ mod tests {
     #[test]
     fn ad_in_chain_filter_is_the_matching_rule_with_the_escaped_dn() {
         // slapd does not implement 1.2.840.113556.1.4.1941, so only the filter is tested.
-        let f = ad_in_chain_filter("(objectClass=group)", "CN=Smith\\, Ann (ops),OU=People,DC=corp,DC=test");
+        let f = ad_in_chain_filter(
+            "(objectClass=group)",
+            "CN=Smith\\, Ann (ops),OU=People,DC=corp,DC=test",
+        );
         assert_eq!(
             f,
             "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:=CN=Smith\\5c, Ann \\28ops\\29,OU=People,DC=corp,DC=test))"

@@ -102,7 +102,12 @@ impl Directory {
         }
         let size = c.cfg.pool_size;
         Ok(Directory {
-            inner: Arc::new(Inner { c, settings, service: Pool::new(size), binds: Pool::new(size) }),
+            inner: Arc::new(Inner {
+                c,
+                settings,
+                service: Pool::new(size),
+                binds: Pool::new(size),
+            }),
         })
     }
 
@@ -117,7 +122,11 @@ impl Directory {
     /// Check `username` and `password` against the directory and return the user with
     /// groups. Unknown user and wrong password both give [`Error::InvalidCredentials`];
     /// a disabled account gives [`Error::AccountDisabled`] (no bind is attempted).
-    pub async fn authenticate(&self, username: &str, password: &str) -> Result<DirectoryUser, Error> {
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<DirectoryUser, Error> {
         check_username(username)?;
         check_password(password)?;
         let inner = &*self.inner;
@@ -132,7 +141,9 @@ impl Directory {
                         let found = inner.find_user(&mut ldap, username).await?;
                         let found = refuse_missing_or_disabled(found)?;
                         let groups = inner.groups(&mut ldap, &found.entry).await?;
-                        inner.user_bind(&mut ldap, &found.entry.dn, password).await?;
+                        inner
+                            .user_bind(&mut ldap, &found.entry.dn, password)
+                            .await?;
                         let _ = ldap.unbind().await;
                         Ok(inner.user(found, groups))
                     },
@@ -141,22 +152,27 @@ impl Directory {
         }
         let found = inner
             .service
-            .run(|| inner.connect(true), |mut ldap| async move {
-                inner.find_user(&mut ldap, username).await
-            })
+            .run(
+                || inner.connect(true),
+                |mut ldap| async move { inner.find_user(&mut ldap, username).await },
+            )
             .await?;
         let found = refuse_missing_or_disabled(found)?;
         let dn = found.entry.dn.as_str();
         inner
             .binds
-            .run(|| inner.connect(false), |mut ldap| async move {
-                inner.user_bind(&mut ldap, dn, password).await
-            })
+            .run(
+                || inner.connect(false),
+                |mut ldap| async move { inner.user_bind(&mut ldap, dn, password).await },
+            )
             .await?;
         let entry = &found.entry;
         let groups = inner
             .service
-            .run(|| inner.connect(true), |mut ldap| async move { inner.groups(&mut ldap, entry).await })
+            .run(
+                || inner.connect(true),
+                |mut ldap| async move { inner.groups(&mut ldap, entry).await },
+            )
             .await?;
         Ok(inner.user(found, groups))
     }
@@ -168,13 +184,16 @@ impl Directory {
         let inner = &*self.inner;
         inner
             .service
-            .run(|| inner.connect(true), |mut ldap| async move {
-                let Some(found) = inner.find_user(&mut ldap, username).await? else {
-                    return Ok(None);
-                };
-                let groups = inner.groups(&mut ldap, &found.entry).await?;
-                Ok(Some(inner.user(found, groups)))
-            })
+            .run(
+                || inner.connect(true),
+                |mut ldap| async move {
+                    let Some(found) = inner.find_user(&mut ldap, username).await? else {
+                        return Ok(None);
+                    };
+                    let groups = inner.groups(&mut ldap, &found.entry).await?;
+                    Ok(Some(inner.user(found, groups)))
+                },
+            )
             .await
     }
 
@@ -184,9 +203,20 @@ impl Directory {
         let inner = &*self.inner;
         let mut ldap = inner.connect(true).await?;
         let cfg = &inner.c.cfg;
-        for (name, base) in [("user_base", &cfg.user_base), ("group_base", &cfg.group_base)] {
+        for (name, base) in [
+            ("user_base", &cfg.user_base),
+            ("group_base", &cfg.group_base),
+        ] {
             let (entries, _) = inner
-                .search(&mut ldap, "base check", base, Scope::Base, "(objectClass=*)", &["1.1"], 1)
+                .search(
+                    &mut ldap,
+                    "base check",
+                    base,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    &["1.1"],
+                    1,
+                )
                 .await?;
             if entries.is_empty() {
                 return Err(Error::Directory {
@@ -243,7 +273,11 @@ fn first_value(entry: &SearchEntry, attr: &str) -> Option<String> {
 }
 
 fn all_values<'e>(entry: &'e SearchEntry, attr: &str) -> Option<&'e Vec<String>> {
-    entry.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(attr)).map(|(_, v)| v)
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .map(|(_, v)| v)
 }
 
 async fn timed<T>(
@@ -318,9 +352,13 @@ impl Inner {
     ) -> Result<(Vec<SearchEntry>, bool), Error> {
         let limit = i32::try_from(size_limit).unwrap_or(i32::MAX);
         ldap.with_search_options(SearchOptions::new().sizelimit(limit));
-        let ldap3::SearchResult(entries, res) =
-            timed(self.url(), op, self.c.cfg.timeout, ldap.search(base, scope, filter, attrs.to_vec()))
-                .await?;
+        let ldap3::SearchResult(entries, res) = timed(
+            self.url(),
+            op,
+            self.c.cfg.timeout,
+            ldap.search(base, scope, filter, attrs.to_vec()),
+        )
+        .await?;
         let exceeded = match res.rc {
             0 => false,
             4 => true, // sizeLimitExceeded: the entries so far are returned
@@ -339,14 +377,29 @@ impl Inner {
     async fn find_user(&self, ldap: &mut Ldap, username: &str) -> Result<Option<Found>, Error> {
         let cfg = &self.c.cfg;
         let filter = user_search_filter(&cfg.user_filter, username);
-        let mut attrs = vec![cfg.username_attr.as_str(), cfg.email_attr.as_str(), cfg.name_attr.as_str()];
+        let mut attrs = vec![
+            cfg.username_attr.as_str(),
+            cfg.email_attr.as_str(),
+            cfg.name_attr.as_str(),
+        ];
         if let Some(m) = &cfg.member_of_attr {
             attrs.push(m.as_str());
         }
-        let (mut entries, exceeded) =
-            self.search(ldap, "user search", &cfg.user_base, Scope::Subtree, &filter, &attrs, 2).await?;
+        let (mut entries, exceeded) = self
+            .search(
+                ldap,
+                "user search",
+                &cfg.user_base,
+                Scope::Subtree,
+                &filter,
+                &attrs,
+                2,
+            )
+            .await?;
         if exceeded || entries.len() > 1 {
-            return Err(Error::Ambiguous { user_base: cfg.user_base.clone() });
+            return Err(Error::Ambiguous {
+                user_base: cfg.user_base.clone(),
+            });
         }
         let Some(entry) = entries.pop() else {
             return Ok(None);
@@ -357,8 +410,17 @@ impl Inner {
         let disabled = match &cfg.disabled_filter {
             None => false,
             Some(d) => {
-                let (hit, _) =
-                    self.search(ldap, "disabled check", &entry.dn, Scope::Base, d, &["1.1"], 1).await?;
+                let (hit, _) = self
+                    .search(
+                        ldap,
+                        "disabled check",
+                        &entry.dn,
+                        Scope::Base,
+                        d,
+                        &["1.1"],
+                        1,
+                    )
+                    .await?;
                 !hit.is_empty()
             }
         };
@@ -369,12 +431,19 @@ impl Inner {
     async fn user_bind(&self, ldap: &mut Ldap, dn: &str, password: &str) -> Result<(), Error> {
         // Checked again here: an empty password must never reach a bind.
         check_password(password)?;
-        let res =
-            timed(self.url(), "user bind", self.c.cfg.timeout, ldap.simple_bind(dn, password)).await?;
+        let res = timed(
+            self.url(),
+            "user bind",
+            self.c.cfg.timeout,
+            ldap.simple_bind(dn, password),
+        )
+        .await?;
         match res.rc {
             0 => Ok(()),
             // Active Directory: "... data 533" is ACCOUNTDISABLE.
-            49 if res.text.contains("data 533") => Err(Error::AccountDisabled { dn: dn.to_owned() }),
+            49 if res.text.contains("data 533") => {
+                Err(Error::AccountDisabled { dn: dn.to_owned() })
+            }
             49 => Err(Error::InvalidCredentials),
             rc => Err(from_result(self.url(), "user bind", rc, &res.text)),
         }
@@ -395,12 +464,23 @@ impl Inner {
         let cfg = &self.c.cfg;
         let attrs = [cfg.group_name_attr.as_str()];
         let mut known: BTreeMap<String, (String, String)> = BTreeMap::new();
-        let limit_err = |what: String| Error::GroupLimit { dn: user.dn.clone(), limit: what };
+        let limit_err = |what: String| Error::GroupLimit {
+            dn: user.dn.clone(),
+            limit: what,
+        };
         match cfg.nested {
             NestedGroups::AdInChain => {
                 let filter = ad_in_chain_filter(&cfg.group_filter, &user.dn);
                 let (entries, exceeded) = self
-                    .search(ldap, "group search", &cfg.group_base, Scope::Subtree, &filter, &attrs, cfg.max_groups + 1)
+                    .search(
+                        ldap,
+                        "group search",
+                        &cfg.group_base,
+                        Scope::Subtree,
+                        &filter,
+                        &attrs,
+                        cfg.max_groups + 1,
+                    )
                     .await?;
                 if exceeded || entries.len() > cfg.max_groups {
                     return Err(limit_err(format!("more than {} groups", cfg.max_groups)));
@@ -414,7 +494,11 @@ impl Inner {
             NestedGroups::MemberOf => {}
         }
         // Direct groups.
-        let member_of = cfg.member_of_attr.as_deref().and_then(|a| all_values(user, a)).filter(|v| !v.is_empty());
+        let member_of = cfg
+            .member_of_attr
+            .as_deref()
+            .and_then(|a| all_values(user, a))
+            .filter(|v| !v.is_empty());
         let mut frontier: Vec<String> = Vec::new();
         match member_of {
             Some(dns) => {
@@ -426,18 +510,33 @@ impl Inner {
                         Some((t, v)) if t.eq_ignore_ascii_case(&cfg.group_name_attr) => v,
                         _ => {
                             let (e, _) = self
-                                .search(ldap, "group read", dn, Scope::Base, "(objectClass=*)", &attrs, 1)
+                                .search(
+                                    ldap,
+                                    "group read",
+                                    dn,
+                                    Scope::Base,
+                                    "(objectClass=*)",
+                                    &attrs,
+                                    1,
+                                )
                                 .await?;
-                            e.first().map(|e| self.group_name(e)).unwrap_or_else(|| dn.clone())
+                            e.first()
+                                .map(|e| self.group_name(e))
+                                .unwrap_or_else(|| dn.clone())
                         }
                     };
-                    if known.insert(dn.to_ascii_lowercase(), (dn.clone(), name)).is_none() {
+                    if known
+                        .insert(dn.to_ascii_lowercase(), (dn.clone(), name))
+                        .is_none()
+                    {
                         frontier.push(dn.clone());
                     }
                 }
             }
             None => {
-                frontier = self.member_search(ldap, &[user.dn.clone()], &mut known).await?;
+                frontier = self
+                    .member_search(ldap, std::slice::from_ref(&user.dn), &mut known)
+                    .await?;
             }
         }
         // Nesting: groups whose members include the previous level, until none is new.
@@ -453,7 +552,10 @@ impl Inner {
             if !next.is_empty() {
                 depth += 1;
                 if depth > cfg.max_group_depth {
-                    return Err(limit_err(format!("nesting deeper than {} levels", cfg.max_group_depth)));
+                    return Err(limit_err(format!(
+                        "nesting deeper than {} levels",
+                        cfg.max_group_depth
+                    )));
                 }
             }
             frontier = next;
@@ -494,10 +596,10 @@ impl Inner {
         let mut new = Vec::new();
         for e in entries {
             let key = e.dn.to_ascii_lowercase();
-            if !known.contains_key(&key) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(key) {
                 let name = self.group_name(&e);
                 new.push(e.dn.clone());
-                known.insert(key, (e.dn, name));
+                slot.insert((e.dn, name));
             }
         }
         Ok(new)
