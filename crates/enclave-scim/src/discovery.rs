@@ -82,8 +82,7 @@ fn with(mut a: Value, key: &str, v: Value) -> Value {
 }
 
 /// The User and Group schema documents, listing the attributes this crate stores. Group
-/// `members` lists `value`, `$ref` and `type` as RFC 7643 §8.7.1 does; responses also carry
-/// the read-only `members.display` that §4.2 describes (clients ignore what a schema omits).
+/// `members` lists `value`, `$ref` and `type`, as RFC 7643 §8.7.1 does.
 pub fn schemas(base: &str) -> Vec<Value> {
     let s = |n, d| attr(n, "string", false, false, false, "readWrite", "none", d);
     let user_attrs = vec![

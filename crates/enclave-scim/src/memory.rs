@@ -85,15 +85,7 @@ impl Store {
     }
 
     fn group_view(&self, g: &Group) -> Group {
-        let mut g = g.clone();
-        for m in &mut g.members {
-            m.display = if let Some(u) = self.users.iter().find(|u| u.id == m.value) {
-                Some(u.display_name.clone().unwrap_or_else(|| u.user_name.clone()))
-            } else {
-                self.groups.iter().find(|x| x.id == m.value).map(|x| x.display_name.clone())
-            };
-        }
-        g
+        g.clone()
     }
 
     fn check_user_name(&self, name: &str, except: &str) -> Result<(), BackendError> {

@@ -94,15 +94,14 @@ pub struct User {
     pub meta: Meta,
 }
 
-/// A member of a Group.
+/// A member of a Group (`value`, `type`; `$ref` is derived). RFC 7643 §8.7.1 lists no
+/// `display` for members, and scim2-tester refuses attributes its schema lacks, so none is sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Member {
     /// The member's id.
     pub value: String,
     /// `User` or `Group`; `None` means User.
     pub kind: Option<String>,
-    /// The member's display name (read-only, set by the backend).
-    pub display: Option<String>,
 }
 
 /// A SCIM Group.
@@ -306,7 +305,7 @@ impl Group {
             let kind = opt_string(mv, "type")?.or_else(|| {
                 opt_string(mv, "$ref").ok().flatten().and_then(|r| r.contains("/Groups/").then(|| "Group".to_string()))
             });
-            members.push(Member { value, kind, display: None });
+            members.push(Member { value, kind });
         }
         Ok(Group {
             id: String::new(),
@@ -335,7 +334,6 @@ impl Group {
                     let coll = if is_group { "Groups" } else { "Users" };
                     mm.insert("$ref".into(), format!("{base}/{coll}/{}", mb.value).into());
                     put_opt(&mut mm, "type", &mb.kind);
-                    put_opt(&mut mm, "display", &mb.display);
                     Value::Object(mm)
                 })
                 .collect();

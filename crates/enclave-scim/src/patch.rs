@@ -261,9 +261,9 @@ fn apply_one(
                 let Some(value) = value else { return Err(syntax("a value is required")) };
                 if matched.is_empty() {
                     // Entra ID adds `emails[type eq "work"].value` to users without a work e-mail:
-                    // create the element the filter describes when the filter is a single `eq`.
+                    // create the element the filter describes when the filter is a single `type eq`.
                     if let Filter::Compare { path: fp, op: CompareOp::Eq, value: Literal::String(s) } = filter {
-                        if fp.sub.is_none() && fp.urn.is_none() {
+                        if fp.sub.is_none() && fp.urn.is_none() && fp.attr.eq_ignore_ascii_case("type") {
                             let mut new = Map::new();
                             new.insert(fp.attr.clone(), Value::String(s.clone()));
                             let mut new = Value::Object(new);
