@@ -15,6 +15,7 @@
 // Key rotation: the provider starts with key set A (RSA + EC P-256). POST /__admin/rotate switches
 // to key set B (new keys, new key ids; A is no longer published). GET /__admin/stats answers
 // {"jwks_requests": n, "kids": [...]}, counting requests to the JWKS endpoint.
+// /__big/... answers a 2 MiB JSON document and /__redirect/... a redirect (HTTP hygiene tests).
 //
 // Instead of oidc-provider's devInteractions this script has its own minimal login interaction:
 // GET /interaction/:uid shows a login (or consent) form; POST /interaction/:uid/login checks the
@@ -171,6 +172,16 @@ const server = createServer(async (req, res) => {
     if (url.pathname === '/__admin/stats') {
       res.setHeader('Content-Type', 'application/json');
       return res.end(JSON.stringify({ jwks_requests: jwksRequests, kids: currentKids }));
+    }
+    // For the HTTP hygiene tests: an oversized discovery document and a redirecting one.
+    if (url.pathname.startsWith('/__big/')) {
+      res.setHeader('Content-Type', 'application/json');
+      return res.end(JSON.stringify({ issuer: 'x', padding: 'x'.repeat(2 * 1024 * 1024) }));
+    }
+    if (url.pathname.startsWith('/__redirect/')) {
+      res.statusCode = 302;
+      res.setHeader('Location', '/.well-known/openid-configuration');
+      return res.end();
     }
     const m = url.pathname.match(/^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|confirm))?$/);
     if (m) return await interaction(current, req, res, m[1], m[2]);

@@ -42,7 +42,9 @@ pub enum Error {
         addr: std::net::IpAddr,
     },
     /// The host name could not be resolved.
-    #[error("the identity provider's host {host} could not be resolved; check the issuer URL and DNS")]
+    #[error(
+        "the identity provider's host {host} could not be resolved; check the issuer URL and DNS"
+    )]
     Resolve {
         /// The host name.
         host: String,
@@ -64,7 +66,9 @@ pub enum Error {
         status: u16,
     },
     /// A response was larger than Enclave accepts.
-    #[error("the identity provider's {what} response is larger than {limit} bytes; Enclave refuses it")]
+    #[error(
+        "the identity provider's {what} response is larger than {limit} bytes; Enclave refuses it"
+    )]
     TooLarge {
         /// Which response.
         what: &'static str,
@@ -97,13 +101,17 @@ pub enum Error {
         code: String,
     },
     /// The token endpoint refused the code (expired, already used, wrong redirect URI or verifier).
-    #[error("the identity provider refused the authorization code ({code}); start the login again")]
+    #[error(
+        "the identity provider refused the authorization code ({code}); start the login again"
+    )]
     GrantRejected {
         /// The OAuth error code.
         code: String,
     },
     /// The `state` returned to the callback is not the one of this pending login.
-    #[error("the login response does not belong to this login (state mismatch); start the login again")]
+    #[error(
+        "the login response does not belong to this login (state mismatch); start the login again"
+    )]
     StateMismatch,
     /// The ID token is not a well-formed JWS.
     #[error("the identity provider's ID token is malformed: {0}")]
@@ -121,7 +129,9 @@ pub enum Error {
         alg: String,
     },
     /// No key in the provider's JWKS matches the token's key id (after one refetch).
-    #[error("the ID token is signed with a key the identity provider does not publish (kid {kid})")]
+    #[error(
+        "the ID token is signed with a key the identity provider does not publish (kid {kid})"
+    )]
     UnknownKey {
         /// The key id (sanitized), or "(none)".
         kid: String,
@@ -142,7 +152,9 @@ pub enum Error {
     #[error("the ID token has expired; check the clocks of Enclave and the identity provider")]
     Expired,
     /// `nbf` is in the future.
-    #[error("the ID token is not valid yet; check the clocks of Enclave and the identity provider")]
+    #[error(
+        "the ID token is not valid yet; check the clocks of Enclave and the identity provider"
+    )]
     NotYetValid,
     /// `iat` is in the future.
     #[error("the ID token claims to be issued in the future; check the clocks of Enclave and the identity provider")]
@@ -203,7 +215,13 @@ pub(crate) fn sanitize(value: &str) -> String {
     let mut out: String = value
         .chars()
         .take(80)
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if value.chars().count() > 80 {
         out.push_str("...");

@@ -22,6 +22,8 @@ mod provider;
 mod token;
 
 pub use error::{Error, ErrorKind};
+/// The signature algorithm type used in [`Expectations`].
+pub use jsonwebtoken::Algorithm;
 pub use provider::{
     ClaimNames, ClientSecret, DiscoveryInfo, Identity, PendingLogin, Provider, ProviderConfig,
     TokenAuth, JWKS_MAX_AGE_S, JWKS_REFETCH_INTERVAL_S,
@@ -30,5 +32,3 @@ pub use token::{
     parse_algorithm, validate_id_token, Expectations, IdTokenClaims, Jwks, DEFAULT_ALGORITHMS,
     DEFAULT_LEEWAY_S, MAX_ID_TOKEN_BYTES,
 };
-/// The signature algorithm type used in [`Expectations`].
-pub use jsonwebtoken::Algorithm;

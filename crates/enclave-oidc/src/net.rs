@@ -57,10 +57,11 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if s[0] & 0xe000 != 0x2000 {
         return false;
     }
-    let refused = (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments, Teredo
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || s[0] == 0x2002 // 6to4
-        || (s[0] & 0xfff0) == 0x3ff0; // documentation 3fff::/20
+    // 2001::/23 (IETF protocol assignments, Teredo), 2001:db8::/32 (documentation),
+    // 2002::/16 (6to4), 3fff::/20 (documentation).
+    let refused = (s[0] == 0x2001 && (s[1] < 0x0200 || s[1] == 0x0db8))
+        || s[0] == 0x2002
+        || (s[0] == 0x3fff && s[1] < 0x1000);
     !refused
 }
 
@@ -68,7 +69,9 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
@@ -207,7 +210,8 @@ impl Resolve for GuardedResolver {
                 Err(_) => Err(Box::new(Refused {
                     host: sanitize(&host),
                     addr: None,
-                }) as Box<dyn std::error::Error + Send + Sync>),
+                })
+                    as Box<dyn std::error::Error + Send + Sync>),
             }
         })
     }
@@ -333,6 +337,7 @@ mod tests {
             "2002:a9fe:a9fe::1",
             "2001::1",
             "fec0::1",
+            "3fff:0fff::1",
         ] {
             assert!(!is_public_ip(ip(s)), "{s} must be refused");
         }
@@ -350,6 +355,7 @@ mod tests {
             "2606:4700:4700::1111",
             "2a00:1450:4001::1",
             "::ffff:8.8.8.8",
+            "3fff:1000::1",
         ] {
             assert!(is_public_ip(ip(s)), "{s} must be allowed");
         }
@@ -378,7 +384,10 @@ mod tests {
             "https://100.64.1.1",
         ] {
             let err = check_url("issuer", bad, false).unwrap_err();
-            assert!(matches!(err, Error::AddressNotAllowed { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, Error::AddressNotAllowed { .. }),
+                "{bad}: {err}"
+            );
         }
         // http only on loopback and only when internal.
         assert!(check_url("issuer", "http://127.0.0.1:8080", true).is_ok());
@@ -396,7 +405,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::AddressNotAllowed { .. }), "{err}");
-        let ok = GuardedResolver::new(true).lookup("localhost").await.unwrap();
+        let ok = GuardedResolver::new(true)
+            .lookup("localhost")
+            .await
+            .unwrap();
         assert!(ok.iter().all(|a| a.ip().is_loopback()));
     }
 }

@@ -372,7 +372,11 @@ impl Provider {
             .collect::<Result<Vec<_>, _>>()?;
         let mut scopes: Vec<&str> = vec!["openid"];
         for s in &cfg.scopes {
-            if s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
+            if s.is_empty()
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+            {
                 return Err(Error::Config(format!(
                     "the scope {:?} is not a valid scope token",
                     sanitize(s)
@@ -485,9 +489,10 @@ impl Provider {
         let d = self.fetch_discovery().await?;
         let jwks = self.fetch_jwks(&d).await?;
         if !d.signing_algorithms.is_empty()
-            && !d.signing_algorithms.iter().any(|a| {
-                token::parse_algorithm(a).is_ok_and(|alg| self.algorithms.contains(&alg))
-            })
+            && !d
+                .signing_algorithms
+                .iter()
+                .any(|a| token::parse_algorithm(a).is_ok_and(|alg| self.algorithms.contains(&alg)))
         {
             return Err(Error::Config(format!(
                 "the provider signs ID tokens only with {}, none of which is allowed in the provider's settings",
@@ -569,13 +574,28 @@ impl Provider {
             .await?;
         let mut all = claims.all;
         if self.cfg.use_userinfo {
-            let info = self.userinfo(&d, access_token.as_ref().map(|t| t.as_str())).await?;
+            let info = self
+                .userinfo(&d, access_token.as_ref().map(|t| t.as_str()))
+                .await?;
             if info.get("sub").and_then(Value::as_str) != Some(claims.subject.as_str()) {
                 return Err(Error::UserinfoSubjectMismatch);
             }
             const PROTOCOL: &[&str] = &[
-                "iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time", "acr",
-                "amr", "at_hash", "c_hash", "sid", "jti",
+                "iss",
+                "sub",
+                "aud",
+                "exp",
+                "iat",
+                "nbf",
+                "nonce",
+                "azp",
+                "auth_time",
+                "acr",
+                "amr",
+                "at_hash",
+                "c_hash",
+                "sid",
+                "jti",
             ];
             for (k, v) in info {
                 if !PROTOCOL.contains(&k.as_str()) {
@@ -656,10 +676,9 @@ impl Provider {
         access_token: Option<&str>,
     ) -> Result<Map<String, Value>, Error> {
         const WHAT: &str = "userinfo";
-        let endpoint = d
-            .userinfo_endpoint
-            .clone()
-            .ok_or(Error::Unsupported("a userinfo endpoint (use_userinfo is on)"))?;
+        let endpoint = d.userinfo_endpoint.clone().ok_or(Error::Unsupported(
+            "a userinfo endpoint (use_userinfo is on)",
+        ))?;
         let token = access_token.ok_or_else(|| Error::BadResponse {
             what: "token",
             detail: "it has no Bearer access token for the userinfo request".into(),

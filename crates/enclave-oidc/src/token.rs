@@ -201,8 +201,8 @@ pub(crate) fn peek_header(token: &str) -> Result<PeekedHeader, Error> {
     let raw = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| Error::MalformedToken("its header is not base64url"))?;
-    let header: Value =
-        serde_json::from_slice(&raw).map_err(|_| Error::MalformedToken("its header is not JSON"))?;
+    let header: Value = serde_json::from_slice(&raw)
+        .map_err(|_| Error::MalformedToken("its header is not JSON"))?;
     let Some(header) = header.as_object() else {
         return Err(Error::MalformedToken("its header is not a JSON object"));
     };
@@ -370,3 +370,8 @@ pub fn validate_id_token(
         all: claims,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[path = "token_tests.rs"]
+mod tests;
