@@ -10,10 +10,13 @@ use enclave_scim::{router, MemoryBackend, ScimConfig};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = match std::env::args().nth(1) {
-        Some(p) => p.parse().map_err(|_| "the port must be a number (0 picks a free one)")?,
+        Some(p) => p
+            .parse()
+            .map_err(|_| "the port must be a number (0 picks a free one)")?,
         None => return Err("usage: SCIM_TOKEN=<token> memory_server <port>".into()),
     };
-    let token = std::env::var("SCIM_TOKEN").map_err(|_| "set SCIM_TOKEN to the bearer token clients must send")?;
+    let token = std::env::var("SCIM_TOKEN")
+        .map_err(|_| "set SCIM_TOKEN to the bearer token clients must send")?;
     if token.is_empty() {
         return Err("SCIM_TOKEN is empty".into());
     }

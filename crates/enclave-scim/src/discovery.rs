@@ -86,9 +86,27 @@ fn with(mut a: Value, key: &str, v: Value) -> Value {
 pub fn schemas(base: &str) -> Vec<Value> {
     let s = |n, d| attr(n, "string", false, false, false, "readWrite", "none", d);
     let user_attrs = vec![
-        attr("userName", "string", false, true, false, "readWrite", "server", "Unique identifier for the User, used to sign in."),
+        attr(
+            "userName",
+            "string",
+            false,
+            true,
+            false,
+            "readWrite",
+            "server",
+            "Unique identifier for the User, used to sign in.",
+        ),
         with(
-            attr("name", "complex", false, false, false, "readWrite", "none", "The components of the user's name."),
+            attr(
+                "name",
+                "complex",
+                false,
+                false,
+                false,
+                "readWrite",
+                "none",
+                "The components of the user's name.",
+            ),
             "subAttributes",
             json!([
                 s("formatted", "The full name."),
@@ -98,34 +116,158 @@ pub fn schemas(base: &str) -> Vec<Value> {
         ),
         s("displayName", "The name of the User, suitable for display."),
         with(
-            attr("emails", "complex", true, false, false, "readWrite", "none", "Email addresses for the user."),
+            attr(
+                "emails",
+                "complex",
+                true,
+                false,
+                false,
+                "readWrite",
+                "none",
+                "Email addresses for the user.",
+            ),
             "subAttributes",
             json!([
                 s("value", "Email address."),
-                with(s("type", "A label: work, home or other."), "canonicalValues", json!(["work", "home", "other"])),
-                attr("primary", "boolean", false, false, false, "readWrite", "none", "The preferred address."),
+                with(
+                    s("type", "A label: work, home or other."),
+                    "canonicalValues",
+                    json!(["work", "home", "other"])
+                ),
+                attr(
+                    "primary",
+                    "boolean",
+                    false,
+                    false,
+                    false,
+                    "readWrite",
+                    "none",
+                    "The preferred address."
+                ),
             ]),
         ),
-        attr("active", "boolean", false, false, false, "readWrite", "none", "Whether the account is enabled."),
+        attr(
+            "active",
+            "boolean",
+            false,
+            false,
+            false,
+            "readWrite",
+            "none",
+            "Whether the account is enabled.",
+        ),
         with(
-            attr("groups", "complex", true, false, false, "readOnly", "none", "The groups the user belongs to."),
+            attr(
+                "groups",
+                "complex",
+                true,
+                false,
+                false,
+                "readOnly",
+                "none",
+                "The groups the user belongs to.",
+            ),
             "subAttributes",
             json!([
-                attr("value", "string", false, false, false, "readOnly", "none", "The group's id."),
-                with(attr("$ref", "reference", false, false, false, "readOnly", "none", "The group's URI."), "referenceTypes", json!(["Group"])),
-                attr("display", "string", false, false, false, "readOnly", "none", "The group's display name."),
+                attr(
+                    "value",
+                    "string",
+                    false,
+                    false,
+                    false,
+                    "readOnly",
+                    "none",
+                    "The group's id."
+                ),
+                with(
+                    attr(
+                        "$ref",
+                        "reference",
+                        false,
+                        false,
+                        false,
+                        "readOnly",
+                        "none",
+                        "The group's URI."
+                    ),
+                    "referenceTypes",
+                    json!(["Group"])
+                ),
+                attr(
+                    "display",
+                    "string",
+                    false,
+                    false,
+                    false,
+                    "readOnly",
+                    "none",
+                    "The group's display name."
+                ),
             ]),
         ),
     ];
     let group_attrs = vec![
-        attr("displayName", "string", false, true, false, "readWrite", "none", "A human-readable name for the Group."),
+        attr(
+            "displayName",
+            "string",
+            false,
+            true,
+            false,
+            "readWrite",
+            "none",
+            "A human-readable name for the Group.",
+        ),
         with(
-            attr("members", "complex", true, false, false, "readWrite", "none", "The members of the Group."),
+            attr(
+                "members",
+                "complex",
+                true,
+                false,
+                false,
+                "readWrite",
+                "none",
+                "The members of the Group.",
+            ),
             "subAttributes",
             json!([
-                attr("value", "string", false, false, true, "immutable", "none", "The member's id."),
-                with(attr("$ref", "reference", false, false, false, "immutable", "none", "The member's URI."), "referenceTypes", json!(["User", "Group"])),
-                with(attr("type", "string", false, false, false, "immutable", "none", "User or Group."), "canonicalValues", json!(["User", "Group"])),
+                attr(
+                    "value",
+                    "string",
+                    false,
+                    false,
+                    true,
+                    "immutable",
+                    "none",
+                    "The member's id."
+                ),
+                with(
+                    attr(
+                        "$ref",
+                        "reference",
+                        false,
+                        false,
+                        false,
+                        "immutable",
+                        "none",
+                        "The member's URI."
+                    ),
+                    "referenceTypes",
+                    json!(["User", "Group"])
+                ),
+                with(
+                    attr(
+                        "type",
+                        "string",
+                        false,
+                        false,
+                        false,
+                        "immutable",
+                        "none",
+                        "User or Group."
+                    ),
+                    "canonicalValues",
+                    json!(["User", "Group"])
+                ),
             ]),
         ),
     ];

@@ -48,8 +48,16 @@ pub struct ScimError {
 
 impl ScimError {
     /// An error with a status, an optional `scimType` and a detail.
-    pub fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
-        Self { status, scim_type, detail: detail.into() }
+    pub fn new(
+        status: StatusCode,
+        scim_type: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            scim_type,
+            detail: detail.into(),
+        }
     }
     /// 400 with a `scimType`.
     pub fn bad_request(scim_type: &'static str, detail: impl Into<String>) -> Self {
@@ -94,7 +102,9 @@ impl From<BackendError> for ScimError {
         let detail = e.to_string();
         match e {
             BackendError::NotFound => ScimError::not_found(detail),
-            BackendError::Conflict(_) => ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), detail),
+            BackendError::Conflict(_) => {
+                ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), detail)
+            }
             BackendError::Unauthorized => ScimError::new(StatusCode::UNAUTHORIZED, None, detail),
             BackendError::Forbidden => ScimError::new(StatusCode::FORBIDDEN, None, detail),
             BackendError::Invalid(_) => ScimError::bad_request("invalidValue", detail),
@@ -119,9 +129,15 @@ impl IntoResponse for ScimError {
         let body = self.body().to_string();
         let mut resp = (self.status, body).into_response();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(SCIM_CONTENT_TYPE),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"SCIM\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"SCIM\""),
+            );
         }
         resp
     }
@@ -136,10 +152,18 @@ mod tests {
     fn maps_backend_errors() {
         let cases = [
             (BackendError::NotFound, 404, None),
-            (BackendError::Conflict("userName 'a' is taken".into()), 409, Some("uniqueness")),
+            (
+                BackendError::Conflict("userName 'a' is taken".into()),
+                409,
+                Some("uniqueness"),
+            ),
             (BackendError::Unauthorized, 401, None),
             (BackendError::Forbidden, 403, None),
-            (BackendError::Invalid("bad".into()), 400, Some("invalidValue")),
+            (
+                BackendError::Invalid("bad".into()),
+                400,
+                Some("invalidValue"),
+            ),
             (BackendError::VersionMismatch, 412, None),
             (BackendError::Unavailable, 503, None),
         ];

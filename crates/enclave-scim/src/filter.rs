@@ -173,7 +173,8 @@ fn tokenize(input: &str) -> Result<Vec<Tok>, FilterError> {
                 let start = i;
                 i += 1;
                 while i < chars.len()
-                    && (chars[i].is_ascii_digit() || matches!(chars[i], '.' | 'e' | 'E' | '+' | '-'))
+                    && (chars[i].is_ascii_digit()
+                        || matches!(chars[i], '.' | 'e' | 'E' | '+' | '-'))
                 {
                     i += 1;
                 }
@@ -204,7 +205,11 @@ pub(crate) fn parse_attr_path(word: &str) -> Result<AttrPath, FilterError> {
     let (urn, rest) = if word.len() > 4 && word[..4].eq_ignore_ascii_case("urn:") {
         match word.rfind(':') {
             Some(pos) if pos + 1 < word.len() => (Some(word[..pos].to_string()), &word[pos + 1..]),
-            _ => return err(format!("attribute path '{word}' has no attribute after its URN")),
+            _ => {
+                return err(format!(
+                    "attribute path '{word}' has no attribute after its URN"
+                ))
+            }
         }
     } else {
         (None, word)
@@ -223,7 +228,11 @@ pub(crate) fn parse_attr_path(word: &str) -> Result<AttrPath, FilterError> {
     if !valid(attr) || sub.is_some_and(|s| !valid(s)) {
         return err(format!("'{word}' is not a valid attribute path"));
     }
-    Ok(AttrPath { urn, attr: attr.to_string(), sub: sub.map(str::to_string) })
+    Ok(AttrPath {
+        urn,
+        attr: attr.to_string(),
+        sub: sub.map(str::to_string),
+    })
 }
 
 struct Parser {
@@ -247,7 +256,9 @@ impl Parser {
     fn enter(&mut self) -> Result<(), FilterError> {
         self.depth += 1;
         if self.depth > MAX_FILTER_DEPTH {
-            return err(format!("filter nests deeper than {MAX_FILTER_DEPTH} levels"));
+            return err(format!(
+                "filter nests deeper than {MAX_FILTER_DEPTH} levels"
+            ));
         }
         Ok(())
     }
@@ -309,7 +320,9 @@ impl Parser {
         let path = parse_attr_path(&word)?;
         if matches!(self.peek(), Some(Tok::LBracket)) {
             if path.sub.is_some() {
-                return err(format!("'{word}[...]': a value filter applies to an attribute, not a sub-attribute"));
+                return err(format!(
+                    "'{word}[...]': a value filter applies to an attribute, not a sub-attribute"
+                ));
             }
             self.pos += 1;
             self.enter()?;
@@ -318,7 +331,10 @@ impl Parser {
             if self.next() != Some(Tok::RBracket) {
                 return err("missing ']' in value filter");
             }
-            return Ok(Filter::ValuePath { path, filter: Box::new(inner) });
+            return Ok(Filter::ValuePath {
+                path,
+                filter: Box::new(inner),
+            });
         }
         let op = match self.next() {
             Some(Tok::Word(w)) => w.to_ascii_lowercase(),
@@ -335,7 +351,11 @@ impl Parser {
             "ge" => CompareOp::Ge,
             "lt" => CompareOp::Lt,
             "le" => CompareOp::Le,
-            other => return err(format!("unknown operator '{other}' (use eq, ne, co, sw, ew, gt, ge, lt, le or pr)")),
+            other => {
+                return err(format!(
+                    "unknown operator '{other}' (use eq, ne, co, sw, ew, gt, ge, lt, le or pr)"
+                ))
+            }
         };
         let value = match self.next() {
             Some(Tok::Str(s)) => Literal::String(s),
@@ -343,7 +363,11 @@ impl Parser {
             Some(Tok::Word(w)) if w == "true" => Literal::Bool(true),
             Some(Tok::Word(w)) if w == "false" => Literal::Bool(false),
             Some(Tok::Word(w)) if w == "null" => Literal::Null,
-            _ => return err(format!("expected a value (\"string\", number, true, false or null) after '{word}'")),
+            _ => {
+                return err(format!(
+                    "expected a value (\"string\", number, true, false or null) after '{word}'"
+                ))
+            }
         };
         Ok(Filter::Compare { path, op, value })
     }
@@ -359,7 +383,11 @@ impl Filter {
         if toks.is_empty() {
             return err("filter is empty");
         }
-        let mut p = Parser { toks, pos: 0, depth: 0 };
+        let mut p = Parser {
+            toks,
+            pos: 0,
+            depth: 0,
+        };
         let f = p.or()?;
         if p.pos < p.toks.len() {
             return err("unexpected text after the end of the filter");
@@ -396,13 +424,11 @@ impl Filter {
                 }
                 vals.iter().any(|v| compare(v, *op, value, exact))
             }
-            Filter::ValuePath { path, filter } => {
-                match get_ci(resource, &path.attr) {
-                    Some(Value::Array(items)) => items.iter().any(|item| filter.matches(item)),
-                    Some(v @ Value::Object(_)) => filter.matches(v),
-                    _ => false,
-                }
-            }
+            Filter::ValuePath { path, filter } => match get_ci(resource, &path.attr) {
+                Some(Value::Array(items)) => items.iter().any(|item| filter.matches(item)),
+                Some(v @ Value::Object(_)) => filter.matches(v),
+                _ => false,
+            },
         }
     }
 }
@@ -428,12 +454,17 @@ fn is_present(v: &Value) -> bool {
 
 /// Looks up a key case-insensitively.
 pub(crate) fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    obj.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
+    obj.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
 }
 
 /// The leaf values a path designates; multi-valued attributes give one per element.
 fn values_at<'a>(resource: &'a Value, path: &AttrPath) -> Vec<&'a Value> {
-    let Some(top) = get_ci(resource, &path.attr) else { return Vec::new() };
+    let Some(top) = get_ci(resource, &path.attr) else {
+        return Vec::new();
+    };
     let items: Vec<&Value> = match top {
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
@@ -454,7 +485,11 @@ fn values_at<'a>(resource: &'a Value, path: &AttrPath) -> Vec<&'a Value> {
 fn compare(actual: &Value, op: CompareOp, lit: &Literal, exact: bool) -> bool {
     match (actual, lit) {
         (Value::String(a), Literal::String(b)) => {
-            let (a, b) = if exact { (a.clone(), b.clone()) } else { (a.to_lowercase(), b.to_lowercase()) };
+            let (a, b) = if exact {
+                (a.clone(), b.clone())
+            } else {
+                (a.to_lowercase(), b.to_lowercase())
+            };
             match op {
                 CompareOp::Eq => a == b,
                 CompareOp::Ne => a != b,
@@ -522,12 +557,16 @@ mod tests {
         assert!(!m(r#"emails[type eq "other"]"#));
         assert!(m(r#"not (active eq false)"#));
         assert!(m(r#"active eq true or userName eq "x""#));
-        assert!(m(r#"(userName eq "x" or userName eq "y") or name.givenName pr"#));
+        assert!(m(
+            r#"(userName eq "x" or userName eq "y") or name.givenName pr"#
+        ));
         assert!(!m(r#"title pr"#));
         assert!(m(r#"title eq null"#));
         assert!(m(r#"meta.lastModified gt "2025-12-31T00:00:00Z""#));
         assert!(m("age ge 30 and age lt 31.5"));
-        assert!(m(r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "alice""#));
+        assert!(m(
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "alice""#
+        ));
         assert!(!m(r#"id eq "U1""#), "id is case-exact");
         assert!(m(r#"emails eq "alice@work.test""#));
         assert!(m(r#"userName eq "al\u0069ce@example.com""#));
@@ -545,7 +584,11 @@ mod tests {
         assert_eq!(
             f,
             Filter::Compare {
-                path: AttrPath { urn: None, attr: "userName".into(), sub: None },
+                path: AttrPath {
+                    urn: None,
+                    attr: "userName".into(),
+                    sub: None
+                },
                 op: CompareOp::Eq,
                 value: Literal::String("bob".into()),
             }
@@ -579,9 +622,17 @@ mod tests {
     fn limits_length_and_depth() {
         let long = format!(r#"userName eq "{}""#, "a".repeat(MAX_FILTER_LEN));
         assert!(Filter::parse(&long).is_err());
-        let deep = format!("{}userName pr{}", "(".repeat(MAX_FILTER_DEPTH + 1), ")".repeat(MAX_FILTER_DEPTH + 1));
+        let deep = format!(
+            "{}userName pr{}",
+            "(".repeat(MAX_FILTER_DEPTH + 1),
+            ")".repeat(MAX_FILTER_DEPTH + 1)
+        );
         assert!(Filter::parse(&deep).unwrap_err().0.contains("deeper"));
-        let ok = format!("{}userName pr{}", "(".repeat(MAX_FILTER_DEPTH), ")".repeat(MAX_FILTER_DEPTH));
+        let ok = format!(
+            "{}userName pr{}",
+            "(".repeat(MAX_FILTER_DEPTH),
+            ")".repeat(MAX_FILTER_DEPTH)
+        );
         assert!(Filter::parse(&ok).is_ok());
         let nots = format!("{}userName pr{}", "not (".repeat(40), ")".repeat(40));
         assert!(Filter::parse(&nots).is_err());

@@ -39,7 +39,10 @@ pub struct ScimCaller {
 impl ScimCaller {
     /// A caller from a token and a source name.
     pub fn new(token: impl Into<String>, source: impl Into<String>) -> Self {
-        Self { token: token.into(), source: source.into() }
+        Self {
+            token: token.into(),
+            source: source.into(),
+        }
     }
     /// The bearer token as sent; never log it.
     pub fn token(&self) -> &str {
@@ -53,7 +56,10 @@ impl ScimCaller {
 
 impl std::fmt::Debug for ScimCaller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScimCaller").field("token", &"<redacted>").field("source", &self.source).finish()
+        f.debug_struct("ScimCaller")
+            .field("token", &"<redacted>")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -84,25 +90,74 @@ pub struct ListPage<T> {
 /// (return [`BackendError::VersionMismatch`] when the stored version differs).
 pub trait ScimBackend: Send + Sync + 'static {
     /// Verifies the caller (used for the discovery endpoints).
-    fn authenticate<'a>(&'a self, caller: &'a ScimCaller) -> BoxFuture<'a, Result<(), BackendError>>;
+    fn authenticate<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
     /// Lists users matching the query.
-    fn list_users<'a>(&'a self, caller: &'a ScimCaller, query: &'a ListQuery) -> BoxFuture<'a, Result<ListPage<User>, BackendError>>;
+    fn list_users<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<ListPage<User>, BackendError>>;
     /// Reads one user.
-    fn get_user<'a>(&'a self, caller: &'a ScimCaller, id: &'a str) -> BoxFuture<'a, Result<User, BackendError>>;
+    fn get_user<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<User, BackendError>>;
     /// Creates a user (its `id` is empty); returns it as stored, with id and meta.
-    fn create_user<'a>(&'a self, caller: &'a ScimCaller, user: User) -> BoxFuture<'a, Result<User, BackendError>>;
+    fn create_user<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        user: User,
+    ) -> BoxFuture<'a, Result<User, BackendError>>;
     /// Replaces a user's writable attributes; returns it as stored.
-    fn replace_user<'a>(&'a self, caller: &'a ScimCaller, id: &'a str, user: User, expected_version: Option<u64>) -> BoxFuture<'a, Result<User, BackendError>>;
+    fn replace_user<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+        user: User,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<User, BackendError>>;
     /// Deletes (deprovisions) a user.
-    fn delete_user<'a>(&'a self, caller: &'a ScimCaller, id: &'a str, expected_version: Option<u64>) -> BoxFuture<'a, Result<(), BackendError>>;
+    fn delete_user<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
     /// Lists groups matching the query.
-    fn list_groups<'a>(&'a self, caller: &'a ScimCaller, query: &'a ListQuery) -> BoxFuture<'a, Result<ListPage<Group>, BackendError>>;
+    fn list_groups<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<ListPage<Group>, BackendError>>;
     /// Reads one group.
-    fn get_group<'a>(&'a self, caller: &'a ScimCaller, id: &'a str) -> BoxFuture<'a, Result<Group, BackendError>>;
+    fn get_group<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Group, BackendError>>;
     /// Creates a group (its `id` is empty); returns it as stored.
-    fn create_group<'a>(&'a self, caller: &'a ScimCaller, group: Group) -> BoxFuture<'a, Result<Group, BackendError>>;
+    fn create_group<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        group: Group,
+    ) -> BoxFuture<'a, Result<Group, BackendError>>;
     /// Replaces a group (display name, members); returns it as stored.
-    fn replace_group<'a>(&'a self, caller: &'a ScimCaller, id: &'a str, group: Group, expected_version: Option<u64>) -> BoxFuture<'a, Result<Group, BackendError>>;
+    fn replace_group<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+        group: Group,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<Group, BackendError>>;
     /// Deletes a group.
-    fn delete_group<'a>(&'a self, caller: &'a ScimCaller, id: &'a str, expected_version: Option<u64>) -> BoxFuture<'a, Result<(), BackendError>>;
+    fn delete_group<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
 }

@@ -28,7 +28,9 @@ pub struct MemoryBackend {
 
 impl std::fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryBackend").field("token", &"<redacted>").finish_non_exhaustive()
+        f.debug_struct("MemoryBackend")
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -37,7 +39,11 @@ fn new_id() -> String {
     if aws_lc_rs::rand::fill(&mut b).is_err() {
         // The system RNG failing leaves ids unique through the timestamp-free counter below.
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        b[..8].copy_from_slice(&COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_be_bytes());
+        b[..8].copy_from_slice(
+            &COUNTER
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_be_bytes(),
+        );
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -49,13 +55,24 @@ impl MemoryBackend {
     }
 
     /// A backend accepting `token`, stamping `meta.created`/`lastModified` from `clock`.
-    pub fn with_clock(token: impl Into<String>, clock: Arc<dyn Fn() -> OffsetDateTime + Send + Sync>) -> Self {
-        Self { token: token.into().into_bytes(), clock, store: Mutex::new(Store::default()) }
+    pub fn with_clock(
+        token: impl Into<String>,
+        clock: Arc<dyn Fn() -> OffsetDateTime + Send + Sync>,
+    ) -> Self {
+        Self {
+            token: token.into().into_bytes(),
+            clock,
+            store: Mutex::new(Store::default()),
+        }
     }
 
     fn check(&self, caller: &ScimCaller) -> Result<(), BackendError> {
         let ok = !self.token.is_empty()
-            && aws_lc_rs::constant_time::verify_slices_are_equal(caller.token().as_bytes(), &self.token).is_ok();
+            && aws_lc_rs::constant_time::verify_slices_are_equal(
+                caller.token().as_bytes(),
+                &self.token,
+            )
+            .is_ok();
         if ok {
             Ok(())
         } else {
@@ -79,7 +96,10 @@ impl Store {
             .groups
             .iter()
             .filter(|g| g.members.iter().any(|m| m.value == u.id))
-            .map(|g| GroupRef { value: g.id.clone(), display: Some(g.display_name.clone()) })
+            .map(|g| GroupRef {
+                value: g.id.clone(),
+                display: Some(g.display_name.clone()),
+            })
             .collect();
         u
     }
@@ -89,17 +109,27 @@ impl Store {
     }
 
     fn check_user_name(&self, name: &str, except: &str) -> Result<(), BackendError> {
-        if self.users.iter().any(|u| u.id != except && u.user_name.eq_ignore_ascii_case(name)) {
-            return Err(BackendError::Conflict(format!("userName '{name}' is already taken; choose another")));
+        if self
+            .users
+            .iter()
+            .any(|u| u.id != except && u.user_name.eq_ignore_ascii_case(name))
+        {
+            return Err(BackendError::Conflict(format!(
+                "userName '{name}' is already taken; choose another"
+            )));
         }
         Ok(())
     }
 
     fn check_members(&self, g: &Group) -> Result<(), BackendError> {
         for m in &g.members {
-            let known = self.users.iter().any(|u| u.id == m.value) || self.groups.iter().any(|x| x.id == m.value && x.id != g.id);
+            let known = self.users.iter().any(|u| u.id == m.value)
+                || self.groups.iter().any(|x| x.id == m.value && x.id != g.id);
             if !known {
-                return Err(BackendError::Invalid(format!("member '{}' is neither a user nor another group", m.value)));
+                return Err(BackendError::Invalid(format!(
+                    "member '{}' is neither a user nor another group",
+                    m.value
+                )));
             }
         }
         Ok(())
@@ -107,7 +137,9 @@ impl Store {
 
     fn full(&self) -> Result<(), BackendError> {
         if self.users.len() + self.groups.len() >= MEMORY_MAX_RESOURCES {
-            return Err(BackendError::Invalid(format!("the memory backend holds at most {MEMORY_MAX_RESOURCES} resources")));
+            return Err(BackendError::Invalid(format!(
+                "the memory backend holds at most {MEMORY_MAX_RESOURCES} resources"
+            )));
         }
         Ok(())
     }
@@ -115,7 +147,11 @@ impl Store {
 
 fn page<T>(all: Vec<T>, q: &ListQuery) -> ListPage<T> {
     let total = all.len();
-    let items = all.into_iter().skip(q.start_index.saturating_sub(1)).take(q.count).collect();
+    let items = all
+        .into_iter()
+        .skip(q.start_index.saturating_sub(1))
+        .take(q.count)
+        .collect();
     ListPage { total, items }
 }
 
@@ -127,11 +163,18 @@ fn version_ok(stored: Option<u64>, expected: Option<u64>) -> Result<(), BackendE
 }
 
 impl ScimBackend for MemoryBackend {
-    fn authenticate<'a>(&'a self, caller: &'a ScimCaller) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn authenticate<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move { self.check(caller) })
     }
 
-    fn list_users<'a>(&'a self, caller: &'a ScimCaller, query: &'a ListQuery) -> BoxFuture<'a, Result<ListPage<User>, BackendError>> {
+    fn list_users<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<ListPage<User>, BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let s = self.lock();
@@ -139,21 +182,38 @@ impl ScimBackend for MemoryBackend {
                 .users
                 .iter()
                 .map(|u| s.user_view(u))
-                .filter(|u| query.filter.as_ref().is_none_or(|f| f.matches(&u.to_json(""))))
+                .filter(|u| {
+                    query
+                        .filter
+                        .as_ref()
+                        .is_none_or(|f| f.matches(&u.to_json("")))
+                })
                 .collect();
             Ok(page(all, query))
         })
     }
 
-    fn get_user<'a>(&'a self, caller: &'a ScimCaller, id: &'a str) -> BoxFuture<'a, Result<User, BackendError>> {
+    fn get_user<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<User, BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let s = self.lock();
-            s.users.iter().find(|u| u.id == id).map(|u| s.user_view(u)).ok_or(BackendError::NotFound)
+            s.users
+                .iter()
+                .find(|u| u.id == id)
+                .map(|u| s.user_view(u))
+                .ok_or(BackendError::NotFound)
         })
     }
 
-    fn create_user<'a>(&'a self, caller: &'a ScimCaller, mut user: User) -> BoxFuture<'a, Result<User, BackendError>> {
+    fn create_user<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        mut user: User,
+    ) -> BoxFuture<'a, Result<User, BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let now = self.now();
@@ -170,13 +230,23 @@ impl ScimBackend for MemoryBackend {
         })
     }
 
-    fn replace_user<'a>(&'a self, caller: &'a ScimCaller, id: &'a str, mut user: User, expected_version: Option<u64>) -> BoxFuture<'a, Result<User, BackendError>> {
+    fn replace_user<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+        mut user: User,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<User, BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let now = self.now();
             let mut s = self.lock();
             s.check_user_name(&user.user_name, id)?;
-            let slot = s.users.iter_mut().find(|u| u.id == id).ok_or(BackendError::NotFound)?;
+            let slot = s
+                .users
+                .iter_mut()
+                .find(|u| u.id == id)
+                .ok_or(BackendError::NotFound)?;
             version_ok(slot.meta.version, expected_version)?;
             user.id = id.to_string();
             user.groups.clear();
@@ -188,12 +258,21 @@ impl ScimBackend for MemoryBackend {
         })
     }
 
-    fn delete_user<'a>(&'a self, caller: &'a ScimCaller, id: &'a str, expected_version: Option<u64>) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn delete_user<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let now = self.now();
             let mut s = self.lock();
-            let pos = s.users.iter().position(|u| u.id == id).ok_or(BackendError::NotFound)?;
+            let pos = s
+                .users
+                .iter()
+                .position(|u| u.id == id)
+                .ok_or(BackendError::NotFound)?;
             version_ok(s.users[pos].meta.version, expected_version)?;
             s.users.remove(pos);
             for g in &mut s.groups {
@@ -208,7 +287,11 @@ impl ScimBackend for MemoryBackend {
         })
     }
 
-    fn list_groups<'a>(&'a self, caller: &'a ScimCaller, query: &'a ListQuery) -> BoxFuture<'a, Result<ListPage<Group>, BackendError>> {
+    fn list_groups<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<ListPage<Group>, BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let s = self.lock();
@@ -216,21 +299,38 @@ impl ScimBackend for MemoryBackend {
                 .groups
                 .iter()
                 .map(|g| s.group_view(g))
-                .filter(|g| query.filter.as_ref().is_none_or(|f| f.matches(&g.to_json(""))))
+                .filter(|g| {
+                    query
+                        .filter
+                        .as_ref()
+                        .is_none_or(|f| f.matches(&g.to_json("")))
+                })
                 .collect();
             Ok(page(all, query))
         })
     }
 
-    fn get_group<'a>(&'a self, caller: &'a ScimCaller, id: &'a str) -> BoxFuture<'a, Result<Group, BackendError>> {
+    fn get_group<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Group, BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let s = self.lock();
-            s.groups.iter().find(|g| g.id == id).map(|g| s.group_view(g)).ok_or(BackendError::NotFound)
+            s.groups
+                .iter()
+                .find(|g| g.id == id)
+                .map(|g| s.group_view(g))
+                .ok_or(BackendError::NotFound)
         })
     }
 
-    fn create_group<'a>(&'a self, caller: &'a ScimCaller, mut group: Group) -> BoxFuture<'a, Result<Group, BackendError>> {
+    fn create_group<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        mut group: Group,
+    ) -> BoxFuture<'a, Result<Group, BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let now = self.now();
@@ -246,14 +346,24 @@ impl ScimBackend for MemoryBackend {
         })
     }
 
-    fn replace_group<'a>(&'a self, caller: &'a ScimCaller, id: &'a str, mut group: Group, expected_version: Option<u64>) -> BoxFuture<'a, Result<Group, BackendError>> {
+    fn replace_group<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+        mut group: Group,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<Group, BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let now = self.now();
             let mut s = self.lock();
             group.id = id.to_string();
             s.check_members(&group)?;
-            let slot = s.groups.iter_mut().find(|g| g.id == id).ok_or(BackendError::NotFound)?;
+            let slot = s
+                .groups
+                .iter_mut()
+                .find(|g| g.id == id)
+                .ok_or(BackendError::NotFound)?;
             version_ok(slot.meta.version, expected_version)?;
             group.meta.created = slot.meta.created;
             group.meta.last_modified = Some(now);
@@ -263,11 +373,20 @@ impl ScimBackend for MemoryBackend {
         })
     }
 
-    fn delete_group<'a>(&'a self, caller: &'a ScimCaller, id: &'a str, expected_version: Option<u64>) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn delete_group<'a>(
+        &'a self,
+        caller: &'a ScimCaller,
+        id: &'a str,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             self.check(caller)?;
             let mut s = self.lock();
-            let pos = s.groups.iter().position(|g| g.id == id).ok_or(BackendError::NotFound)?;
+            let pos = s
+                .groups
+                .iter()
+                .position(|g| g.id == id)
+                .ok_or(BackendError::NotFound)?;
             version_ok(s.groups[pos].meta.version, expected_version)?;
             s.groups.remove(pos);
             for g in &mut s.groups {

@@ -126,9 +126,9 @@ fn invalid(detail: impl Into<String>) -> ScimError {
 fn opt_string(obj: &Value, key: &str) -> Result<Option<String>, ScimError> {
     match get_ci(obj, key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() > MAX_STRING_LEN => {
-            Err(invalid(format!("'{key}' is longer than {MAX_STRING_LEN} bytes")))
-        }
+        Some(Value::String(s)) if s.len() > MAX_STRING_LEN => Err(invalid(format!(
+            "'{key}' is longer than {MAX_STRING_LEN} bytes"
+        ))),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(invalid(format!("'{key}' must be a string"))),
     }
@@ -153,7 +153,9 @@ fn multi<'a>(obj: &'a Value, key: &str) -> Result<Vec<&'a Value>, ScimError> {
         Some(_) => return Err(invalid(format!("'{key}' must be a list"))),
     };
     if items.len() > MAX_MULTI_VALUES {
-        return Err(invalid(format!("'{key}' has more than {MAX_MULTI_VALUES} values")));
+        return Err(invalid(format!(
+            "'{key}' has more than {MAX_MULTI_VALUES} values"
+        )));
     }
     Ok(items)
 }
@@ -195,7 +197,10 @@ impl User {
     /// Reads a User from a request body; unknown attributes and read-only ones are ignored.
     pub fn from_json(v: &Value) -> Result<User, ScimError> {
         if !v.is_object() {
-            return Err(ScimError::bad_request("invalidSyntax", "the body must be a JSON object"));
+            return Err(ScimError::bad_request(
+                "invalidSyntax",
+                "the body must be a JSON object",
+            ));
         }
         let name = match get_ci(v, "name") {
             None | Some(Value::Null) => None,
@@ -211,8 +216,14 @@ impl User {
         };
         let mut emails = Vec::new();
         for e in multi(v, "emails")? {
-            let Some(value) = opt_string(e, "value")? else { continue };
-            emails.push(Email { value, kind: opt_string(e, "type")?, primary: opt_bool(e, "primary")? });
+            let Some(value) = opt_string(e, "value")? else {
+                continue;
+            };
+            emails.push(Email {
+                value,
+                kind: opt_string(e, "type")?,
+                primary: opt_bool(e, "primary")?,
+            });
         }
         Ok(User {
             id: String::new(),
@@ -275,7 +286,10 @@ impl User {
                 .collect();
             m.insert("groups".into(), Value::Array(list));
         }
-        m.insert("meta".into(), meta_json(&self.meta, "User", &format!("{base}/Users/{}", self.id)));
+        m.insert(
+            "meta".into(),
+            meta_json(&self.meta, "User", &format!("{base}/Users/{}", self.id)),
+        );
         Value::Object(m)
     }
 }
@@ -284,7 +298,10 @@ impl Group {
     /// Reads a Group from a request body; unknown attributes and read-only ones are ignored.
     pub fn from_json(v: &Value) -> Result<Group, ScimError> {
         if !v.is_object() {
-            return Err(ScimError::bad_request("invalidSyntax", "the body must be a JSON object"));
+            return Err(ScimError::bad_request(
+                "invalidSyntax",
+                "the body must be a JSON object",
+            ));
         }
         let mut members = Vec::new();
         for mv in multi(v, "members")? {
@@ -303,7 +320,10 @@ impl Group {
                 continue;
             }
             let kind = opt_string(mv, "type")?.or_else(|| {
-                opt_string(mv, "$ref").ok().flatten().and_then(|r| r.contains("/Groups/").then(|| "Group".to_string()))
+                opt_string(mv, "$ref")
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.contains("/Groups/").then(|| "Group".to_string()))
             });
             members.push(Member { value, kind });
         }
@@ -330,7 +350,10 @@ impl Group {
                 .map(|mb| {
                     let mut mm = Map::new();
                     mm.insert("value".into(), mb.value.clone().into());
-                    let is_group = mb.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("group"));
+                    let is_group = mb
+                        .kind
+                        .as_deref()
+                        .is_some_and(|k| k.eq_ignore_ascii_case("group"));
                     let coll = if is_group { "Groups" } else { "Users" };
                     mm.insert("$ref".into(), format!("{base}/{coll}/{}", mb.value).into());
                     put_opt(&mut mm, "type", &mb.kind);
@@ -339,7 +362,10 @@ impl Group {
                 .collect();
             m.insert("members".into(), Value::Array(list));
         }
-        m.insert("meta".into(), meta_json(&self.meta, "Group", &format!("{base}/Groups/{}", self.id)));
+        m.insert(
+            "meta".into(),
+            meta_json(&self.meta, "Group", &format!("{base}/Groups/{}", self.id)),
+        );
         Value::Object(m)
     }
 }
@@ -377,8 +403,10 @@ mod tests {
 
     #[test]
     fn group_members_dedup_and_ref() {
-        let g = Group::from_json(&json!({"displayName":"g","members":[{"value":"u1"},{"value":"u1"},
-            {"$ref":"http://h/scim/Groups/g2"}]}))
+        let g = Group::from_json(
+            &json!({"displayName":"g","members":[{"value":"u1"},{"value":"u1"},
+            {"$ref":"http://h/scim/Groups/g2"}]}),
+        )
         .unwrap();
         assert_eq!(g.members.len(), 2);
         assert_eq!(g.members[1].value, "g2");
@@ -386,7 +414,9 @@ mod tests {
         let out = g.to_json("http://h/scim");
         assert_eq!(out["members"][0]["$ref"], "http://h/scim/Users/u1");
         assert_eq!(out["members"][1]["$ref"], "http://h/scim/Groups/g2");
-        let too_many: Vec<Value> = (0..=MAX_MULTI_VALUES).map(|i| json!({"value": i.to_string()})).collect();
+        let too_many: Vec<Value> = (0..=MAX_MULTI_VALUES)
+            .map(|i| json!({"value": i.to_string()}))
+            .collect();
         assert!(Group::from_json(&json!({"displayName":"g","members":too_many})).is_err());
     }
 }

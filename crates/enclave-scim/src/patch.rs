@@ -67,17 +67,26 @@ pub fn parse_path(s: &str) -> Result<PatchPath, ScimError> {
         return Err(bad_path("the path is too long"));
     }
     match s.find('[') {
-        None => Ok(PatchPath { attr: parse_attr_path(s).map_err(|e| bad_path(e.0))?, filter: None, filter_sub: None }),
+        None => Ok(PatchPath {
+            attr: parse_attr_path(s).map_err(|e| bad_path(e.0))?,
+            filter: None,
+            filter_sub: None,
+        }),
         Some(open) => {
-            let close = s.rfind(']').ok_or_else(|| bad_path(format!("path '{s}' lacks ']'")))?;
+            let close = s
+                .rfind(']')
+                .ok_or_else(|| bad_path(format!("path '{s}' lacks ']'")))?;
             if close < open {
                 return Err(bad_path(format!("path '{s}' is malformed")));
             }
             let attr = parse_attr_path(&s[..open]).map_err(|e| bad_path(e.0))?;
             if attr.sub.is_some() {
-                return Err(bad_path(format!("path '{s}': a value filter applies to an attribute")));
+                return Err(bad_path(format!(
+                    "path '{s}': a value filter applies to an attribute"
+                )));
             }
-            let filter = Filter::parse_value_filter(&s[open + 1..close]).map_err(|e| bad_path(e.0))?;
+            let filter =
+                Filter::parse_value_filter(&s[open + 1..close]).map_err(|e| bad_path(e.0))?;
             let rest = &s[close + 1..];
             let filter_sub = if rest.is_empty() {
                 None
@@ -87,7 +96,11 @@ pub fn parse_path(s: &str) -> Result<PatchPath, ScimError> {
             } else {
                 return Err(bad_path(format!("path '{s}' has text after ']'")));
             };
-            Ok(PatchPath { attr, filter: Some(filter), filter_sub })
+            Ok(PatchPath {
+                attr,
+                filter: Some(filter),
+                filter_sub,
+            })
         }
     }
 }
@@ -96,9 +109,16 @@ pub fn parse_path(s: &str) -> Result<PatchPath, ScimError> {
 pub fn parse_patch(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
     let schemas_ok = get_ci(body, "schemas")
         .and_then(Value::as_array)
-        .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA))));
+        .is_some_and(|a| {
+            a.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA))
+            })
+        });
     if !schemas_ok {
-        return Err(syntax(format!("a PATCH body must list \"{PATCH_SCHEMA}\" in 'schemas'")));
+        return Err(syntax(format!(
+            "a PATCH body must list \"{PATCH_SCHEMA}\" in 'schemas'"
+        )));
     }
     let ops = get_ci(body, "Operations")
         .and_then(Value::as_array)
@@ -107,11 +127,17 @@ pub fn parse_patch(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
         return Err(syntax("'Operations' is empty"));
     }
     if ops.len() > MAX_PATCH_OPS {
-        return Err(syntax(format!("at most {MAX_PATCH_OPS} operations per PATCH")));
+        return Err(syntax(format!(
+            "at most {MAX_PATCH_OPS} operations per PATCH"
+        )));
     }
     ops.iter()
         .map(|o| {
-            let op = match get_ci(o, "op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+            let op = match get_ci(o, "op")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 Some("add") => PatchOpKind::Add,
                 Some("replace") => PatchOpKind::Replace,
                 Some("remove") => PatchOpKind::Remove,
@@ -123,8 +149,13 @@ pub fn parse_patch(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
                 Some(_) => return Err(bad_path("'path' must be a string")),
             };
             let value = get_ci(o, "value").cloned();
-            if path.is_none() && op != PatchOpKind::Remove && !matches!(value, Some(Value::Object(_))) {
-                return Err(syntax("an operation without 'path' needs an object 'value'"));
+            if path.is_none()
+                && op != PatchOpKind::Remove
+                && !matches!(value, Some(Value::Object(_)))
+            {
+                return Err(syntax(
+                    "an operation without 'path' needs an object 'value'",
+                ));
             }
             if path.is_none() && op == PatchOpKind::Remove {
                 return Err(no_target("a remove operation needs a 'path'"));
@@ -149,7 +180,10 @@ pub struct PatchSchema {
 }
 
 fn key_ci(m: &Map<String, Value>, name: &str) -> String {
-    m.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned().unwrap_or_else(|| name.to_string())
+    m.keys()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .cloned()
+        .unwrap_or_else(|| name.to_string())
 }
 
 fn same_item(a: &Value, b: &Value) -> bool {
@@ -173,13 +207,19 @@ fn merge(target: &mut Value, value: &Value) {
 
 /// Applies PATCH operations to a resource's JSON in order; all or nothing is up to the caller
 /// (it works on a copy and stores the result only when every operation succeeded).
-pub fn apply_patch(resource: &mut Value, ops: &[PatchOperation], schema: &PatchSchema) -> Result<(), ScimError> {
+pub fn apply_patch(
+    resource: &mut Value,
+    ops: &[PatchOperation],
+    schema: &PatchSchema,
+) -> Result<(), ScimError> {
     for op in ops {
         match &op.path {
             Some(p) => apply_one(resource, op.op, p, op.value.as_ref(), schema, true)?,
             None => {
                 let Some(Value::Object(values)) = &op.value else {
-                    return Err(syntax("an operation without 'path' needs an object 'value'"));
+                    return Err(syntax(
+                        "an operation without 'path' needs an object 'value'",
+                    ));
                 };
                 for (k, v) in values {
                     let Ok(path) = parse_path(k) else { continue };
@@ -207,15 +247,27 @@ fn apply_one(
         }
     }
     let attr = path.attr.attr.as_str();
-    if schema.read_only.iter().any(|r| r.eq_ignore_ascii_case(attr)) {
+    if schema
+        .read_only
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(attr))
+    {
         return if explicit {
-            Err(ScimError::bad_request("mutability", format!("'{attr}' is read-only")))
+            Err(ScimError::bad_request(
+                "mutability",
+                format!("'{attr}' is read-only"),
+            ))
         } else {
             Ok(())
         };
     }
-    let multi = schema.multi_valued.iter().any(|m| m.eq_ignore_ascii_case(attr));
-    let Some(obj) = res.as_object_mut() else { return Err(syntax("the resource is not an object")) };
+    let multi = schema
+        .multi_valued
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(attr));
+    let Some(obj) = res.as_object_mut() else {
+        return Err(syntax("the resource is not an object"));
+    };
     let key = key_ci(obj, attr);
     let value = match value {
         Some(Value::Null) if op != PatchOpKind::Remove => return remove_key(obj, &key, path),
@@ -224,14 +276,22 @@ fn apply_one(
 
     if let Some(filter) = &path.filter {
         if !multi {
-            return Err(bad_path(format!("'{attr}' is not multi-valued; a value filter does not apply")));
+            return Err(bad_path(format!(
+                "'{attr}' is not multi-valued; a value filter does not apply"
+            )));
         }
-        let items = obj.entry(key.clone()).or_insert_with(|| Value::Array(Vec::new()));
+        let items = obj
+            .entry(key.clone())
+            .or_insert_with(|| Value::Array(Vec::new()));
         if !items.is_array() {
             *items = Value::Array(Vec::new());
         }
-        let Some(arr) = items.as_array_mut() else { return Ok(()) };
-        let matched: Vec<usize> = (0..arr.len()).filter(|&i| filter.matches(&arr[i])).collect();
+        let Some(arr) = items.as_array_mut() else {
+            return Ok(());
+        };
+        let matched: Vec<usize> = (0..arr.len())
+            .filter(|&i| filter.matches(&arr[i]))
+            .collect();
         match op {
             PatchOpKind::Remove => {
                 match &path.filter_sub {
@@ -258,12 +318,22 @@ fn apply_one(
                 Ok(())
             }
             PatchOpKind::Add | PatchOpKind::Replace => {
-                let Some(value) = value else { return Err(syntax("a value is required")) };
+                let Some(value) = value else {
+                    return Err(syntax("a value is required"));
+                };
                 if matched.is_empty() {
                     // Entra ID adds `emails[type eq "work"].value` to users without a work e-mail:
                     // create the element the filter describes when the filter is a single `type eq`.
-                    if let Filter::Compare { path: fp, op: CompareOp::Eq, value: Literal::String(s) } = filter {
-                        if fp.sub.is_none() && fp.urn.is_none() && fp.attr.eq_ignore_ascii_case("type") {
+                    if let Filter::Compare {
+                        path: fp,
+                        op: CompareOp::Eq,
+                        value: Literal::String(s),
+                    } = filter
+                    {
+                        if fp.sub.is_none()
+                            && fp.urn.is_none()
+                            && fp.attr.eq_ignore_ascii_case("type")
+                        {
                             let mut new = Map::new();
                             new.insert(fp.attr.clone(), Value::String(s.clone()));
                             let mut new = Value::Object(new);
@@ -279,7 +349,9 @@ fn apply_one(
                             return Ok(());
                         }
                     }
-                    return Err(no_target(format!("no value of '{attr}' matches the filter")));
+                    return Err(no_target(format!(
+                        "no value of '{attr}' matches the filter"
+                    )));
                 }
                 for &i in &matched {
                     match &path.filter_sub {
@@ -316,7 +388,9 @@ fn apply_one(
                 Ok(())
             }
             PatchOpKind::Add | PatchOpKind::Replace => {
-                let Some(value) = value else { return Err(syntax("a value is required")) };
+                let Some(value) = value else {
+                    return Err(syntax("a value is required"));
+                };
                 let target = obj.entry(key).or_insert_with(|| Value::Object(Map::new()));
                 match target {
                     Value::Object(o) => {
@@ -360,7 +434,9 @@ fn apply_one(
                 remove_key(obj, &key, path)
             }
             PatchOpKind::Add | PatchOpKind::Replace => {
-                let Some(value) = value else { return Err(syntax("a value is required")) };
+                let Some(value) = value else {
+                    return Err(syntax("a value is required"));
+                };
                 if multi {
                     let new: Vec<Value> = match value {
                         Value::Array(a) => a.clone(),
@@ -382,7 +458,9 @@ fn apply_one(
                     return Ok(());
                 }
                 match obj.get_mut(&key) {
-                    Some(existing @ Value::Object(_)) if value.is_object() => merge(existing, value),
+                    Some(existing @ Value::Object(_)) if value.is_object() => {
+                        merge(existing, value)
+                    }
                     _ => {
                         obj.insert(key, value.clone());
                     }
@@ -432,17 +510,35 @@ mod tests {
 
     #[test]
     fn okta_replace_without_path() {
-        let r = patch(&user(), json!([{"op":"replace","value":{"active":false,"id":"x"}}]), &USER).unwrap();
+        let r = patch(
+            &user(),
+            json!([{"op":"replace","value":{"active":false,"id":"x"}}]),
+            &USER,
+        )
+        .unwrap();
         assert_eq!(r["active"], false);
         assert_eq!(r["id"], "u1");
-        let r = patch(&user(), json!([{"op":"replace","value":{"name":{"givenName":"Al"}}}]), &USER).unwrap();
+        let r = patch(
+            &user(),
+            json!([{"op":"replace","value":{"name":{"givenName":"Al"}}}]),
+            &USER,
+        )
+        .unwrap();
         assert_eq!(r["name"]["givenName"], "Al");
-        assert_eq!(r["name"]["familyName"], "L", "sub-attributes not given are kept");
+        assert_eq!(
+            r["name"]["familyName"], "L",
+            "sub-attributes not given are kept"
+        );
     }
 
     #[test]
     fn entra_capitalised_ops_and_string_booleans() {
-        let r = patch(&user(), json!([{"op":"Replace","path":"active","value":"False"}]), &USER).unwrap();
+        let r = patch(
+            &user(),
+            json!([{"op":"Replace","path":"active","value":"False"}]),
+            &USER,
+        )
+        .unwrap();
         assert_eq!(User::from_json(&r).unwrap().active, Some(false));
         let r = patch(
             &user(),
@@ -464,15 +560,35 @@ mod tests {
     #[test]
     fn group_membership() {
         let g = json!({"schemas":[crate::model::GROUP_SCHEMA],"id":"g","displayName":"G","members":[{"value":"u1"}]});
-        let r = patch(&g, json!([{"op":"add","path":"members","value":[{"value":"u2"},{"value":"u1"}]}]), &GROUP).unwrap();
+        let r = patch(
+            &g,
+            json!([{"op":"add","path":"members","value":[{"value":"u2"},{"value":"u1"}]}]),
+            &GROUP,
+        )
+        .unwrap();
         assert_eq!(Group::from_json(&r).unwrap().members.len(), 2);
-        let r = patch(&r, json!([{"op":"remove","path":"members[value eq \"u1\"]"}]), &GROUP).unwrap();
+        let r = patch(
+            &r,
+            json!([{"op":"remove","path":"members[value eq \"u1\"]"}]),
+            &GROUP,
+        )
+        .unwrap();
         let members = Group::from_json(&r).unwrap().members;
         assert_eq!(members.len(), 1);
         assert_eq!(members[0].value, "u2");
-        let r = patch(&r, json!([{"op":"Remove","path":"members","value":[{"value":"u2"}]}]), &GROUP).unwrap();
+        let r = patch(
+            &r,
+            json!([{"op":"Remove","path":"members","value":[{"value":"u2"}]}]),
+            &GROUP,
+        )
+        .unwrap();
         assert!(Group::from_json(&r).unwrap().members.is_empty());
-        let r = patch(&g, json!([{"op":"replace","path":"members","value":[{"value":"u9"}]}]), &GROUP).unwrap();
+        let r = patch(
+            &g,
+            json!([{"op":"replace","path":"members","value":[{"value":"u9"}]}]),
+            &GROUP,
+        )
+        .unwrap();
         assert_eq!(Group::from_json(&r).unwrap().members[0].value, "u9");
         let r = patch(&g, json!([{"op":"remove","path":"members"}]), &GROUP).unwrap();
         assert!(r.get("members").is_none());
@@ -480,25 +596,62 @@ mod tests {
 
     #[test]
     fn remove_attributes() {
-        let r = patch(&user(), json!([{"op":"remove","path":"name.givenName"},{"op":"remove","path":"emails"}]), &USER).unwrap();
+        let r = patch(
+            &user(),
+            json!([{"op":"remove","path":"name.givenName"},{"op":"remove","path":"emails"}]),
+            &USER,
+        )
+        .unwrap();
         assert!(r["name"].get("givenName").is_none());
         assert!(r.get("emails").is_none());
-        let r = patch(&user(), json!([{"op":"replace","path":"displayName","value":null}]), &USER).unwrap();
+        let r = patch(
+            &user(),
+            json!([{"op":"replace","path":"displayName","value":null}]),
+            &USER,
+        )
+        .unwrap();
         assert!(r.get("displayName").is_none());
     }
 
     #[test]
     fn bad_operations() {
         let cases = [
-            (json!({"Operations":[{"op":"add","path":"x","value":1}]}), "invalidSyntax"),
-            (json!({"schemas":[PATCH_SCHEMA],"Operations":[]}), "invalidSyntax"),
-            (json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"move","path":"x","value":1}]}), "invalidSyntax"),
-            (json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"remove"}]}), "noTarget"),
-            (json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","value":"x"}]}), "invalidSyntax"),
-            (json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","path":"emails[type eq]","value":"x"}]}), "invalidPath"),
-            (json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","path":"a.b.c","value":"x"}]}), "invalidPath"),
-            (json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","path":"emails[type eq \"w\"]x","value":"x"}]}), "invalidPath"),
-            (json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","path":"userName"}]}), "invalidSyntax"),
+            (
+                json!({"Operations":[{"op":"add","path":"x","value":1}]}),
+                "invalidSyntax",
+            ),
+            (
+                json!({"schemas":[PATCH_SCHEMA],"Operations":[]}),
+                "invalidSyntax",
+            ),
+            (
+                json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"move","path":"x","value":1}]}),
+                "invalidSyntax",
+            ),
+            (
+                json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"remove"}]}),
+                "noTarget",
+            ),
+            (
+                json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","value":"x"}]}),
+                "invalidSyntax",
+            ),
+            (
+                json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","path":"emails[type eq]","value":"x"}]}),
+                "invalidPath",
+            ),
+            (
+                json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","path":"a.b.c","value":"x"}]}),
+                "invalidPath",
+            ),
+            (
+                json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","path":"emails[type eq \"w\"]x","value":"x"}]}),
+                "invalidPath",
+            ),
+            (
+                json!({"schemas":[PATCH_SCHEMA],"Operations":[{"op":"add","path":"userName"}]}),
+                "invalidSyntax",
+            ),
         ];
         for (body, t) in cases {
             let e = parse_patch(&body).unwrap_err();
@@ -507,9 +660,19 @@ mod tests {
         let e = patch(&user(), json!([{"op":"replace","path":"emails[type eq \"x\" or primary eq true].type","value":"y"},
             {"op":"replace","path":"emails[value co \"nope\"]","value":{"type":"x"}}]), &USER).unwrap_err();
         assert_eq!(e.scim_type, Some("noTarget"));
-        let e = patch(&user(), json!([{"op":"replace","path":"id","value":"x"}]), &USER).unwrap_err();
+        let e = patch(
+            &user(),
+            json!([{"op":"replace","path":"id","value":"x"}]),
+            &USER,
+        )
+        .unwrap_err();
         assert_eq!(e.scim_type, Some("mutability"));
-        let e = patch(&user(), json!([{"op":"replace","path":"userName[value eq \"x\"]","value":"x"}]), &USER).unwrap_err();
+        let e = patch(
+            &user(),
+            json!([{"op":"replace","path":"userName[value eq \"x\"]","value":"x"}]),
+            &USER,
+        )
+        .unwrap_err();
         assert_eq!(e.scim_type, Some("invalidPath"));
     }
 }

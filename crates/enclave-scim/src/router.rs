@@ -55,10 +55,22 @@ pub fn router(backend: Arc<dyn ScimBackend>, config: ScimConfig) -> Router {
         .route("/Schemas/{id}", get(schema))
         .route("/Users", get(list::<User>).post(create::<User>))
         .route("/Users/.search", post(search::<User>))
-        .route("/Users/{id}", get(read::<User>).put(replace::<User>).patch(patch::<User>).delete(delete::<User>))
+        .route(
+            "/Users/{id}",
+            get(read::<User>)
+                .put(replace::<User>)
+                .patch(patch::<User>)
+                .delete(delete::<User>),
+        )
         .route("/Groups", get(list::<Group>).post(create::<Group>))
         .route("/Groups/.search", post(search::<Group>))
-        .route("/Groups/{id}", get(read::<Group>).put(replace::<Group>).patch(patch::<Group>).delete(delete::<Group>))
+        .route(
+            "/Groups/{id}",
+            get(read::<Group>)
+                .put(replace::<Group>)
+                .patch(patch::<Group>)
+                .delete(delete::<Group>),
+        )
         .route("/.search", post(root_search))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -75,17 +87,50 @@ trait Kind: Sized + Send + Sync + 'static {
     fn set_id(&mut self, id: &str);
     /// Copies read-only attributes of the stored resource into a replacement.
     fn keep_read_only(&mut self, _current: &Self) {}
-    fn list<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, q: &'a ListQuery) -> BoxFuture<'a, Result<ListPage<Self>, BackendError>>;
-    fn get<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str) -> BoxFuture<'a, Result<Self, BackendError>>;
-    fn create<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, r: Self) -> BoxFuture<'a, Result<Self, BackendError>>;
-    fn replace<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str, r: Self, v: Option<u64>) -> BoxFuture<'a, Result<Self, BackendError>>;
-    fn delete<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str, v: Option<u64>) -> BoxFuture<'a, Result<(), BackendError>>;
+    fn list<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        q: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<ListPage<Self>, BackendError>>;
+    fn get<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Self, BackendError>>;
+    fn create<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        r: Self,
+    ) -> BoxFuture<'a, Result<Self, BackendError>>;
+    fn replace<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+        r: Self,
+        v: Option<u64>,
+    ) -> BoxFuture<'a, Result<Self, BackendError>>;
+    fn delete<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+        v: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
 }
 
 impl Kind for User {
     const PATCH: PatchSchema = PatchSchema {
         core_urn: USER_SCHEMA,
-        multi_valued: &["emails", "groups", "phoneNumbers", "addresses", "ims", "photos", "entitlements", "roles", "x509Certificates"],
+        multi_valued: &[
+            "emails",
+            "groups",
+            "phoneNumbers",
+            "addresses",
+            "ims",
+            "photos",
+            "entitlements",
+            "roles",
+            "x509Certificates",
+        ],
         read_only: &["id", "meta", "schemas", "groups"],
     };
     fn parse(v: &Value) -> Result<Self, ScimError> {
@@ -104,25 +149,52 @@ impl Kind for User {
         self.groups = current.groups.clone();
         self.meta = current.meta.clone();
     }
-    fn list<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, q: &'a ListQuery) -> BoxFuture<'a, Result<ListPage<Self>, BackendError>> {
+    fn list<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        q: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<ListPage<Self>, BackendError>> {
         b.list_users(c, q)
     }
-    fn get<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str) -> BoxFuture<'a, Result<Self, BackendError>> {
+    fn get<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Self, BackendError>> {
         b.get_user(c, id)
     }
-    fn create<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, r: Self) -> BoxFuture<'a, Result<Self, BackendError>> {
+    fn create<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        r: Self,
+    ) -> BoxFuture<'a, Result<Self, BackendError>> {
         b.create_user(c, r)
     }
-    fn replace<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str, r: Self, v: Option<u64>) -> BoxFuture<'a, Result<Self, BackendError>> {
+    fn replace<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+        r: Self,
+        v: Option<u64>,
+    ) -> BoxFuture<'a, Result<Self, BackendError>> {
         b.replace_user(c, id, r, v)
     }
-    fn delete<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str, v: Option<u64>) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn delete<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+        v: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         b.delete_user(c, id, v)
     }
 }
 
 impl Kind for Group {
-    const PATCH: PatchSchema = PatchSchema { core_urn: GROUP_SCHEMA, multi_valued: &["members"], read_only: &["id", "meta", "schemas"] };
+    const PATCH: PatchSchema = PatchSchema {
+        core_urn: GROUP_SCHEMA,
+        multi_valued: &["members"],
+        read_only: &["id", "meta", "schemas"],
+    };
     fn parse(v: &Value) -> Result<Self, ScimError> {
         Group::from_json(v)
     }
@@ -138,19 +210,42 @@ impl Kind for Group {
     fn keep_read_only(&mut self, current: &Self) {
         self.meta = current.meta.clone();
     }
-    fn list<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, q: &'a ListQuery) -> BoxFuture<'a, Result<ListPage<Self>, BackendError>> {
+    fn list<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        q: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<ListPage<Self>, BackendError>> {
         b.list_groups(c, q)
     }
-    fn get<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str) -> BoxFuture<'a, Result<Self, BackendError>> {
+    fn get<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Self, BackendError>> {
         b.get_group(c, id)
     }
-    fn create<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, r: Self) -> BoxFuture<'a, Result<Self, BackendError>> {
+    fn create<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        r: Self,
+    ) -> BoxFuture<'a, Result<Self, BackendError>> {
         b.create_group(c, r)
     }
-    fn replace<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str, r: Self, v: Option<u64>) -> BoxFuture<'a, Result<Self, BackendError>> {
+    fn replace<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+        r: Self,
+        v: Option<u64>,
+    ) -> BoxFuture<'a, Result<Self, BackendError>> {
         b.replace_group(c, id, r, v)
     }
-    fn delete<'a>(b: &'a dyn ScimBackend, c: &'a ScimCaller, id: &'a str, v: Option<u64>) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn delete<'a>(
+        b: &'a dyn ScimBackend,
+        c: &'a ScimCaller,
+        id: &'a str,
+        v: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         b.delete_group(c, id, v)
     }
 }
@@ -174,7 +269,13 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     .then(|| token.to_string())
 }
 
-fn context(inner: &Inner, headers: &HeaderMap, original: &Uri, uri: &Uri, params: &RawPathParams) -> Result<Ctx, ScimError> {
+fn context(
+    inner: &Inner,
+    headers: &HeaderMap,
+    original: &Uri,
+    uri: &Uri,
+    params: &RawPathParams,
+) -> Result<Ctx, ScimError> {
     let token = bearer(headers).ok_or_else(ScimError::unauthorized)?;
     let mut source = String::new();
     let mut id = String::new();
@@ -188,20 +289,33 @@ fn context(inner: &Inner, headers: &HeaderMap, original: &Uri, uri: &Uri, params
     let origin = match &inner.config.public_origin {
         Some(o) => o.trim_end_matches('/').to_string(),
         None => {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
             format!("http://{host}")
         }
     };
     // The mount prefix is what the nesting router stripped from the original path.
     let full = original.path();
-    let prefix = full.strip_suffix(uri.path()).unwrap_or("").trim_end_matches('/');
-    Ok(Ctx { caller: ScimCaller::new(token, source), base: format!("{origin}{prefix}"), id })
+    let prefix = full
+        .strip_suffix(uri.path())
+        .unwrap_or("")
+        .trim_end_matches('/');
+    Ok(Ctx {
+        caller: ScimCaller::new(token, source),
+        base: format!("{origin}{prefix}"),
+        id,
+    })
 }
 
 fn scim_response(status: StatusCode, body: &Value, etag: Option<String>) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(SCIM_CONTENT_TYPE),
+    );
     if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
         h.insert(header::ETAG, tag);
     }
@@ -221,18 +335,31 @@ fn read_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
     }
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ScimError::new(StatusCode::PAYLOAD_TOO_LARGE, None, format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+            ScimError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
         } else {
             ScimError::bad_request("invalidSyntax", "the body could not be read")
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| ScimError::bad_request("invalidSyntax", format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ScimError::bad_request("invalidSyntax", format!("the body is not valid JSON: {e}"))
+    })
 }
 
 /// Whether an `If-Match`/`If-None-Match` header value matches the current version (weak comparison).
 fn etag_matches(header_value: &str, current: Option<&str>) -> bool {
-    let strip = |t: &str| t.trim().trim_start_matches("W/").trim_matches('"').to_string();
-    header_value.split(',').any(|t| t.trim() == "*" || current.is_some_and(|c| strip(t) == strip(c)))
+    let strip = |t: &str| {
+        t.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    header_value
+        .split(',')
+        .any(|t| t.trim() == "*" || current.is_some_and(|c| strip(t) == strip(c)))
 }
 
 fn check_if_match(headers: &HeaderMap, meta: &Meta) -> Result<(), ScimError> {
@@ -267,15 +394,23 @@ fn project(v: &mut Value, attributes: &[String], excluded: &[String]) {
             if ALWAYS.contains(&lk.as_str()) {
                 continue;
             }
-            let subs: Vec<&Option<String>> = wanted.iter().filter(|(a, _)| *a == lk).map(|(_, s)| s).collect();
+            let subs: Vec<&Option<String>> = wanted
+                .iter()
+                .filter(|(a, _)| *a == lk)
+                .map(|(_, s)| s)
+                .collect();
             if subs.is_empty() {
                 obj.remove(&k);
             } else if subs.iter().all(|s| s.is_some()) {
                 let keep: Vec<&String> = subs.iter().filter_map(|s| s.as_ref()).collect();
-                let trim = |o: &mut Map<String, Value>| o.retain(|sk, _| keep.contains(&&sk.to_ascii_lowercase()));
+                let trim = |o: &mut Map<String, Value>| {
+                    o.retain(|sk, _| keep.contains(&&sk.to_ascii_lowercase()))
+                };
                 match obj.get_mut(&k) {
                     Some(Value::Object(o)) => trim(o),
-                    Some(Value::Array(a)) => a.iter_mut().filter_map(Value::as_object_mut).for_each(trim),
+                    Some(Value::Array(a)) => {
+                        a.iter_mut().filter_map(Value::as_object_mut).for_each(trim)
+                    }
                     _ => {}
                 }
             }
@@ -285,16 +420,22 @@ fn project(v: &mut Value, attributes: &[String], excluded: &[String]) {
             if ALWAYS.contains(&a.as_str()) {
                 continue;
             }
-            let Some(k) = obj.keys().find(|k| k.eq_ignore_ascii_case(&a)).cloned() else { continue };
+            let Some(k) = obj.keys().find(|k| k.eq_ignore_ascii_case(&a)).cloned() else {
+                continue;
+            };
             match sub {
                 None => {
                     obj.remove(&k);
                 }
                 Some(s) => {
-                    let drop = |o: &mut Map<String, Value>| o.retain(|sk, _| !sk.eq_ignore_ascii_case(&s));
+                    let drop =
+                        |o: &mut Map<String, Value>| o.retain(|sk, _| !sk.eq_ignore_ascii_case(&s));
                     match obj.get_mut(&k) {
                         Some(Value::Object(o)) => drop(o),
-                        Some(Value::Array(arr)) => arr.iter_mut().filter_map(Value::as_object_mut).for_each(drop),
+                        Some(Value::Array(arr)) => arr
+                            .iter_mut()
+                            .filter_map(Value::as_object_mut)
+                            .for_each(drop),
                         _ => {}
                     }
                 }
@@ -304,7 +445,11 @@ fn project(v: &mut Value, attributes: &[String], excluded: &[String]) {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// List parameters, from the query string or a `.search` body.
@@ -318,7 +463,9 @@ struct ListParams {
 }
 
 fn parse_int(name: &str, v: &str) -> Result<i64, ScimError> {
-    v.trim().parse::<i64>().map_err(|_| ScimError::bad_request("invalidValue", format!("'{name}' must be an integer")))
+    v.trim()
+        .parse::<i64>()
+        .map_err(|_| ScimError::bad_request("invalidValue", format!("'{name}' must be an integer")))
 }
 
 fn params_from_query(q: &[(String, String)]) -> Result<ListParams, ScimError> {
@@ -334,7 +481,10 @@ fn params_from_query(q: &[(String, String)]) -> Result<ListParams, ScimError> {
         }
     }
     if !p.attributes.is_empty() && !p.excluded.is_empty() {
-        return Err(ScimError::bad_request("invalidValue", "give either 'attributes' or 'excludedAttributes', not both"));
+        return Err(ScimError::bad_request(
+            "invalidValue",
+            "give either 'attributes' or 'excludedAttributes', not both",
+        ));
     }
     Ok(p)
 }
@@ -346,28 +496,54 @@ fn params_from_search(body: &Value) -> Result<ListParams, ScimError> {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|s| s.as_str().map(str::to_string).ok_or_else(|| ScimError::bad_request("invalidValue", format!("'{key}' must list strings"))))
+                .map(|s| {
+                    s.as_str().map(str::to_string).ok_or_else(|| {
+                        ScimError::bad_request("invalidValue", format!("'{key}' must list strings"))
+                    })
+                })
                 .collect(),
             Some(Value::String(s)) => Ok(split_list(s)),
-            Some(_) => Err(ScimError::bad_request("invalidValue", format!("'{key}' must list strings"))),
+            Some(_) => Err(ScimError::bad_request(
+                "invalidValue",
+                format!("'{key}' must list strings"),
+            )),
         }
     };
     let int = |key: &str| -> Result<Option<i64>, ScimError> {
         match get_ci(body, key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| ScimError::bad_request("invalidValue", format!("'{key}' must be an integer"))),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+                ScimError::bad_request("invalidValue", format!("'{key}' must be an integer"))
+            }),
             Some(Value::String(s)) => parse_int(key, s).map(Some),
-            Some(_) => Err(ScimError::bad_request("invalidValue", format!("'{key}' must be an integer"))),
+            Some(_) => Err(ScimError::bad_request(
+                "invalidValue",
+                format!("'{key}' must be an integer"),
+            )),
         }
     };
     let filter = match get_ci(body, "filter") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ScimError::bad_request("invalidFilter", "'filter' must be a string")),
+        Some(_) => {
+            return Err(ScimError::bad_request(
+                "invalidFilter",
+                "'filter' must be a string",
+            ))
+        }
     };
-    let p = ListParams { filter, start_index: int("startIndex")?, count: int("count")?, attributes: strings("attributes")?, excluded: strings("excludedAttributes")? };
+    let p = ListParams {
+        filter,
+        start_index: int("startIndex")?,
+        count: int("count")?,
+        attributes: strings("attributes")?,
+        excluded: strings("excludedAttributes")?,
+    };
     if !p.attributes.is_empty() && !p.excluded.is_empty() {
-        return Err(ScimError::bad_request("invalidValue", "give either 'attributes' or 'excludedAttributes', not both"));
+        return Err(ScimError::bad_request(
+            "invalidValue",
+            "give either 'attributes' or 'excludedAttributes', not both",
+        ));
     }
     Ok(p)
 }
@@ -379,8 +555,14 @@ fn list_query(p: &ListParams) -> Result<ListQuery, ScimError> {
         Some(f) => Some(Filter::parse(f)?),
     };
     let start_index = usize::try_from(p.start_index.unwrap_or(1).max(1)).unwrap_or(1);
-    let count = usize::try_from(p.count.unwrap_or(DEFAULT_COUNT as i64).max(0)).unwrap_or(0).min(MAX_COUNT);
-    Ok(ListQuery { filter, start_index, count })
+    let count = usize::try_from(p.count.unwrap_or(DEFAULT_COUNT as i64).max(0))
+        .unwrap_or(0)
+        .min(MAX_COUNT);
+    Ok(ListQuery {
+        filter,
+        start_index,
+        count,
+    })
 }
 
 async fn run_list<K: Kind>(inner: &Inner, ctx: &Ctx, p: ListParams) -> Result<Response, ScimError> {
@@ -418,12 +600,16 @@ async fn list<K: Kind>(
     params: RawPathParams,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    respond(async {
-        let ctx = context(&inner, &headers, &original, &uri, &params)?;
-        let Query(query) = query.map_err(|_| ScimError::bad_request("invalidValue", "the query string is malformed"))?;
-        run_list::<K>(&inner, &ctx, params_from_query(&query)?).await
-    }
-    .await)
+    respond(
+        async {
+            let ctx = context(&inner, &headers, &original, &uri, &params)?;
+            let Query(query) = query.map_err(|_| {
+                ScimError::bad_request("invalidValue", "the query string is malformed")
+            })?;
+            run_list::<K>(&inner, &ctx, params_from_query(&query)?).await
+        }
+        .await,
+    )
 }
 
 async fn search<K: Kind>(
@@ -434,18 +620,28 @@ async fn search<K: Kind>(
     params: RawPathParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(async {
-        let ctx = context(&inner, &headers, &original, &uri, &params)?;
-        let body = read_body(&headers, body)?;
-        let schemas_ok = crate::filter::get_ci(&body, "schemas")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_SCHEMA))));
-        if !schemas_ok {
-            return Err(ScimError::bad_request("invalidSyntax", format!("a search body must list \"{SEARCH_SCHEMA}\" in 'schemas'")));
+    respond(
+        async {
+            let ctx = context(&inner, &headers, &original, &uri, &params)?;
+            let body = read_body(&headers, body)?;
+            let schemas_ok = crate::filter::get_ci(&body, "schemas")
+                .and_then(Value::as_array)
+                .is_some_and(|a| {
+                    a.iter().any(|s| {
+                        s.as_str()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_SCHEMA))
+                    })
+                });
+            if !schemas_ok {
+                return Err(ScimError::bad_request(
+                    "invalidSyntax",
+                    format!("a search body must list \"{SEARCH_SCHEMA}\" in 'schemas'"),
+                ));
+            }
+            run_list::<K>(&inner, &ctx, params_from_search(&body)?).await
         }
-        run_list::<K>(&inner, &ctx, params_from_search(&body)?).await
-    }
-    .await)
+        .await,
+    )
 }
 
 async fn read<K: Kind>(
@@ -456,26 +652,30 @@ async fn read<K: Kind>(
     params: RawPathParams,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    respond(async {
-        let ctx = context(&inner, &headers, &original, &uri, &params)?;
-        let Query(query) = query.map_err(|_| ScimError::bad_request("invalidValue", "the query string is malformed"))?;
-        let p = params_from_query(&query)?;
-        let r = K::get(inner.backend.as_ref(), &ctx.caller, &ctx.id).await?;
-        let etag = r.meta().etag();
-        if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
-            if etag_matches(inm.to_str().unwrap_or(""), etag.as_deref()) {
-                let mut resp = StatusCode::NOT_MODIFIED.into_response();
-                if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
-                    resp.headers_mut().insert(header::ETAG, tag);
+    respond(
+        async {
+            let ctx = context(&inner, &headers, &original, &uri, &params)?;
+            let Query(query) = query.map_err(|_| {
+                ScimError::bad_request("invalidValue", "the query string is malformed")
+            })?;
+            let p = params_from_query(&query)?;
+            let r = K::get(inner.backend.as_ref(), &ctx.caller, &ctx.id).await?;
+            let etag = r.meta().etag();
+            if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
+                if etag_matches(inm.to_str().unwrap_or(""), etag.as_deref()) {
+                    let mut resp = StatusCode::NOT_MODIFIED.into_response();
+                    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                        resp.headers_mut().insert(header::ETAG, tag);
+                    }
+                    return Ok(resp);
                 }
-                return Ok(resp);
             }
+            let mut v = r.json(&ctx.base);
+            project(&mut v, &p.attributes, &p.excluded);
+            Ok(scim_response(StatusCode::OK, &v, etag))
         }
-        let mut v = r.json(&ctx.base);
-        project(&mut v, &p.attributes, &p.excluded);
-        Ok(scim_response(StatusCode::OK, &v, etag))
-    }
-    .await)
+        .await,
+    )
 }
 
 async fn create<K: Kind>(
@@ -486,19 +686,24 @@ async fn create<K: Kind>(
     params: RawPathParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(async {
-        let ctx = context(&inner, &headers, &original, &uri, &params)?;
-        let body = read_body(&headers, body)?;
-        let r = K::parse(&body)?;
-        let created = K::create(inner.backend.as_ref(), &ctx.caller, r).await?;
-        let v = created.json(&ctx.base);
-        let mut resp = scim_response(StatusCode::CREATED, &v, created.meta().etag());
-        if let Some(loc) = v["meta"]["location"].as_str().and_then(|l| HeaderValue::from_str(l).ok()) {
-            resp.headers_mut().insert(header::LOCATION, loc);
+    respond(
+        async {
+            let ctx = context(&inner, &headers, &original, &uri, &params)?;
+            let body = read_body(&headers, body)?;
+            let r = K::parse(&body)?;
+            let created = K::create(inner.backend.as_ref(), &ctx.caller, r).await?;
+            let v = created.json(&ctx.base);
+            let mut resp = scim_response(StatusCode::CREATED, &v, created.meta().etag());
+            if let Some(loc) = v["meta"]["location"]
+                .as_str()
+                .and_then(|l| HeaderValue::from_str(l).ok())
+            {
+                resp.headers_mut().insert(header::LOCATION, loc);
+            }
+            Ok(resp)
         }
-        Ok(resp)
-    }
-    .await)
+        .await,
+    )
 }
 
 async fn replace<K: Kind>(
@@ -509,18 +714,31 @@ async fn replace<K: Kind>(
     params: RawPathParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(async {
-        let ctx = context(&inner, &headers, &original, &uri, &params)?;
-        let body = read_body(&headers, body)?;
-        let mut r = K::parse(&body)?;
-        let current = K::get(inner.backend.as_ref(), &ctx.caller, &ctx.id).await?;
-        check_if_match(&headers, current.meta())?;
-        r.set_id(&ctx.id);
-        r.keep_read_only(&current);
-        let stored = K::replace(inner.backend.as_ref(), &ctx.caller, &ctx.id, r, current.meta().version).await?;
-        Ok(scim_response(StatusCode::OK, &stored.json(&ctx.base), stored.meta().etag()))
-    }
-    .await)
+    respond(
+        async {
+            let ctx = context(&inner, &headers, &original, &uri, &params)?;
+            let body = read_body(&headers, body)?;
+            let mut r = K::parse(&body)?;
+            let current = K::get(inner.backend.as_ref(), &ctx.caller, &ctx.id).await?;
+            check_if_match(&headers, current.meta())?;
+            r.set_id(&ctx.id);
+            r.keep_read_only(&current);
+            let stored = K::replace(
+                inner.backend.as_ref(),
+                &ctx.caller,
+                &ctx.id,
+                r,
+                current.meta().version,
+            )
+            .await?;
+            Ok(scim_response(
+                StatusCode::OK,
+                &stored.json(&ctx.base),
+                stored.meta().etag(),
+            ))
+        }
+        .await,
+    )
 }
 
 async fn patch<K: Kind>(
@@ -531,21 +749,34 @@ async fn patch<K: Kind>(
     params: RawPathParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(async {
-        let ctx = context(&inner, &headers, &original, &uri, &params)?;
-        let body = read_body(&headers, body)?;
-        let ops = parse_patch(&body)?;
-        let current = K::get(inner.backend.as_ref(), &ctx.caller, &ctx.id).await?;
-        check_if_match(&headers, current.meta())?;
-        let mut v = current.json(&ctx.base);
-        apply_patch(&mut v, &ops, &K::PATCH)?;
-        let mut r = K::parse(&v)?;
-        r.set_id(&ctx.id);
-        r.keep_read_only(&current);
-        let stored = K::replace(inner.backend.as_ref(), &ctx.caller, &ctx.id, r, current.meta().version).await?;
-        Ok(scim_response(StatusCode::OK, &stored.json(&ctx.base), stored.meta().etag()))
-    }
-    .await)
+    respond(
+        async {
+            let ctx = context(&inner, &headers, &original, &uri, &params)?;
+            let body = read_body(&headers, body)?;
+            let ops = parse_patch(&body)?;
+            let current = K::get(inner.backend.as_ref(), &ctx.caller, &ctx.id).await?;
+            check_if_match(&headers, current.meta())?;
+            let mut v = current.json(&ctx.base);
+            apply_patch(&mut v, &ops, &K::PATCH)?;
+            let mut r = K::parse(&v)?;
+            r.set_id(&ctx.id);
+            r.keep_read_only(&current);
+            let stored = K::replace(
+                inner.backend.as_ref(),
+                &ctx.caller,
+                &ctx.id,
+                r,
+                current.meta().version,
+            )
+            .await?;
+            Ok(scim_response(
+                StatusCode::OK,
+                &stored.json(&ctx.base),
+                stored.meta().etag(),
+            ))
+        }
+        .await,
+    )
 }
 
 async fn delete<K: Kind>(
@@ -555,74 +786,149 @@ async fn delete<K: Kind>(
     uri: Uri,
     params: RawPathParams,
 ) -> Response {
-    respond(async {
-        let ctx = context(&inner, &headers, &original, &uri, &params)?;
-        let expected = if headers.contains_key(header::IF_MATCH) {
-            let current = K::get(inner.backend.as_ref(), &ctx.caller, &ctx.id).await?;
-            check_if_match(&headers, current.meta())?;
-            current.meta().version
-        } else {
-            None
-        };
-        K::delete(inner.backend.as_ref(), &ctx.caller, &ctx.id, expected).await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await)
+    respond(
+        async {
+            let ctx = context(&inner, &headers, &original, &uri, &params)?;
+            let expected = if headers.contains_key(header::IF_MATCH) {
+                let current = K::get(inner.backend.as_ref(), &ctx.caller, &ctx.id).await?;
+                check_if_match(&headers, current.meta())?;
+                current.meta().version
+            } else {
+                None
+            };
+            K::delete(inner.backend.as_ref(), &ctx.caller, &ctx.id, expected).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
 }
 
 /// Authenticates a discovery request and returns its context.
-async fn discovery_ctx(inner: &Inner, headers: &HeaderMap, original: &Uri, uri: &Uri, params: &RawPathParams) -> Result<Ctx, ScimError> {
+async fn discovery_ctx(
+    inner: &Inner,
+    headers: &HeaderMap,
+    original: &Uri,
+    uri: &Uri,
+    params: &RawPathParams,
+) -> Result<Ctx, ScimError> {
     let ctx = context(inner, headers, original, uri, params)?;
     inner.backend.authenticate(&ctx.caller).await?;
     Ok(ctx)
 }
 
-async fn service_provider_config(State(inner): St, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri, params: RawPathParams) -> Response {
-    respond(async {
-        let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
-        Ok(scim_response(StatusCode::OK, &discovery::service_provider_config(&ctx.base, MAX_COUNT), None))
-    }
-    .await)
+async fn service_provider_config(
+    State(inner): St,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    params: RawPathParams,
+) -> Response {
+    respond(
+        async {
+            let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
+            Ok(scim_response(
+                StatusCode::OK,
+                &discovery::service_provider_config(&ctx.base, MAX_COUNT),
+                None,
+            ))
+        }
+        .await,
+    )
 }
 
-async fn resource_types(State(inner): St, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri, params: RawPathParams) -> Response {
-    respond(async {
-        let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
-        Ok(scim_response(StatusCode::OK, &discovery::list(discovery::resource_types(&ctx.base)), None))
-    }
-    .await)
+async fn resource_types(
+    State(inner): St,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    params: RawPathParams,
+) -> Response {
+    respond(
+        async {
+            let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
+            Ok(scim_response(
+                StatusCode::OK,
+                &discovery::list(discovery::resource_types(&ctx.base)),
+                None,
+            ))
+        }
+        .await,
+    )
 }
 
-async fn resource_type(State(inner): St, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri, params: RawPathParams) -> Response {
-    respond(async {
-        let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
-        discovery::resource_types(&ctx.base)
-            .into_iter()
-            .find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&ctx.id)))
-            .map(|r| scim_response(StatusCode::OK, &r, None))
-            .ok_or_else(|| ScimError::not_found(format!("no resource type '{}'; see /ResourceTypes", ctx.id)))
-    }
-    .await)
+async fn resource_type(
+    State(inner): St,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    params: RawPathParams,
+) -> Response {
+    respond(
+        async {
+            let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
+            discovery::resource_types(&ctx.base)
+                .into_iter()
+                .find(|r| {
+                    r["id"]
+                        .as_str()
+                        .is_some_and(|i| i.eq_ignore_ascii_case(&ctx.id))
+                })
+                .map(|r| scim_response(StatusCode::OK, &r, None))
+                .ok_or_else(|| {
+                    ScimError::not_found(format!(
+                        "no resource type '{}'; see /ResourceTypes",
+                        ctx.id
+                    ))
+                })
+        }
+        .await,
+    )
 }
 
-async fn schemas(State(inner): St, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri, params: RawPathParams) -> Response {
-    respond(async {
-        let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
-        Ok(scim_response(StatusCode::OK, &discovery::list(discovery::schemas(&ctx.base)), None))
-    }
-    .await)
+async fn schemas(
+    State(inner): St,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    params: RawPathParams,
+) -> Response {
+    respond(
+        async {
+            let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
+            Ok(scim_response(
+                StatusCode::OK,
+                &discovery::list(discovery::schemas(&ctx.base)),
+                None,
+            ))
+        }
+        .await,
+    )
 }
 
-async fn schema(State(inner): St, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri, params: RawPathParams) -> Response {
-    respond(async {
-        let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
-        discovery::schemas(&ctx.base)
-            .into_iter()
-            .find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&ctx.id)))
-            .map(|r| scim_response(StatusCode::OK, &r, None))
-            .ok_or_else(|| ScimError::not_found(format!("no schema '{}'; see /Schemas", ctx.id)))
-    }
-    .await)
+async fn schema(
+    State(inner): St,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    params: RawPathParams,
+) -> Response {
+    respond(
+        async {
+            let ctx = discovery_ctx(&inner, &headers, &original, &uri, &params).await?;
+            discovery::schemas(&ctx.base)
+                .into_iter()
+                .find(|r| {
+                    r["id"]
+                        .as_str()
+                        .is_some_and(|i| i.eq_ignore_ascii_case(&ctx.id))
+                })
+                .map(|r| scim_response(StatusCode::OK, &r, None))
+                .ok_or_else(|| {
+                    ScimError::not_found(format!("no schema '{}'; see /Schemas", ctx.id))
+                })
+        }
+        .await,
+    )
 }
 
 async fn root_search(headers: HeaderMap) -> Response {
@@ -646,7 +952,12 @@ async fn not_found(headers: HeaderMap, uri: Uri) -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    ScimError::new(StatusCode::METHOD_NOT_ALLOWED, None, "this method is not supported on this endpoint").into_response()
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "this method is not supported on this endpoint",
+    )
+    .into_response()
 }
 
 #[cfg(test)]
@@ -656,8 +967,18 @@ mod tests {
 
     #[test]
     fn pagination_edges() {
-        let q = |s: Option<i64>, c: Option<i64>| list_query(&ListParams { start_index: s, count: c, ..Default::default() }).unwrap();
-        assert_eq!((q(None, None).start_index, q(None, None).count), (1, DEFAULT_COUNT));
+        let q = |s: Option<i64>, c: Option<i64>| {
+            list_query(&ListParams {
+                start_index: s,
+                count: c,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            (q(None, None).start_index, q(None, None).count),
+            (1, DEFAULT_COUNT)
+        );
         assert_eq!(q(Some(0), None).start_index, 1);
         assert_eq!(q(Some(-5), None).start_index, 1);
         assert_eq!(q(Some(7), None).start_index, 7);
@@ -665,9 +986,16 @@ mod tests {
         assert_eq!(q(None, Some(0)).count, 0);
         assert_eq!(q(None, Some(1_000_000)).count, MAX_COUNT);
         assert_eq!(q(None, Some(i64::MIN)).count, 0);
-        assert_eq!(q(Some(i64::MAX), None).start_index, usize::try_from(i64::MAX).unwrap());
+        assert_eq!(
+            q(Some(i64::MAX), None).start_index,
+            usize::try_from(i64::MAX).unwrap()
+        );
         assert!(params_from_query(&[("count".into(), "ten".into())]).is_err());
-        let e = list_query(&ListParams { filter: Some("userName eq".into()), ..Default::default() }).unwrap_err();
+        let e = list_query(&ListParams {
+            filter: Some("userName eq".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert_eq!(e.scim_type, Some("invalidFilter"));
     }
 
@@ -692,7 +1020,10 @@ mod tests {
         assert_eq!(h("bearer abc").as_deref(), Some("abc"));
         assert_eq!(h("Basic abc"), None);
         assert_eq!(h("Bearer "), None);
-        assert_eq!(h(&format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1))), None);
+        assert_eq!(
+            h(&format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1))),
+            None
+        );
         assert_eq!(bearer(&HeaderMap::new()), None);
     }
 
@@ -701,12 +1032,26 @@ mod tests {
         let base = json!({"schemas":["s"],"id":"1","userName":"u","displayName":"d","name":{"givenName":"g","familyName":"f"},"meta":{}});
         let mut v = base.clone();
         project(&mut v, &["userName".into(), "name.givenName".into()], &[]);
-        assert_eq!(v, json!({"schemas":["s"],"id":"1","userName":"u","name":{"givenName":"g"}}));
+        assert_eq!(
+            v,
+            json!({"schemas":["s"],"id":"1","userName":"u","name":{"givenName":"g"}})
+        );
         let mut v = base.clone();
-        project(&mut v, &[], &["DisplayName".into(), "name.familyName".into(), "id".into()]);
-        assert_eq!(v, json!({"schemas":["s"],"id":"1","userName":"u","name":{"givenName":"g"},"meta":{}}));
+        project(
+            &mut v,
+            &[],
+            &["DisplayName".into(), "name.familyName".into(), "id".into()],
+        );
+        assert_eq!(
+            v,
+            json!({"schemas":["s"],"id":"1","userName":"u","name":{"givenName":"g"},"meta":{}})
+        );
         let mut v = base.clone();
-        project(&mut v, &["urn:ietf:params:scim:schemas:core:2.0:User:displayName".into()], &[]);
+        project(
+            &mut v,
+            &["urn:ietf:params:scim:schemas:core:2.0:User:displayName".into()],
+            &[],
+        );
         assert_eq!(v, json!({"schemas":["s"],"id":"1","displayName":"d"}));
     }
 }
