@@ -382,6 +382,9 @@ mod tests {
             "https://[::1]:8443",
             "https://[fd00::1]",
             "https://100.64.1.1",
+            "https://2130706433/",
+            "https://0x7f000001/",
+            "https://[::ffff:127.0.0.1]/",
         ] {
             let err = check_url("issuer", bad, false).unwrap_err();
             assert!(

@@ -773,3 +773,123 @@ impl Provider {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ProviderConfig {
+        ProviderConfig::new(
+            "https://login.example.com/realms/x",
+            "enclave",
+            Some(ClientSecret::new("s3cret-value")),
+            "https://enclave.example.com/auth/oidc/callback",
+        )
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let pending = PendingLogin {
+            issuer: "https://login.example.com".into(),
+            state: random_token().unwrap(),
+            nonce: random_token().unwrap(),
+            pkce_verifier: random_token().unwrap(),
+        };
+        let shown = format!("{pending:?}");
+        assert!(!shown.contains(&pending.pkce_verifier) && !shown.contains(&pending.nonce));
+        assert!(shown.contains("login.example.com"));
+        let provider = Provider::new(cfg()).unwrap();
+        assert!(!format!("{provider:?}").contains("s3cret-value"));
+        // The server stores it as JSON and gets it back intact.
+        let back: PendingLogin =
+            serde_json::from_str(&serde_json::to_string(&pending).unwrap()).unwrap();
+        assert_eq!(back.pkce_verifier, pending.pkce_verifier);
+        assert_eq!(back.state, pending.state);
+    }
+
+    #[test]
+    fn random_values_are_256_bit_base64url_and_pkce_is_s256() {
+        let a = random_token().unwrap();
+        assert_eq!(a.len(), 43);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+        assert_ne!(a, random_token().unwrap());
+        // RFC 7636 appendix B.
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let bad = |f: fn(&mut ProviderConfig)| {
+            let mut c = cfg();
+            f(&mut c);
+            Provider::new(c).unwrap_err()
+        };
+        assert!(matches!(
+            bad(|c| c.algorithms = vec!["HS256".into()]),
+            Error::Config(_)
+        ));
+        assert!(matches!(
+            bad(|c| c.algorithms = vec!["none".into()]),
+            Error::Config(_)
+        ));
+        assert!(matches!(bad(|c| c.algorithms = vec![]), Error::Config(_)));
+        assert!(matches!(bad(|c| c.client_secret = None), Error::Config(_)));
+        assert!(matches!(
+            bad(|c| c.auth_method = TokenAuth::None),
+            Error::Config(_)
+        ));
+        assert!(matches!(
+            bad(|c| c.redirect_uri = "/relative".into()),
+            Error::Config(_)
+        ));
+        assert!(matches!(
+            bad(|c| c.scopes = vec!["a b".into()]),
+            Error::Config(_)
+        ));
+        assert!(matches!(
+            bad(|c| c.issuer = "http://login.example.com".into()),
+            Error::UrlNotAllowed { .. }
+        ));
+        let err = bad(|c| c.client_secret = Some(ClientSecret::new("")));
+        assert!(!err.to_string().contains("s3cret"));
+        // Defaults from JSON settings.
+        let parsed: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "https://login.example.com", "client_id": "enclave",
+            "client_secret": "x", "redirect_uri": "https://enclave.example.com/cb"
+        }))
+        .unwrap();
+        assert_eq!(parsed.auth_method, TokenAuth::ClientSecretBasic);
+        assert_eq!(parsed.algorithms, vec!["RS256", "ES256", "PS256", "EdDSA"]);
+        assert!(!parsed.internal && !parsed.use_userinfo);
+        let p = Provider::new(parsed).unwrap();
+        assert_eq!(p.scope, "openid email profile");
+    }
+
+    #[test]
+    fn identity_reads_configured_claims() {
+        let mut c = cfg();
+        c.claims = ClaimNames {
+            email: "mail".into(),
+            name: "displayName".into(),
+            groups: "roles".into(),
+        };
+        let p = Provider::new(c).unwrap();
+        let all = serde_json::json!({
+            "sub": "u1", "mail": "u1@example.com", "email_verified": "true",
+            "displayName": "U One", "roles": "admins", "amr": ["pwd", "mfa"], "acr": "gold"
+        });
+        let Value::Object(all) = all else { panic!() };
+        let id = p.identity("iss".into(), "u1".into(), all);
+        assert_eq!(id.email.as_deref(), Some("u1@example.com"));
+        assert_eq!(id.email_verified, Some(true));
+        assert_eq!(id.name.as_deref(), Some("U One"));
+        assert_eq!(id.groups, vec!["admins".to_owned()]);
+        assert_eq!(id.amr, vec!["pwd".to_owned(), "mfa".to_owned()]);
+        assert_eq!(id.acr.as_deref(), Some("gold"));
+        assert_eq!(id.claims["roles"], "admins");
+    }
+}

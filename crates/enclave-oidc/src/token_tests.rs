@@ -4,7 +4,7 @@
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
     RSA_PKCS1_SHA512, RSA_PSS_SHA256,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,6 +21,7 @@ const NOW: i64 = 1_800_000_000;
 enum Key {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
 }
 
 struct TestKey {
@@ -47,8 +48,18 @@ impl TestKey {
         }
     }
 
+    fn ed(kid: &str) -> Self {
+        Self {
+            kid: kid.into(),
+            key: Key::Ed(Ed25519KeyPair::generate().unwrap()),
+        }
+    }
+
     fn jwk(&self) -> Value {
         match &self.key {
+            Key::Ed(k) => {
+                json!({"kty": "OKP", "kid": self.kid, "crv": "Ed25519", "x": b64(k.public_key().as_ref())})
+            }
             Key::Rsa(k) => {
                 let c = PublicKeyComponents::<Vec<u8>>::from(k.public_key());
                 json!({"kty": "RSA", "kid": self.kid, "use": "sig", "n": b64(&c.n), "e": b64(&c.e)})
@@ -86,6 +97,7 @@ impl TestKey {
                 sig
             }
             Key::Ec(k) => k.sign(&rng, msg.as_bytes()).unwrap().as_ref().to_vec(),
+            Key::Ed(k) => k.sign(msg.as_bytes()).as_ref().to_vec(),
         };
         format!("{msg}.{}", b64(&sig))
     }
@@ -134,11 +146,15 @@ struct Fixture {
     set: Jwks,
 }
 
-fn fixture() -> Fixture {
-    let rsa = TestKey::rsa("rsa-1");
-    let ec = TestKey::ec("ec-1");
-    let set = jwks(&[&rsa, &ec]);
-    Fixture { rsa, ec, set }
+/// One fixture for all tests (RSA key generation is the slow part).
+fn fixture() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let rsa = TestKey::rsa("rsa-1");
+        let ec = TestKey::ec("ec-1");
+        let set = jwks(&[&rsa, &ec]);
+        Fixture { rsa, ec, set }
+    })
 }
 
 fn check(f: &Fixture, token: &str) -> Result<IdTokenClaims, Error> {
@@ -149,7 +165,7 @@ fn check(f: &Fixture, token: &str) -> Result<IdTokenClaims, Error> {
 fn valid_tokens_are_accepted() {
     let f = fixture();
     for (key, alg) in [(&f.rsa, "RS256"), (&f.rsa, "PS256"), (&f.ec, "ES256")] {
-        let out = check(&f, &key.sign(alg, &claims())).unwrap();
+        let out = check(f, &key.sign(alg, &claims())).unwrap();
         assert_eq!(out.subject, "user-123");
         assert_eq!(out.issuer, ISS);
         assert_eq!(out.kid.as_deref(), Some(key.kid.as_str()));
@@ -159,7 +175,18 @@ fn valid_tokens_are_accepted() {
     let c = with(claims(), "aud", json!([CLIENT, "other"]));
     let c = with(c, "azp", json!(CLIENT));
     let c = with(c, "exp", json!(NOW - 30));
-    check(&f, &f.rsa.sign("RS256", &c)).unwrap();
+    check(f, &f.rsa.sign("RS256", &c)).unwrap();
+    // EdDSA (Ed25519).
+    let ed = TestKey::ed("ed-1");
+    let set = jwks(&[&f.rsa, &ed]);
+    let out = validate_id_token(
+        &ed.sign_with_header(&json!({"alg": "EdDSA", "kid": "ed-1"}), &claims()),
+        &set,
+        &expect(),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(out.subject, "user-123");
 }
 
 #[test]
@@ -170,13 +197,13 @@ fn alg_none_is_refused() {
         .as_bytes());
     let body = b64(claims().to_string().as_bytes());
     for token in [format!("{header}.{body}."), format!("{header}.{body}.AAAA")] {
-        let err = check(&f, &token).unwrap_err();
+        let err = check(f, &token).unwrap_err();
         assert!(matches!(err, Error::AlgorithmForbidden { .. }), "{err}");
         assert!(err.is_suspicious());
         assert!(err.to_string().contains("(none") || err.to_string().contains("uses none"));
     }
     let none_header = b64(json!({"alg": "NONE"}).to_string().as_bytes());
-    let err = check(&f, &format!("{none_header}.{body}.")).unwrap_err();
+    let err = check(f, &format!("{none_header}.{body}.")).unwrap_err();
     assert!(matches!(err, Error::AlgorithmForbidden { .. }), "{err}");
 }
 
@@ -210,7 +237,7 @@ fn hs256_is_refused_even_with_the_secret_as_a_published_key() {
 #[test]
 fn algorithm_outside_the_allow_list_is_refused() {
     let f = fixture();
-    let err = check(&f, &f.rsa.sign("RS512", &claims())).unwrap_err();
+    let err = check(f, &f.rsa.sign("RS512", &claims())).unwrap_err();
     assert!(
         matches!(err, Error::AlgorithmNotAllowed { ref alg } if alg == "RS512"),
         "{err}"
@@ -228,7 +255,7 @@ fn wrong_signature_is_refused() {
     let f = fixture();
     // Signed by another key that claims the published key's id.
     let impostor = TestKey::rsa("rsa-1");
-    let err = check(&f, &impostor.sign("RS256", &claims())).unwrap_err();
+    let err = check(f, &impostor.sign("RS256", &claims())).unwrap_err();
     assert!(matches!(err, Error::BadSignature), "{err}");
     assert!(err.is_suspicious());
     // A valid token with its payload swapped.
@@ -236,7 +263,7 @@ fn wrong_signature_is_refused() {
     let mut parts: Vec<&str> = good.split('.').collect();
     let forged = b64(with(claims(), "sub", json!("admin")).to_string().as_bytes());
     parts[1] = &forged;
-    let err = check(&f, &parts.join(".")).unwrap_err();
+    let err = check(f, &parts.join(".")).unwrap_err();
     assert!(matches!(err, Error::BadSignature), "{err}");
 }
 
@@ -245,7 +272,7 @@ fn unknown_kid_is_refused() {
     let f = fixture();
     let stranger = TestKey::ec("ec-unknown");
     let token = stranger.sign("ES256", &claims());
-    let err = check(&f, &token).unwrap_err();
+    let err = check(f, &token).unwrap_err();
     assert!(
         matches!(err, Error::UnknownKey { ref kid } if kid == "ec-unknown"),
         "{err}"
@@ -260,7 +287,7 @@ fn unknown_kid_is_refused() {
     let confused =
         f.ec.sign_with_header(&json!({"alg": "ES256", "kid": "rsa-1"}), &claims());
     assert!(matches!(
-        check(&f, &confused).unwrap_err(),
+        check(f, &confused).unwrap_err(),
         Error::UnknownKey { .. }
     ));
     // No kid: fine only when exactly one key fits.
@@ -283,10 +310,10 @@ fn wrong_issuer_is_refused() {
         json!(format!("{ISS}/")),
         json!(ISS.to_uppercase()),
     ] {
-        let err = check(&f, &f.rsa.sign("RS256", &with(claims(), "iss", iss))).unwrap_err();
+        let err = check(f, &f.rsa.sign("RS256", &with(claims(), "iss", iss))).unwrap_err();
         assert!(matches!(err, Error::WrongIssuer { .. }), "{err}");
     }
-    let err = check(&f, &f.rsa.sign("RS256", &without(claims(), "iss"))).unwrap_err();
+    let err = check(f, &f.rsa.sign("RS256", &without(claims(), "iss"))).unwrap_err();
     assert!(matches!(err, Error::MissingClaim("iss")), "{err}");
 }
 
@@ -306,10 +333,10 @@ fn wrong_audience_is_refused() {
         with(claims(), "azp", json!("other")),
     ];
     for c in cases {
-        let err = check(&f, &f.rsa.sign("RS256", &c)).unwrap_err();
+        let err = check(f, &f.rsa.sign("RS256", &c)).unwrap_err();
         assert!(matches!(err, Error::WrongAudience), "{c}: {err}");
     }
-    let err = check(&f, &f.rsa.sign("RS256", &without(claims(), "aud"))).unwrap_err();
+    let err = check(f, &f.rsa.sign("RS256", &without(claims(), "aud"))).unwrap_err();
     assert!(matches!(err, Error::MissingClaim("aud")), "{err}");
 }
 
@@ -317,15 +344,15 @@ fn wrong_audience_is_refused() {
 fn expired_token_is_refused() {
     let f = fixture();
     let err = check(
-        &f,
+        f,
         &f.rsa.sign("RS256", &with(claims(), "exp", json!(NOW - 61))),
     )
     .unwrap_err();
     assert!(matches!(err, Error::Expired), "{err}");
-    let err = check(&f, &f.rsa.sign("RS256", &without(claims(), "exp"))).unwrap_err();
+    let err = check(f, &f.rsa.sign("RS256", &without(claims(), "exp"))).unwrap_err();
     assert!(matches!(err, Error::MissingClaim("exp")), "{err}");
     let err = check(
-        &f,
+        f,
         &f.rsa.sign("RS256", &with(claims(), "exp", json!("soon"))),
     )
     .unwrap_err();
@@ -336,25 +363,25 @@ fn expired_token_is_refused() {
 fn not_yet_valid_token_is_refused() {
     let f = fixture();
     let err = check(
-        &f,
+        f,
         &f.rsa
             .sign("RS256", &with(claims(), "nbf", json!(NOW + 120))),
     )
     .unwrap_err();
     assert!(matches!(err, Error::NotYetValid), "{err}");
     check(
-        &f,
+        f,
         &f.rsa.sign("RS256", &with(claims(), "nbf", json!(NOW + 30))),
     )
     .unwrap();
     let err = check(
-        &f,
+        f,
         &f.rsa
             .sign("RS256", &with(claims(), "iat", json!(NOW + 3600))),
     )
     .unwrap_err();
     assert!(matches!(err, Error::IssuedInFuture), "{err}");
-    let err = check(&f, &f.rsa.sign("RS256", &without(claims(), "iat"))).unwrap_err();
+    let err = check(f, &f.rsa.sign("RS256", &without(claims(), "iat"))).unwrap_err();
     assert!(matches!(err, Error::MissingClaim("iat")), "{err}");
 }
 
@@ -367,7 +394,7 @@ fn nonce_mismatch_is_refused() {
         json!(""),
         json!(42),
     ] {
-        let err = check(&f, &f.ec.sign("ES256", &with(claims(), "nonce", nonce))).unwrap_err();
+        let err = check(f, &f.ec.sign("ES256", &with(claims(), "nonce", nonce))).unwrap_err();
         assert!(matches!(err, Error::NonceMismatch), "{err}");
     }
     // An empty expected nonce never matches.
@@ -383,7 +410,7 @@ fn nonce_mismatch_is_refused() {
 #[test]
 fn missing_nonce_is_refused() {
     let f = fixture();
-    let err = check(&f, &f.ec.sign("ES256", &without(claims(), "nonce"))).unwrap_err();
+    let err = check(f, &f.ec.sign("ES256", &without(claims(), "nonce"))).unwrap_err();
     assert!(matches!(err, Error::NonceMismatch), "{err}");
 }
 
@@ -405,10 +432,10 @@ fn malformed_tokens_are_refused() {
         &huge,
         &crit,
     ] {
-        let err = check(&f, token).unwrap_err();
+        let err = check(f, token).unwrap_err();
         assert!(matches!(err, Error::MalformedToken(_)), "{err}");
     }
-    let err = check(&f, &f.rsa.sign("RS256", &without(claims(), "sub"))).unwrap_err();
+    let err = check(f, &f.rsa.sign("RS256", &without(claims(), "sub"))).unwrap_err();
     assert!(matches!(err, Error::MissingClaim("sub")), "{err}");
 }
 
@@ -435,7 +462,7 @@ fn error_messages_do_not_echo_control_characters() {
     let f = fixture();
     let evil_kid = "x\n\u{1b}[31mFAKE LOG LINE";
     let stranger = TestKey::ec(evil_kid);
-    let err = check(&f, &stranger.sign("ES256", &claims())).unwrap_err();
+    let err = check(f, &stranger.sign("ES256", &claims())).unwrap_err();
     let msg = err.to_string();
     assert!(!msg.contains('\n') && !msg.contains('\u{1b}'), "{msg}");
 }

@@ -525,6 +525,15 @@ async fn http_guard_refuses_non_public_insecure_oversized_and_redirects() {
     let err = slash.discover().await.unwrap_err();
     assert!(matches!(err, Error::IssuerMismatch { .. }), "{err}");
 
+    // A host name goes through the guarded resolver; internal allows loopback (the IdP answers,
+    // and names itself 127.0.0.1, not localhost).
+    let named = Provider::new(cfg(format!("http://localhost:{port}"), true)).unwrap();
+    let err = named.discover().await.unwrap_err();
+    assert!(
+        matches!(err, Error::IssuerMismatch { ref discovered, .. } if discovered.contains("127.0.0.1")),
+        "{err}"
+    );
+
     // Oversized responses are cut off; redirects are not followed.
     let big = Provider::new(cfg(format!("http://127.0.0.1:{port}/__big"), true)).unwrap();
     let err = big.discover().await.unwrap_err();
