@@ -450,3 +450,19 @@ async fn configuration_is_validated() {
     let ad = LdapConfig::active_directory("ldaps://127.0.0.1:1", "CN=svc,DC=x", "pw", "DC=x");
     assert!(ad.user_filter.contains("sAMAccountName={username}"));
 }
+
+#[tokio::test]
+async fn a_directory_that_never_answers_times_out_as_unavailable() {
+    // The kernel completes the TCP handshake on the listener's backlog; nobody ever answers
+    // the TLS ClientHello.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldaps://{}", silent.local_addr().unwrap());
+    let mut c = LdapConfig::new(url, SERVICE_DN, SERVICE_PW, PEOPLE, GROUPS);
+    c.ca_pem = Some(Slapd::start().unwrap().ca_pem.clone());
+    c.timeout = Duration::from_millis(300);
+    let d = dir(c);
+    let t = std::time::Instant::now();
+    let e = d.authenticate("alice", "alice-pw-1").await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
