@@ -83,6 +83,8 @@ impl fmt::Debug for Directory {
 
 /// A user entry found by the search.
 struct Found {
+    /// The username as given (used when the entry lacks `username_attr`).
+    asked: String,
     entry: SearchEntry,
     disabled: bool,
 }
@@ -309,7 +311,17 @@ impl Inner {
             cfg.timeout,
             LdapConnAsync::with_settings(self.settings.clone(), &cfg.url),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The server answered the StartTLS request with an error result.
+            Error::Directory { code, message, .. } if self.c.transport == Transport::StartTls => {
+                Error::Tls {
+                    url: cfg.url.clone(),
+                    reason: format!("StartTLS refused (result code {code}: {message})"),
+                }
+            }
+            e => e,
+        })?;
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
                 tracing::debug!(error = %e, "LDAP connection ended");
@@ -424,7 +436,11 @@ impl Inner {
                 !hit.is_empty()
             }
         };
-        Ok(Some(Found { entry, disabled }))
+        Ok(Some(Found {
+            asked: username.to_owned(),
+            entry,
+            disabled,
+        }))
     }
 
     /// Simple bind as `dn`; the only operation ever run on a user-bind connection.
@@ -615,7 +631,7 @@ impl Inner {
         dns.sort();
         DirectoryUser {
             dn: entry.dn.clone(),
-            username: first_value(entry, &cfg.username_attr).unwrap_or_default(),
+            username: first_value(entry, &cfg.username_attr).unwrap_or_else(|| found.asked.clone()),
             email: first_value(entry, &cfg.email_attr),
             name: first_value(entry, &cfg.name_attr),
             groups: names,

@@ -132,7 +132,16 @@ access to *
             "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
             self.ldap_port, self.ldaps_port
         );
-        let child = Command::new("/usr/sbin/slapd")
+        // With util-linux's setpriv, slapd also dies if the test process is killed outright
+        // (Drop covers every normal and panicking exit).
+        let mut cmd = if Path::new("/usr/bin/setpriv").exists() {
+            let mut c = Command::new("/usr/bin/setpriv");
+            c.args(["--pdeathsig", "KILL", "--", "/usr/sbin/slapd"]);
+            c
+        } else {
+            Command::new("/usr/sbin/slapd")
+        };
+        let child = cmd
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .args(["-h", &urls, "-d", "0"])
