@@ -19,14 +19,44 @@ const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// How a session was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
-    /// Username and password.
+    /// Username and password of a local account.
     Password,
+    /// Username and password checked by an LDAP / Active Directory source.
+    Ldap,
+    /// OpenID Connect single sign-on.
+    Oidc,
 }
 
 impl AuthMethod {
-    fn as_str(self) -> &'static str {
+    /// Wire and storage name.
+    pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Password => "password",
+            AuthMethod::Ldap => "ldap",
+            AuthMethod::Oidc => "oidc",
+        }
+    }
+}
+
+/// How a person proved who they are, recorded with their session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    /// The method.
+    pub method: AuthMethod,
+    /// Authentication method references (RFC 8176), e.g. `pwd`, `otp`, `mfa`; an OIDC
+    /// provider's `amr` as it sent them.
+    pub amr: Vec<String>,
+    /// An OIDC provider's authentication context class (`acr`).
+    pub acr: Option<String>,
+}
+
+impl Authentication {
+    /// A password checked by Enclave or a directory.
+    pub fn password(method: AuthMethod) -> Authentication {
+        Authentication {
+            method,
+            amr: vec!["pwd".into()],
+            acr: None,
         }
     }
 }
@@ -184,25 +214,31 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
         let user = self.check_password(username, password, meta).await?;
-        self.open_session(&user, AuthMethod::Password, meta).await
+        self.open_session(&user, &Authentication::password(AuthMethod::Password), meta)
+            .await
     }
 
     /// Opens a session for an already authenticated user (a fresh id every login).
     pub async fn open_session(
         &self,
         user: &User,
-        method: AuthMethod,
+        auth: &Authentication,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
         let now = self.now();
         let secret = secrets::new_secret()?;
         let id = secrets::new_id("ses")?;
+        let amr = auth.amr.join(" ");
         let mut tx = self.store.write().await?;
         tx.insert_session(
             &id,
             &hash_secret(&secret),
             &user.id,
-            method.as_str(),
+            &enclave_store::SessionAuth {
+                method: auth.method.as_str(),
+                amr: &amr,
+                acr: auth.acr.as_deref(),
+            },
             &meta.source,
             now,
         )
@@ -219,7 +255,14 @@ impl App {
             label("user", &user.username),
             None,
             Outcome::Success,
-            detail!("method" => method.as_str(), "session" => id),
+            {
+                let mut d =
+                    detail!("method" => auth.method.as_str(), "session" => id, "amr" => amr);
+                if let Some(acr) = &auth.acr {
+                    d.insert("acr".into(), acr.clone().into());
+                }
+                d
+            },
         );
         self.commit(tx, rec).await?;
         Ok(LoginOutcome {

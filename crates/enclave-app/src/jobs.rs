@@ -330,24 +330,35 @@ impl App {
             true,
         )
         .await?;
-        let job = self.find_job(project, id).await?;
         let rec = |state: &str| {
             caller.record(
                 self,
                 "job.cancel",
-                label("job", &job.id),
+                label("job", id),
                 Some(project),
                 AuditOutcome::Success,
                 detail!("state" => state),
             )
         };
+        self.cancel_found_job(project, id, &caller.principal.username, &rec)
+            .await?;
+        self.find_job(project, id).await
+    }
+
+    /// Cancels a job after the caller was authorized; `by` names who (or what) cancelled it
+    /// and `rec` makes the audit record for the state it was in.
+    pub(crate) async fn cancel_found_job(
+        &self,
+        project: &str,
+        id: &str,
+        by: &str,
+        rec: &(dyn Fn(&str) -> AuditRecord + Send + Sync),
+    ) -> Result<()> {
+        let job = self.find_job(project, id).await?;
         match job.state {
             JobState::Queued => {
                 let mut tx = self.store.write().await?;
-                let reason = format!(
-                    "cancelled by {} before it started",
-                    caller.principal.username
-                );
+                let reason = format!("cancelled by {by} before it started");
                 let moved = tx
                     .move_job(
                         &job.id,
@@ -361,7 +372,7 @@ impl App {
                 if !moved {
                     drop(tx);
                     // It started meanwhile: cancel it as a running job.
-                    return Box::pin(self.cancel_job(caller, project, id)).await;
+                    return Box::pin(self.cancel_found_job(project, id, by, rec)).await;
                 }
                 self.commit(tx, rec("queued")).await?;
                 self.end_workload(&job.workload_id, project).await?;
@@ -381,7 +392,7 @@ impl App {
                 ))
             }
         }
-        self.find_job(project, id).await
+        Ok(())
     }
 
     /// After a crash or `kill -9`: jobs the store shows as running have no sandbox any more

@@ -625,18 +625,8 @@ impl App {
         user_id: &str,
         phc: &str,
     ) -> Result<String> {
-        let Some(keys) = self.keys.clone() else {
-            return Ok(phc.to_string());
-        };
-        let key = keys.active_key(tx, PLATFORM_SCOPE, self.now()).await?;
-        let sealed = key
-            .seal(&password_context(user_id), phc.as_bytes())
-            .map_err(key_error)?;
-        use base64::Engine;
-        Ok(format!(
-            "{SEALED_HASH}{}",
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
-        ))
+        self.seal_platform_value(tx, &password_context(user_id), phc)
+            .await
     }
 
     /// The PHC string of a stored password hash: opened when sealed, as is otherwise.
@@ -645,27 +635,59 @@ impl App {
         user_id: &str,
         stored: Option<&str>,
     ) -> Result<Option<zeroize::Zeroizing<String>>> {
-        let Some(stored) = stored else {
-            return Ok(None);
+        match stored {
+            Some(s) => Ok(Some(
+                self.open_platform_value(&password_context(user_id), s)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Seals a small text value with the platform key inside `tx`, bound to `context` (so a
+    /// ciphertext copied to another row does not open). Without keys (tests of other parts)
+    /// the value is kept as is.
+    pub(crate) async fn seal_platform_value(
+        &self,
+        tx: &mut WriteTx,
+        context: &[u8],
+        value: &str,
+    ) -> Result<String> {
+        let Some(keys) = self.keys.clone() else {
+            return Ok(value.to_string());
         };
+        let key = keys.active_key(tx, PLATFORM_SCOPE, self.now()).await?;
+        let sealed = key.seal(context, value.as_bytes()).map_err(key_error)?;
+        use base64::Engine;
+        Ok(format!(
+            "{SEALED_HASH}{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
+        ))
+    }
+
+    /// Opens a value sealed by [`App::seal_platform_value`] with the same `context`; a value
+    /// stored before sealing existed is returned as is.
+    pub(crate) async fn open_platform_value(
+        &self,
+        context: &[u8],
+        stored: &str,
+    ) -> Result<zeroize::Zeroizing<String>> {
         let Some(b64) = stored.strip_prefix(SEALED_HASH) else {
-            return Ok(Some(zeroize::Zeroizing::new(stored.to_string())));
+            return Ok(zeroize::Zeroizing::new(stored.to_string()));
         };
         use base64::Engine;
         let sealed = base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(b64)
             .map_err(|_| {
-                tracing::error!(user_id, "sealed password hash is not base64");
+                tracing::error!("a sealed platform value is not base64");
                 Error::internal()
             })?;
         let keys = self.keyring()?.clone();
         let r = enclave_keys::key_ref_of(&sealed).map_err(key_error)?;
         let key = keys.key_for(&self.store, &r).await?;
-        let phc = key
-            .open(&password_context(user_id), &sealed)
-            .map_err(key_error)?;
-        let phc = String::from_utf8(phc.to_vec()).map_err(|_| Error::internal())?;
-        Ok(Some(zeroize::Zeroizing::new(phc)))
+        let plain = key.open(context, &sealed).map_err(key_error)?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| Error::internal())?;
+        Ok(zeroize::Zeroizing::new(text))
     }
 
     /// Seals every password hash still stored in the clear (written before hashes were

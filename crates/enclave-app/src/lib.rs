@@ -17,6 +17,7 @@ mod chokepoint;
 mod environments;
 mod grants;
 mod groups;
+mod identity;
 mod jobs;
 mod keys;
 mod memo;
@@ -41,10 +42,11 @@ use std::time::Duration;
 
 pub use access::membership_role;
 pub use auth::csrf_token_for;
-pub use auth::{AuthMethod, LoginOutcome};
+pub use auth::{AuthMethod, Authentication, LoginOutcome};
 pub use backup::{BackupArchive, BACKUP_DB_NAME};
 pub use chokepoint::{count_decisions, Caller, RequestMeta};
 pub use environments::{EnvStatus, EnvironmentView};
+pub use identity::{IdentitySettings, LoginOption, SourceInput, SourceTest, SyncReport};
 pub use jobs::{JobLog, SandboxHost, MAX_JOB_LIST, SERVER_STOPPED};
 pub use keys::{project_scope, KeyStatus, KeyVersionStatus, Keyring, MasterSealed, MasterStatus};
 pub use notebooks::{
@@ -145,6 +147,8 @@ pub struct App {
     environments: Option<Arc<environments::Environments>>,
     /// Runs notebook servers (absent where sandboxes are unavailable).
     notebooks: Option<Arc<notebooks::Notebooks>>,
+    /// Identity sources' live clients and the deprovisioning sweep.
+    identity: Arc<identity::IdentityState>,
 }
 
 /// Called after every successful commit (e.g. to wake the audit forwarders).
@@ -173,6 +177,7 @@ impl App {
             runner: None,
             environments: None,
             notebooks: None,
+            identity: Arc::default(),
         })
     }
 

@@ -433,6 +433,19 @@ impl App {
         self.find_notebook(project, name).await
     }
 
+    /// Stops a server on the platform's own account (deprovisioning): `reason` is shown on
+    /// the server and `rec` is the audit record committed with the stop.
+    pub(crate) async fn stop_notebook_as_system(
+        &self,
+        project: &str,
+        name: &str,
+        reason: &str,
+        rec: AuditRecord,
+    ) -> Result<()> {
+        let nb = self.find_notebook(project, name).await?;
+        self.stop_server(&nb, reason, Some(rec)).await
+    }
+
     /// Deletes a notebook server (stopping it first) and ends its workload; its files stay on
     /// the project volume.
     pub async fn delete_notebook(&self, caller: &Caller, project: &str, name: &str) -> Result<()> {

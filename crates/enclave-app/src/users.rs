@@ -207,6 +207,10 @@ impl App {
             d,
         );
         self.commit(tx, rec).await?;
+        if user.disabled {
+            // Its jobs and notebook servers end within `access.deprovision_within`.
+            self.wake_deprovisioning();
+        }
         Ok(user)
     }
 

@@ -226,12 +226,16 @@ impl Default for SetupConfig {
 pub struct AccessConfig {
     /// Longest support or admin access grant (`access.max_grant_duration`, default 4h).
     pub max_grant_duration: Duration,
+    /// Longest time between deactivating an account (by an admin, SCIM or the directory sync)
+    /// and the end of its workloads (`access.deprovision_within`, default 5m).
+    pub deprovision_within: Duration,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
         AccessConfig {
             max_grant_duration: hours(4),
+            deprovision_within: Duration::from_secs(300),
         }
     }
 }

@@ -269,6 +269,19 @@ pub(crate) const SETTINGS: &[Setting] = &[
         show: |c| show_duration(c.access.max_grant_duration),
     },
     Setting {
+        key: "access.deprovision_within",
+        doc: "Longest time between deactivating an account (by an admin, SCIM or the\nLDAP sync) and the end of its running jobs and notebook servers (10s to 1h).\nSessions and API tokens end at once.",
+        set: |c, v| {
+            let d = duration(v)?;
+            if d < Duration::from_secs(10) || d > Duration::from_secs(3600) {
+                return Err("between 10s and 1h".into());
+            }
+            c.access.deprovision_within = d;
+            Ok(())
+        },
+        show: |c| show_duration(c.access.deprovision_within),
+    },
+    Setting {
         key: "keys.master",
         doc: "Where the master key comes from: \"file\" (<data_dir>/master.key, created 0600\non first start; keep a copy apart from backups) or \"passphrase\" (<data_dir>/master.sealed,\ncreated by `enclave admin init-sealed`; the server starts sealed until `enclave unseal`).",
         set: |c, v| {

@@ -81,19 +81,19 @@ pub struct Admission {
 impl Admission {
     /// Checks the rule is usable: the list its mode needs is present and well formed.
     pub fn validate(&self) -> Result<()> {
-        if self.domains.len() > MAX_ADMISSION_ENTRIES || self.groups.len() > MAX_ADMISSION_ENTRIES
-        {
+        if self.domains.len() > MAX_ADMISSION_ENTRIES || self.groups.len() > MAX_ADMISSION_ENTRIES {
             return Err(Error::invalid(
                 "admission",
-                format!("at most {MAX_ADMISSION_ENTRIES} domains and {MAX_ADMISSION_ENTRIES} groups"),
+                format!(
+                    "at most {MAX_ADMISSION_ENTRIES} domains and {MAX_ADMISSION_ENTRIES} groups"
+                ),
             ));
         }
         for d in &self.domains {
             let ok = !d.is_empty()
                 && d.len() <= 253
                 && d.contains('.')
-                && d
-                    .chars()
+                && d.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
             if !ok {
                 return Err(Error::invalid(
@@ -234,7 +234,10 @@ pub struct MappingPlan {
 pub fn plan_mappings(mappings: &[GroupMapping], idp_groups: &[String]) -> MappingPlan {
     let mut plan = MappingPlan::default();
     for m in mappings {
-        if !idp_groups.iter().any(|g| g.eq_ignore_ascii_case(&m.idp_group)) {
+        if !idp_groups
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(&m.idp_group))
+        {
             continue;
         }
         if let Some(g) = &m.group {
@@ -278,7 +281,12 @@ impl MappingPlan {
     pub fn items(&self) -> BTreeSet<Managed> {
         let mut s = BTreeSet::new();
         s.extend(self.groups.iter().cloned().map(Managed::Group));
-        s.extend(self.platform_roles.iter().cloned().map(Managed::PlatformRole));
+        s.extend(
+            self.platform_roles
+                .iter()
+                .cloned()
+                .map(Managed::PlatformRole),
+        );
         s.extend(
             self.projects
                 .iter()
@@ -308,7 +316,12 @@ pub fn mapping_changes(before: &BTreeSet<Managed>, now: &BTreeSet<Managed>) -> M
 /// A username for an account created at first login: the preferred name, else the email's
 /// local part, else the subject, cut down to the username alphabet; `n > 1` adds `-n` to pick
 /// another when the name is taken.
-pub fn derive_username(preferred: Option<&str>, email: Option<&str>, subject: &str, n: u32) -> String {
+pub fn derive_username(
+    preferred: Option<&str>,
+    email: Option<&str>,
+    subject: &str,
+    n: u32,
+) -> String {
     let base = [
         preferred,
         email.and_then(|e| e.split_once('@').map(|(l, _)| l)),
@@ -319,7 +332,11 @@ pub fn derive_username(preferred: Option<&str>, email: Option<&str>, subject: &s
     .map(sanitize_username)
     .find(|s| !s.is_empty())
     .unwrap_or_else(|| "user".to_string());
-    let suffix = if n > 1 { format!("-{n}") } else { String::new() };
+    let suffix = if n > 1 {
+        format!("-{n}")
+    } else {
+        String::new()
+    };
     let keep = names::MAX_USERNAME - suffix.len();
     let mut name: String = base.chars().take(keep).collect();
     name.push_str(&suffix);
@@ -336,7 +353,9 @@ fn sanitize_username(s: &str) -> String {
             out.push('-');
         }
     }
-    out.trim_start_matches(['.', '_', '-']).trim_end_matches('-').to_string()
+    out.trim_start_matches(['.', '_', '-'])
+        .trim_end_matches('-')
+        .to_string()
 }
 
 /// Nested group resolution of a directory.
@@ -471,6 +490,15 @@ pub struct LdapSettings {
     pub user_filter: String,
     /// Where groups are searched.
     pub group_base: String,
+    /// Filter selecting group entries.
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    /// Attribute holding a group's name.
+    #[serde(default = "default_cn")]
+    pub group_name_attr: String,
+    /// Attribute on users listing their groups (`memberOf`); empty searches groups by member.
+    #[serde(default = "default_member_of")]
+    pub member_of_attr: String,
     /// Attribute holding the login name.
     #[serde(default = "default_username_attr")]
     pub username_attr: String,
@@ -494,6 +522,12 @@ pub struct LdapSettings {
 
 fn default_user_filter() -> String {
     "(&(objectClass=person)(uid={username}))".into()
+}
+fn default_group_filter() -> String {
+    "(objectClass=groupOfNames)".into()
+}
+fn default_member_of() -> String {
+    "memberOf".into()
 }
 fn default_username_attr() -> String {
     "uid".into()
@@ -535,6 +569,8 @@ impl LdapSettings {
             ("ldap.bind_dn", &self.bind_dn),
             ("ldap.user_base", &self.user_base),
             ("ldap.group_base", &self.group_base),
+            ("ldap.group_filter", &self.group_filter),
+            ("ldap.group_name_attr", &self.group_name_attr),
             ("ldap.username_attr", &self.username_attr),
             ("ldap.email_attr", &self.email_attr),
             ("ldap.name_attr", &self.name_attr),
@@ -720,7 +756,9 @@ mod tests {
         };
         assert!(dom.admits(Some("a@Corp.Example"), Some(true), &[]).is_ok());
         assert!(dom.admits(Some("a@corp.example"), None, &[]).is_ok());
-        assert!(dom.admits(Some("a@corp.example"), Some(false), &[]).is_err());
+        assert!(dom
+            .admits(Some("a@corp.example"), Some(false), &[])
+            .is_err());
         assert!(dom.admits(Some("a@sub.corp.example"), None, &[]).is_err());
         assert!(dom.admits(Some("a@other.example"), None, &[]).is_err());
         assert!(dom.admits(Some("a@evil.example@corp"), None, &[]).is_err());
@@ -730,7 +768,9 @@ mod tests {
             domains: vec![],
             groups: groups(&["Data-Scientists", "staff"]),
         };
-        assert!(grp.admits(None, None, &groups(&["data-scientists"])).is_ok());
+        assert!(grp
+            .admits(None, None, &groups(&["data-scientists"]))
+            .is_ok());
         assert!(grp.admits(None, None, &groups(&["contractors"])).is_err());
         assert!(Admission {
             mode: AdmissionMode::Groups,
@@ -782,7 +822,10 @@ mod tests {
         let before = p.items();
         let after = plan_mappings(&m, &groups(&["secops"])).items();
         let c = mapping_changes(&before, &after);
-        assert_eq!(c.add, vec![Managed::PlatformRole("security_auditor".into())]);
+        assert_eq!(
+            c.add,
+            vec![Managed::PlatformRole("security_auditor".into())]
+        );
         assert_eq!(c.remove.len(), 2);
         let bad = GroupMapping {
             idp_group: "x".into(),
@@ -801,8 +844,14 @@ mod tests {
 
     #[test]
     fn usernames_for_new_accounts() {
-        assert_eq!(derive_username(Some("Alice.Smith"), None, "s", 1), "alice.smith");
-        assert_eq!(derive_username(None, Some("Bob Jones@x.example"), "s", 1), "bob-jones");
+        assert_eq!(
+            derive_username(Some("Alice.Smith"), None, "s", 1),
+            "alice.smith"
+        );
+        assert_eq!(
+            derive_username(None, Some("Bob Jones@x.example"), "s", 1),
+            "bob-jones"
+        );
         assert_eq!(derive_username(None, None, "0a1b-sub", 2), "0a1b-sub-2");
         assert_eq!(derive_username(Some("***"), None, "!!", 1), "user");
         let long = "a".repeat(200);
@@ -827,6 +876,9 @@ mod tests {
             user_base: "ou=people".into(),
             user_filter: default_user_filter(),
             group_base: "ou=groups".into(),
+            group_filter: default_group_filter(),
+            group_name_attr: "cn".into(),
+            member_of_attr: "memberOf".into(),
             username_attr: "uid".into(),
             email_attr: "mail".into(),
             name_attr: "cn".into(),

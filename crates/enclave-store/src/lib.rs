@@ -22,6 +22,7 @@
 
 mod audit;
 mod backup;
+mod identity;
 mod jobs;
 mod keys;
 mod migrate;
@@ -40,11 +41,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+pub use identity::{ExternalLink, LastLogin, StoredSource};
 pub use keys::{DataKeyRow, Holder, KeyState, SealedVersion, WorkloadFact};
 pub use migrate::MIGRATIONS;
 pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};
-pub use writes::WriteTx;
+pub use writes::{SessionAuth, WriteTx};
 
 pub use audit::{AuditEntry, AuditFilter, AuditOrder, AuditSearchPage, PRUNE_ACTION};
 

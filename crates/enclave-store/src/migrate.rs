@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notebooks",
         include_str!("../migrations/sqlite/0006_notebooks.sql"),
     ),
+    (
+        7,
+        "identity",
+        include_str!("../migrations/sqlite/0007_identity.sql"),
+    ),
 ];
 
 pub(crate) fn latest_version() -> i64 {

@@ -15,6 +15,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+/// How a session was authenticated, as stored with it.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionAuth<'a> {
+    /// The method: `password`, `ldap`, `oidc`.
+    pub method: &'a str,
+    /// Space-separated authentication method references (OIDC `amr`, or Enclave's own).
+    pub amr: &'a str,
+    /// The authentication context class (OIDC `acr`), when the provider gave one.
+    pub acr: Option<&'a str>,
+}
+
 /// An open write transaction on the writer connection, holding the writer lock. Dropping it
 /// without [`WriteTx::commit`] — on an error, or when the request future is cancelled at any
 /// await point — rolls everything it did back: at once if a runtime is available, and in any
@@ -312,7 +323,9 @@ impl WriteTx {
         exec!(
             self,
             "UPDATE users SET display_name = $1, email = $2, platform_admin = $3, disabled = $4,
-               updated_at = $5 WHERE id = $6",
+               updated_at = $5,
+               disabled_at = CASE WHEN $4 THEN COALESCE(disabled_at, $5) ELSE NULL END
+             WHERE id = $6",
             &u.display_name,
             &u.email,
             u.platform_admin,
@@ -533,18 +546,20 @@ impl WriteTx {
         id: &str,
         secret_hash: &str,
         user_id: &str,
-        auth_method: &str,
+        auth: &SessionAuth<'_>,
         source: &str,
         now: Timestamp,
     ) -> StoreResult<()> {
         exec!(
             self,
-            "INSERT INTO sessions (id, secret_hash, user_id, auth_method, source, created_at,
-               last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO sessions (id, secret_hash, user_id, auth_method, amr, acr, source,
+               created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
             id,
             secret_hash,
             user_id,
-            auth_method,
+            auth.method,
+            auth.amr,
+            auth.acr,
             source,
             now.unix(),
         )?;
