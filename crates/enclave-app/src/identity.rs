@@ -189,12 +189,14 @@ impl App {
         self
     }
 
+    /// The base URL users reach Enclave at (no trailing slash).
+    pub fn public_url(&self) -> &str {
+        self.identity.settings.public_url.trim_end_matches('/')
+    }
+
     /// The OIDC redirect URI of a source, as it must be registered at the provider.
     pub fn oidc_redirect_uri(&self, source: &str) -> String {
-        format!(
-            "{}/auth/oidc/{source}/callback",
-            self.identity.settings.public_url.trim_end_matches('/')
-        )
+        format!("{}/auth/oidc/{source}/callback", self.public_url())
     }
 
     async fn authorize_idp(&self, caller: &Caller, action: Action, what: &str) -> Result<()> {
@@ -540,8 +542,9 @@ impl App {
     }
 
     /// Starts an OIDC login: stores the one-use pending state (nonce and PKCE verifier sealed)
-    /// and returns the provider URL to send the browser to.
-    pub async fn oidc_begin(&self, name: &str) -> Result<String> {
+    /// and returns the provider URL to send the browser to, with the `state` (which the
+    /// caller binds to the browser, so a callback only completes where it started).
+    pub async fn oidc_begin(&self, name: &str) -> Result<(String, String)> {
         let src = self.enabled_source(name, SourceKind::Oidc).await?;
         let provider = self.provider(&src).await?;
         let (url, pending) = provider.begin().await.map_err(|e| oidc_unavailable(&e))?;
@@ -559,7 +562,7 @@ impl App {
         tx.insert_oidc_pending(&state_hash, &src.source.id, &sealed, now)
             .await?;
         tx.commit().await?;
-        Ok(url)
+        Ok((url, pending.state.clone()))
     }
 
     /// Finishes an OIDC login from the provider's callback: the pending state is taken (so a
@@ -640,11 +643,13 @@ impl App {
             },
             acr: id.acr.clone(),
         };
-        self.external_login(&src, ext, id.claims, auth, meta).await
+        let user = self
+            .external_user(&src, ext, id.claims, &auth, meta)
+            .await?;
+        self.open_session(&user, &auth, meta).await
     }
 
-    /// Password login through an LDAP source. The directory decides the password; a
-    /// directory that is down is an error, never a fallback.
+    /// Password login through an LDAP source that opens a session.
     pub async fn ldap_login(
         &self,
         name: &str,
@@ -652,6 +657,21 @@ impl App {
         password: &str,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
+        let user = self.ldap_user(name, username, password, meta).await?;
+        self.open_session(&user, &Authentication::password(AuthMethod::Ldap), meta)
+            .await
+    }
+
+    /// Checks a password with an LDAP source and returns the (admitted, refreshed) account.
+    /// The directory decides the password; a directory that is down is an error, never a
+    /// fallback to anything weaker.
+    pub async fn ldap_user(
+        &self,
+        name: &str,
+        username: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         bounded("username", username)?;
         bounded("password", password)?;
         let src = self.enabled_source(name, SourceKind::Ldap).await?;
@@ -691,26 +711,20 @@ impl App {
             amr: vec!["pwd".into()],
             acr: None,
         };
-        self.external_login(
-            &src,
-            ext,
-            claims,
-            Authentication::password(AuthMethod::Ldap),
-            meta,
-        )
-        .await
+        let auth = Authentication::password(AuthMethod::Ldap);
+        self.external_user(&src, ext, claims, &auth, meta).await
     }
 
     /// After a source authenticated someone: admission, the account (found by source and
-    /// subject, or created), the profile and the mappings, then a session.
-    async fn external_login(
+    /// subject, or created), the profile and the mappings.
+    async fn external_user(
         &self,
         src: &StoredSource,
         ext: ExternalIdentity,
         claims: serde_json::Value,
-        auth: Authentication,
+        auth: &Authentication,
         meta: &RequestMeta,
-    ) -> Result<LoginOutcome> {
+    ) -> Result<User> {
         let now = self.now();
         let s = &src.source;
         let admitted = s
@@ -811,7 +825,7 @@ impl App {
             )
         };
         self.commit(tx, rec).await?;
-        self.open_session(&user, &auth, meta).await
+        Ok(user)
     }
 
     async fn create_external_user(

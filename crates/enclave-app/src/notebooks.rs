@@ -714,6 +714,8 @@ impl App {
                 if moved {
                     if let Some(l) = notebooks.live().get_mut(&key) {
                         l.target = Some(target.clone());
+                        // Idle time counts from readiness: a slow start is not idleness.
+                        l.last_activity = self.now();
                     }
                 }
                 let c = canceller.clone();

@@ -81,6 +81,7 @@ impl App {
     /// Password login that issues a full-scope token (for the CLI).
     pub async fn login_token(
         &self,
+        source: Option<&str>,
         username: &str,
         password: &str,
         name: &str,
@@ -88,7 +89,10 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<TokenCreated> {
         names::text("name", name, true)?;
-        let user = self.check_password(username, password, meta).await?;
+        let user = match source {
+            Some(src) => self.ldap_user(src, username, password, meta).await?,
+            None => self.check_password(username, password, meta).await?,
+        };
         let caller = Caller {
             principal: crate::auth::principal(&user, enclave_core::authz::Credential::Session),
             session_id: None,

@@ -23,6 +23,9 @@ pub const UNDECIDED_ROUTES: &[&str] = &[
     "/api/v1/auth/session",
     "/api/v1/auth/token",
     "/api/v1/auth/logout",
+    "/api/v1/auth/sources",
+    "/auth/oidc/{name}/start",
+    "/auth/oidc/{name}/callback",
     "/api/v1/setup",
     "/api/v1/openapi.json",
 ];

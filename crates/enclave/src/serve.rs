@@ -288,7 +288,12 @@ impl Running {
         master: Arc<FileMasterKeys>,
         base: &str,
     ) -> Result<Running, String> {
-        let app = open_app(settings(cfg), &cfg.data_dir, &cfg.audit, master).await?;
+        let app = open_app(settings(cfg), &cfg.data_dir, &cfg.audit, master)
+            .await?
+            .with_identity(enclave_app::IdentitySettings {
+                public_url: base.to_string(),
+                deprovision_within: cfg.access.deprovision_within,
+            });
         let sealed = app
             .seal_plain_password_hashes()
             .await
@@ -337,10 +342,14 @@ impl Running {
                 app.run_notebook_culler().await;
             })
         };
+        let identity = {
+            let app = app.clone();
+            tokio::spawn(async move { app.run_identity_tasks().await })
+        };
         Ok(Running {
             app,
             forwarders,
-            tasks: vec![pruner, housekeeping, jobs, builds],
+            tasks: vec![pruner, housekeeping, jobs, builds, identity],
         })
     }
 

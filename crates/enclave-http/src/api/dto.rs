@@ -344,6 +344,9 @@ pub struct TokenLogin {
     pub name: String,
     /// Lifetime in days.
     pub expires_in_days: Option<u32>,
+    /// An LDAP identity source to check the password with (default: a local account).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// Password login that opens a session.
@@ -354,6 +357,9 @@ pub struct SessionLogin {
     pub username: String,
     /// Password.
     pub password: String,
+    /// An LDAP identity source to check the password with (default: a local account).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// An opened session.

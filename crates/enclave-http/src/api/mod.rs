@@ -6,6 +6,7 @@ pub mod dto;
 mod extract;
 mod governance;
 mod groups;
+pub mod identity;
 pub mod jobs;
 pub mod notebooks;
 mod projects;
@@ -35,6 +36,7 @@ use utoipa_axum::routes;
         (name = "secrets", description = "Project secrets (values only on their own read), injection plans, data and master keys"),
         (name = "jobs", description = "Batch jobs in sandboxes on the project's private network: submit, follow the log, cancel"),
         (name = "notebooks", description = "Notebook servers (JupyterLab in sandboxes, opened through the gateway at /p/{project}/nb/{name}/) and the environment templates they run"),
+        (name = "identity", description = "Identity sources: OIDC providers and LDAP / Active Directory directories, admission rules, group mappings, SCIM tokens (platform admins)"),
         (name = "backup", description = "Encrypted backups of the installation (platform admins)"),
     )
 )]
@@ -73,6 +75,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(session::login_session))
         .routes(routes!(session::logout))
         .routes(routes!(session::whoami))
+        .routes(routes!(identity::login_options))
+        .routes(routes!(identity::list))
+        .routes(routes!(identity::get, identity::put, identity::delete))
+        .routes(routes!(identity::test))
+        .routes(routes!(identity::last_login))
+        .routes(routes!(identity::scim_token))
+        .routes(routes!(identity::sync))
         .routes(routes!(session::change_password))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))

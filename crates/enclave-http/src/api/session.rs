@@ -36,7 +36,14 @@ pub async fn login_token(
 ) -> ApiResult<(StatusCode, Json<TokenCreatedOut>)> {
     let t = s
         .app
-        .login_token(&b.username, &b.password, &b.name, b.expires_in_days, &meta)
+        .login_token(
+            b.source.as_deref(),
+            &b.username,
+            &b.password,
+            &b.name,
+            b.expires_in_days,
+            &meta,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -55,8 +62,16 @@ pub async fn login_session(
     Meta(meta): Meta,
     Body(b): Body<SessionLogin>,
 ) -> ApiResult<Response> {
-    let out = s.app.login_session(&b.username, &b.password, &meta).await?;
-    let user = s.app.get_user(&out.caller, &b.username).await?;
+    let out = match &b.source {
+        Some(src) => {
+            s.app
+                .ldap_login(src, &b.username, &b.password, &meta)
+                .await?
+        }
+        None => s.app.login_session(&b.username, &b.password, &meta).await?,
+    };
+    let me = out.caller.principal.username.clone();
+    let user = s.app.get_user(&out.caller, &me).await?;
     let body = SessionOut {
         csrf_token: out.csrf_token,
         user: UserOut::new(user, false),

@@ -2,13 +2,13 @@
 
 use super::guard::{Button, MaybeVisitor, PageQuery, Post, PublicPost};
 use super::page::{done, fail, in_form, render, repeated, Chrome, Problem};
-use crate::auth::{clear_session_cookie, set_session_cookie, Meta};
+use crate::auth::{clear_session_cookie, cookie, set_session_cookie, Meta};
 use crate::AppState;
 use askama::Template;
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use enclave_app::LoginOutcome;
+use enclave_app::{LoginOption, LoginOutcome};
 use serde::Deserialize;
 
 #[derive(Template)]
@@ -16,29 +16,46 @@ use serde::Deserialize;
 struct LoginPage {
     chrome: Chrome,
     username: String,
+    source: String,
+    sso: Vec<LoginOption>,
+    directories: Vec<LoginOption>,
 }
 
-fn login_page(
+async fn login_page(
+    s: &AppState,
     username: String,
+    source: String,
     notice: Option<&'static str>,
     problem: Option<&Problem>,
 ) -> Response {
+    // Without the list (store trouble), the local login still shows.
+    let options = s.app.login_options().await.unwrap_or_default();
+    let (sso, directories) = options
+        .into_iter()
+        .partition(|o| o.kind == enclave_core::identity::SourceKind::Oidc);
     let page = LoginPage {
         chrome: Chrome::new("Log in", "", None)
             .narrow()
             .notice(notice)
             .problem(problem),
         username,
+        source,
+        sso,
+        directories,
     };
     render(super::page::status(problem), &page)
 }
 
 /// `GET /login`.
-pub async fn login_form(MaybeVisitor(session): MaybeVisitor, q: PageQuery) -> Response {
+pub async fn login_form(
+    State(s): State<AppState>,
+    MaybeVisitor(session): MaybeVisitor,
+    q: PageQuery,
+) -> Response {
     if session.is_some() {
         return Redirect::to("/").into_response();
     }
-    login_page(String::new(), q.notice, None)
+    login_page(&s, String::new(), String::new(), q.notice, None).await
 }
 
 /// The login form.
@@ -48,6 +65,9 @@ pub struct LoginForm {
     username: String,
     #[serde(default)]
     password: String,
+    /// An LDAP source, or empty for a local account.
+    #[serde(default)]
+    source: String,
 }
 
 /// 303 to `/` with the new session's cookie.
@@ -73,9 +93,16 @@ pub async fn login(
     Meta(meta): Meta,
     PublicPost(f): PublicPost<LoginForm>,
 ) -> Response {
-    match s.app.login_session(&f.username, &f.password, &meta).await {
+    let result = if f.source.is_empty() {
+        s.app.login_session(&f.username, &f.password, &meta).await
+    } else {
+        s.app
+            .ldap_login(&f.source, &f.username, &f.password, &meta)
+            .await
+    };
+    match result {
         Ok(outcome) => signed_in(&outcome),
-        Err(e) => login_page(f.username, None, Some(&Problem::of(e))),
+        Err(e) => login_page(&s, f.username, f.source, None, Some(&Problem::of(e))).await,
     }
 }
 
@@ -188,5 +215,94 @@ pub async fn setup(
         Err(e) if e.code == enclave_core::ErrorCode::SetupUnavailable => setup_gone(),
         Err(e) if in_form(&e) => setup_page(f.token, f.username, Some(&Problem::of(e))),
         Err(e) => fail(&e, None),
+    }
+}
+
+/// Cookie binding an OIDC login to the browser that started it (the `state`, for ten minutes):
+/// a callback URL carried to another browser does not sign that browser in.
+const OIDC_COOKIE: &str = "__Host-enclave_oidc";
+
+/// `GET /auth/oidc/{name}/start`: to the provider's login page.
+pub async fn oidc_start(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    match s.app.oidc_begin(&name).await {
+        Ok((url, state)) => {
+            let mut resp = Redirect::to(&url).into_response();
+            if let Ok(c) = HeaderValue::from_str(&format!(
+                "{OIDC_COOKIE}={state}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600"
+            )) {
+                resp.headers_mut().insert(header::SET_COOKIE, c);
+            }
+            resp
+        }
+        Err(e) => fail(&e, None),
+    }
+}
+
+/// The provider's answer.
+#[derive(Deserialize)]
+pub struct OidcCallback {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `GET /auth/oidc/{name}/callback`: finishes the login and opens a session.
+pub async fn oidc_callback(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<OidcCallback>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let clear = HeaderValue::from_static(
+        "__Host-enclave_oidc=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+    );
+    let refused = |message: String| {
+        let mut r =
+            super::page::error_page(StatusCode::UNAUTHORIZED, "Sign-in failed", message, None);
+        r.headers_mut().insert(header::SET_COOKIE, clear.clone());
+        r
+    };
+    let Ok(Query(q)) = q else {
+        return refused(
+            "the identity provider's answer is malformed; start again from the login page".into(),
+        );
+    };
+    if let Some(err) = q.error {
+        let shown: String = err
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect();
+        return refused(format!(
+            "the identity provider refused the sign-in ({shown}); start again from the login page"
+        ));
+    }
+    let (Some(code), Some(state)) = (q.code, q.state) else {
+        return refused(
+            "the identity provider's answer has no code; start again from the login page".into(),
+        );
+    };
+    let bound = cookie(&headers, OIDC_COOKIE)
+        .is_some_and(|c| enclave_app::secrets::constant_time_eq(c, &state));
+    if !bound {
+        return refused(
+            "this sign-in was not started in this browser (or took over ten minutes); start again from the login page".into(),
+        );
+    }
+    match s.app.oidc_finish(&name, &state, &code, &meta).await {
+        Ok(outcome) => {
+            let mut resp = signed_in(&outcome);
+            resp.headers_mut().append(header::SET_COOKIE, clear);
+            resp
+        }
+        Err(e) => {
+            let mut r = fail(&e, None);
+            r.headers_mut().insert(header::SET_COOKIE, clear);
+            r
+        }
     }
 }

@@ -66,6 +66,8 @@ pub fn routes() -> Router<AppState> {
             get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
         )
         .route("/login", get(login::login_form).post(login::login))
+        .route("/auth/oidc/{name}/start", get(login::oidc_start))
+        .route("/auth/oidc/{name}/callback", get(login::oidc_callback))
         .route("/logout", post(login::logout))
         .route("/setup", get(login::setup_form).post(login::setup))
         .route("/", get(projects::dashboard))
