@@ -568,17 +568,37 @@ impl App {
     /// Finishes an OIDC login from the provider's callback: the pending state is taken (so a
     /// replayed callback finds nothing), the code exchanged and the ID token checked; then the
     /// admission rule, the account (created at first login) and the mappings.
+    ///
+    /// `browser_bound` says whether the callback came from the browser that started the
+    /// sign-in (the caller checks its cookie); when not, the attempt is audited and refused.
     pub async fn oidc_finish(
         &self,
         name: &str,
         state: &str,
         code: &str,
+        browser_bound: bool,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
         bounded("state", state)?;
         bounded("code", code)?;
         let src = self.enabled_source(name, SourceKind::Oidc).await?;
         let now = self.now();
+        if !browser_bound {
+            let rec = AuditRecord {
+                outcome: Outcome::Failure,
+                detail: detail!(
+                    "method" => "oidc",
+                    "source" => name,
+                    "reason" => "callback in a browser that did not start the sign-in"
+                ),
+                ..meta.record(now, "anonymous", "oidc", "auth.login", label("idp", name))
+            };
+            self.audit(rec).await?;
+            return Err(Error::new(
+                ErrorCode::InvalidCredentials,
+                "this sign-in was not started in this browser (or took over ten minutes); start again from the login page",
+            ));
+        }
         let state_hash = hash_secret(state);
         let mut tx = self.store.write().await?;
         let taken = tx.take_oidc_pending(&state_hash).await?;

@@ -288,12 +288,7 @@ pub async fn oidc_callback(
     };
     let bound = cookie(&headers, OIDC_COOKIE)
         .is_some_and(|c| enclave_app::secrets::constant_time_eq(c, &state));
-    if !bound {
-        return refused(
-            "this sign-in was not started in this browser (or took over ten minutes); start again from the login page".into(),
-        );
-    }
-    match s.app.oidc_finish(&name, &state, &code, &meta).await {
+    match s.app.oidc_finish(&name, &state, &code, bound, &meta).await {
         Ok(outcome) => {
             let mut resp = signed_in(&outcome);
             resp.headers_mut().append(header::SET_COOKIE, clear);

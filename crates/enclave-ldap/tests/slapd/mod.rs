@@ -119,8 +119,8 @@ access to *
             dir,
         };
         s.spawn()?;
-        let ldif = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/directory.ldif");
-        s.admin("ldapadd", &["-f", ldif])?;
+        let ldif = ldif_path();
+        s.admin("ldapadd", &["-f", &ldif.to_string_lossy()])?;
         Ok(s)
     }
 
@@ -240,5 +240,10 @@ fn write(path: &Path, content: &str) -> Result<(), String> {
 
 /// Path of the test LDIF.
 pub fn ldif_path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/directory.ldif"))
+    // Through the crates directory, so the end-to-end tests of `enclave` can include this
+    // harness too.
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../enclave-ldap/tests/directory.ldif"
+    ))
 }
