@@ -52,6 +52,27 @@ if [ ! -f "$wheels_stamp" ]; then
         --python-version 3.11 -d "$ENCLAVE_TEST_WHEELS" -r tests/notebooks/wheels.txt
     as_root touch "$wheels_stamp"
 fi
+# Enterprise identity: a private OpenLDAP slapd per test (ldap-utils loads its directory), the
+# OpenID-certified oidc-provider (npm) as the test IdP, and scim2-tester for SCIM compliance.
+if [ ! -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null 2>&1; then
+    log "installing slapd and ldap-utils (LDAP tests run their own slapd on loopback)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "installing node and npm (test IdP and browser tests)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/idp/node_modules/oidc-provider ]; then
+    log "installing oidc-provider (the test identity provider)"
+    (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if ! python3 -c "import scim2_tester" >/dev/null 2>&1; then
+    log "installing scim2-tester (SCIM compliance)"
+    as_root env PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
+        scim2-tester==0.5.2 scim2-client==0.13.2 scim2-models==0.12.3
+fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     log "installing playwright-core (drives the system chromium; downloads no browser)"
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

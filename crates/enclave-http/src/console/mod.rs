@@ -19,6 +19,7 @@ mod audit;
 mod environments;
 mod grants;
 mod guard;
+mod identity;
 mod jobs;
 mod login;
 mod me;
@@ -217,6 +218,16 @@ pub fn routes() -> Router<AppState> {
             ),
         )
         .route("/admin/environments/{env}", get(environments::show))
+        .route("/admin/identity", get(identity::list).post(identity::put))
+        .route("/admin/identity/{name}", get(identity::show))
+        .route("/admin/identity/{name}/test", post(identity::test))
+        .route("/admin/identity/{name}/claims", get(identity::claims))
+        .route(
+            "/admin/identity/{name}/scim-token",
+            post(identity::scim_token),
+        )
+        .route("/admin/identity/{name}/sync", post(identity::sync))
+        .route("/admin/identity/{name}/delete", post(identity::delete))
         .route("/admin/environments/{env}/build", post(environments::build))
         .route(
             "/admin/environments/{env}/delete",

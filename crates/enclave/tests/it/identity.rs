@@ -425,7 +425,45 @@ async fn ldap_sign_in_with_nested_groups_sync_and_refusals() {
         (400, Some("ldap.url")),
         "{b}"
     );
-    let src = put_source(&admin, "corp-ldap", ldap_source(&dir)).await;
+    // The admin connects the directory from the console: settings as JSON, the bind password
+    // in its own field.
+    let web = crate::console::Web::login(&s, "admin").await;
+    let mut settings = ldap_source(&dir);
+    settings["ldap"]
+        .as_object_mut()
+        .unwrap()
+        .remove("bind_password");
+    let (st, to, page) = web
+        .post(
+            "/admin/identity",
+            &[
+                ("name", "corp-ldap"),
+                ("settings", &settings.to_string()),
+                ("secret", slapd::SERVICE_PW),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (st, to.as_deref()),
+        (303, Some("/admin/identity/corp-ldap")),
+        "{page}"
+    );
+    let (st, page) = web.get("/admin/identity").await;
+    assert_eq!(st, 200);
+    assert!(page.contains("groups: all-staff"), "{page}");
+    let (_, to, page) = web
+        .post(
+            "/admin/identity/corp-ldap/test",
+            &[("username", "alice"), ("password", "alice-pw-1")],
+        )
+        .await;
+    assert_eq!(to, None);
+    assert!(
+        page.contains("groups: ") && page.contains("all-staff"),
+        "{page}"
+    );
+    assert!(page.contains("admitted by the admission rule"), "{page}");
+    let (_, src) = admin.get("/api/v1/identity-sources/corp-ldap").await;
     assert_eq!(src["ldap"]["bind_password_set"], true);
     assert!(!src.to_string().contains(slapd::SERVICE_PW));
 
@@ -459,6 +497,33 @@ async fn ldap_sign_in_with_nested_groups_sync_and_refusals() {
         member_role(&admin, "fraud", "alice").await.as_deref(),
         Some("member")
     );
+
+    // The console's login page offers the directory, and signs in through it.
+    let (_, login) = (
+        200,
+        s.client()
+            .get(s.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(login.contains("<option value=\"corp-ldap\""), "{login}");
+    let r = s
+        .client()
+        .post(s.url("/login"))
+        .form(&[
+            ("username", "alice"),
+            ("password", "alice-pw-1"),
+            ("source", "corp-ldap"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers().get("set-cookie").is_some());
 
     // Refusals: not admitted, disabled, wrong and empty passwords, filter injection.
     let (st, b) = ldap_login(&s, "bob", "bob-pw-1").await;
