@@ -26,6 +26,7 @@ mod passwords;
 mod policies;
 mod project_secrets;
 mod projects;
+mod scim;
 pub mod secrets;
 mod setup;
 mod token_use;
@@ -57,6 +58,10 @@ pub use passwords::PasswordHasher;
 pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
 pub use project_secrets::PlanEntry;
 pub use projects::{ProjectPatch, ProjectView};
+pub use scim::{
+    ScimGroupInput, ScimGroupRecord, ScimSource, ScimUserInput, ScimUserRecord,
+    SCIM_MAX_ATTRIBUTES, SCIM_MAX_MEMBERS, SCIM_MAX_RESOURCES, SCIM_VERSION_MISMATCH,
+};
 pub use token_use::{TOKEN_USE_ACTION, USE_WINDOW};
 pub use tokens::TokenCreated;
 pub use trail::{AuditKey, AuditScope, MAX_AUDIT_PAGE};

@@ -15,6 +15,7 @@ pub mod decided;
 pub mod error;
 pub mod gateway;
 pub mod headers;
+pub mod scim;
 pub mod sealed;
 
 use axum::extract::DefaultBodyLimit;
@@ -65,6 +66,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .merge(console::routes())
         .merge(gateway::routes())
         .merge(health_routes())
+        .nest_service(scim::SCIM_PATH, scim::routes(state.app.clone()))
         .route_layer(axum::middleware::from_fn(decided::require_decision))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

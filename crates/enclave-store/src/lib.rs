@@ -29,6 +29,7 @@ mod migrate;
 mod notebooks;
 mod policy;
 mod reads;
+mod scim;
 mod writer;
 mod writes;
 
@@ -46,6 +47,7 @@ pub use keys::{DataKeyRow, Holder, KeyState, SealedVersion, WorkloadFact};
 pub use migrate::MIGRATIONS;
 pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};
+pub use scim::{ScimGroupRow, ScimUserRow};
 pub use writes::{SessionAuth, WriteTx};
 
 pub use audit::{AuditEntry, AuditFilter, AuditOrder, AuditSearchPage, PRUNE_ACTION};

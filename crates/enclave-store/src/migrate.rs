@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "identity",
         include_str!("../migrations/sqlite/0007_identity.sql"),
     ),
+    (
+        8,
+        "scim",
+        include_str!("../migrations/sqlite/0008_scim.sql"),
+    ),
 ];
 
 pub(crate) fn latest_version() -> i64 {
