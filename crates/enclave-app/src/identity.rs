@@ -220,6 +220,30 @@ impl App {
             .ok_or_else(|| not_found(name))
     }
 
+    /// The identity source an account came from, if any (admins; users may read their own).
+    pub async fn user_identity(
+        &self,
+        caller: &Caller,
+        username: &str,
+    ) -> Result<Option<enclave_store::ExternalLink>> {
+        let user = self.get_user(caller, username).await?;
+        Ok(self.store.external_link_of(&user.id).await?)
+    }
+
+    /// The sources of accounts by user id, for lists already authorized by the caller.
+    pub async fn sources_of(
+        &self,
+        user_ids: &[String],
+    ) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for id in user_ids {
+            if let Some(l) = self.store.external_link_of(id).await? {
+                out.insert(id.clone(), l.source);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every identity source (`idp.read`).
     pub async fn identity_sources(&self, caller: &Caller) -> Result<Vec<IdentitySource>> {
         self.authorize_idp(caller, Action::IdpRead, "*").await?;

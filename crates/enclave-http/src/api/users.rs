@@ -124,3 +124,42 @@ pub async fn revoke_sessions(
     s.app.revoke_sessions(&c, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The identity source an account signs in with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UserIdentityOut {
+    /// The source's name.
+    pub source: String,
+    /// The account's stable id at the source.
+    pub subject: String,
+    /// The groups the source reported last.
+    pub groups: Vec<String>,
+    /// When the account was linked (first sign-in or provisioning).
+    pub linked_at: String,
+    /// Last sign-in through the source.
+    pub last_login_at: Option<String>,
+}
+
+/// The identity source an account signs in with (platform admins, or the account itself);
+/// 404 for an account with an Enclave password only.
+#[utoipa::path(get, path = "/api/v1/users/{username}/identity", tag = "users", params(("username" = String, Path)),
+    responses((status = 200, body = UserIdentityOut), (status = 404, body = ErrorBody)))]
+pub async fn identity(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+) -> ApiResult<Json<UserIdentityOut>> {
+    let link = s.app.user_identity(&c, &username).await?.ok_or_else(|| {
+        enclave_core::Error::new(
+            enclave_core::ErrorCode::NotFound,
+            format!("'{username}' signs in with an Enclave password, not an identity source"),
+        )
+    })?;
+    Ok(Json(UserIdentityOut {
+        source: link.source,
+        subject: link.subject,
+        groups: link.groups,
+        linked_at: link.created_at.rfc3339(),
+        last_login_at: link.last_login_at.map(|t| t.rfc3339()),
+    }))
+}

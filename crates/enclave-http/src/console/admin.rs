@@ -26,6 +26,8 @@ struct UserRow {
     disabled: bool,
     locked: bool,
     created: String,
+    /// The identity source the account came from, if any.
+    source: Option<String>,
 }
 
 /// Values of the create-user form, kept when it is shown again (never the password).
@@ -61,11 +63,17 @@ async fn users_page(
         Ok(l) => l,
         Err(e) => return fail(&e, Some(session)),
     };
+    let ids: Vec<String> = list.items.iter().map(|(u, _)| u.id.clone()).collect();
+    let sources = match s.app.sources_of(&ids).await {
+        Ok(m) => m,
+        Err(e) => return fail(&e, Some(session)),
+    };
     let users = list
         .items
         .into_iter()
         .map(|(u, locked)| UserRow {
             locked,
+            source: sources.get(&u.id).cloned(),
             created: when(u.created_at),
             username: u.username,
             display_name: u.display_name,

@@ -291,6 +291,11 @@ async fn oidc_sign_in_admits_maps_and_refuses() {
         member_role(&admin, "fraud", "alice").await.as_deref(),
         Some("member")
     );
+    let (st, link) = admin.get("/api/v1/users/alice/identity").await;
+    assert_eq!(st, 200, "{link}");
+    assert_eq!((link["source"].as_str(), link["subject"].as_str()), (Some("corp"), Some("alice")));
+    let (st, _) = admin.get("/api/v1/users/olivia/identity").await;
+    assert_eq!(st, 404, "a local account has no linked identity");
     let sessions = audit(&admin, "session.create").await;
     assert!(
         sessions
