@@ -10,6 +10,7 @@ pub mod environments;
 pub mod error;
 pub mod identity;
 pub mod jobs;
+pub mod mfa;
 pub mod model;
 pub mod names;
 pub mod notebooks;
