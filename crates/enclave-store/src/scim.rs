@@ -113,7 +113,11 @@ impl Store {
     }
 
     /// One account linked to a source, by account id.
-    pub async fn scim_user(&self, source_id: &str, user_id: &str) -> StoreResult<Option<ScimUserRow>> {
+    pub async fn scim_user(
+        &self,
+        source_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<ScimUserRow>> {
         sqlx::query(&format!(
             "{USER_SELECT} WHERE e.source_id = $1 AND e.user_id = $2"
         ))
@@ -181,16 +185,15 @@ impl Store {
         else {
             return Ok(None);
         };
-        g.members = sqlx::query(
-            "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
-        )
-        .bind(group_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?
-        .iter()
-        .map(|r| s(r, "user_id"))
-        .collect::<StoreResult<Vec<_>>>()?;
+        g.members =
+            sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id")
+                .bind(group_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| s(r, "user_id"))
+                .collect::<StoreResult<Vec<_>>>()?;
         Ok(Some(g))
     }
 
@@ -323,12 +326,13 @@ impl WriteTx {
             .execute(self.sql().await?)
             .await
             .map_err(map_err)?;
-        let n = sqlx::query("DELETE FROM external_identities WHERE source_id = $1 AND user_id = $2")
-            .bind(source_id)
-            .bind(user_id)
-            .execute(self.sql().await?)
-            .await
-            .map_err(map_err)?;
+        let n =
+            sqlx::query("DELETE FROM external_identities WHERE source_id = $1 AND user_id = $2")
+                .bind(source_id)
+                .bind(user_id)
+                .execute(self.sql().await?)
+                .await
+                .map_err(map_err)?;
         Ok(n.rows_affected() == 1)
     }
 
@@ -338,12 +342,13 @@ impl WriteTx {
         source_id: &str,
         group_id: &str,
     ) -> StoreResult<Option<i64>> {
-        let r = sqlx::query("SELECT version FROM scim_groups WHERE source_id = $1 AND group_id = $2")
-            .bind(source_id)
-            .bind(group_id)
-            .fetch_optional(self.sql().await?)
-            .await
-            .map_err(map_err)?;
+        let r =
+            sqlx::query("SELECT version FROM scim_groups WHERE source_id = $1 AND group_id = $2")
+                .bind(source_id)
+                .bind(group_id)
+                .fetch_optional(self.sql().await?)
+                .await
+                .map_err(map_err)?;
         r.map(|r| r.try_get::<i64, _>("version").map_err(map_err))
             .transpose()
     }
