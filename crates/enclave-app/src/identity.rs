@@ -231,10 +231,7 @@ impl App {
     }
 
     /// The sources of accounts by user id, for lists already authorized by the caller.
-    pub async fn sources_of(
-        &self,
-        user_ids: &[String],
-    ) -> Result<HashMap<String, String>> {
+    pub async fn sources_of(&self, user_ids: &[String]) -> Result<HashMap<String, String>> {
         let mut out = HashMap::new();
         for id in user_ids {
             if let Some(l) = self.store.external_link_of(id).await? {
@@ -807,7 +804,26 @@ impl App {
             self.commit(tx, rec).await?;
             return Err(not_admitted(&reason));
         }
-        let link = self.store.external_link(&s.id, &ext.subject).await?;
+        let mut link = self.store.external_link(&s.id, &ext.subject).await?;
+        let mut subject = ext.subject.clone();
+        if link.is_none() {
+            // Provisioned ahead of the first sign-in (SCIM): the client's externalId is usually
+            // the provider's subject (Okta) or object id (Entra `oid`), its userName the
+            // person's login name or email. Same source only: two sources never merge.
+            let oid = ext_claim(&last.claims, "oid");
+            let ids: Vec<&str> = [Some(ext.subject.as_str()), oid.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let names: Vec<&str> = [ext.preferred_username.as_deref(), ext.email.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            link = self.store.provisioned_link(&s.id, &ids, &names).await?;
+            if let Some(l) = &link {
+                subject = l.subject.clone();
+            }
+        }
         let mut tx = self.store.write().await?;
         let (user, created) = match link {
             Some(l) => {
@@ -840,7 +856,7 @@ impl App {
         let user = self.refresh_profile(&mut tx, user, &ext, now).await?;
         tx.update_external_link(
             &s.id,
-            &ext.subject,
+            &subject,
             ext.email.as_deref().unwrap_or(""),
             &ext.groups,
             true,
@@ -1218,9 +1234,16 @@ impl App {
                         .map(|r| format!("no longer admitted: {r}")),
                 };
                 if let Some(why) = why {
-                    self.deactivate_account(&l.user_id, &format!("ldap-sync:{}", s.name), &why)
-                        .await?;
-                    report.deactivated += 1;
+                    let by = format!("ldap-sync:{}", s.name);
+                    match self.deactivate_account(&l.user_id, &by, &why).await {
+                        Ok(true) => report.deactivated += 1,
+                        Ok(false) => {}
+                        // E.g. the last enabled platform admin: kept, said in the log; the
+                        // sync goes on with the other accounts.
+                        Err(e) => {
+                            tracing::warn!(user = %l.username, error = %e.message, "the LDAP sync could not deactivate an account")
+                        }
+                    }
                     continue;
                 }
                 let Some(u) = found else { continue };
@@ -1426,6 +1449,14 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// A string claim from a sign-in's claims.
+fn ext_claim(claims: &serde_json::Value, name: &str) -> Option<String> {
+    claims
+        .get(name)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 fn describe(m: &Managed) -> String {

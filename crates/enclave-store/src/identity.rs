@@ -183,6 +183,44 @@ impl Store {
         .transpose()
     }
 
+    /// A link of `source_id` made by a provisioning client (SCIM) for the person a sign-in
+    /// names: its `external_id` equals one of `ids` (e.g. the OIDC `sub` or `oid`), or its
+    /// subject (the SCIM `userName`) equals one of `names`, ignoring case.
+    pub async fn provisioned_link(
+        &self,
+        source_id: &str,
+        ids: &[&str],
+        names: &[&str],
+    ) -> StoreResult<Option<ExternalLink>> {
+        for id in ids {
+            let found = sqlx::query(&format!(
+                "{LINK_SELECT} WHERE e.source_id = $1 AND e.external_id = $2"
+            ))
+            .bind(source_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            if let Some(r) = found {
+                return link(&r).map(Some);
+            }
+        }
+        for name in names {
+            let found = sqlx::query(&format!(
+                "{LINK_SELECT} WHERE e.source_id = $1 AND lower(e.subject) = lower($2)"
+            ))
+            .bind(source_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            if let Some(r) = found {
+                return link(&r).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     /// The link of an account, if it came from an identity source.
     pub async fn external_link_of(&self, user_id: &str) -> StoreResult<Option<ExternalLink>> {
         sqlx::query(&format!("{LINK_SELECT} WHERE e.user_id = $1"))

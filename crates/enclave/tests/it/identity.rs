@@ -277,6 +277,29 @@ async fn oidc_sign_in_admits_maps_and_refuses() {
     );
     assert!(login.body.contains("Sign in with Corp SSO"));
 
+    // Alice was provisioned through SCIM before her first sign-in (Okta style: userName is
+    // her email, externalId the provider's subject): the sign-in finds that account.
+    let (st, scim) = admin
+        .post("/api/v1/identity-sources/corp/scim-token", json!({}))
+        .await;
+    assert_eq!(st, 200, "{scim}");
+    let r = s
+        .client()
+        .post(scim["scim_url"].as_str().unwrap().to_string() + "/Users")
+        .bearer_auth(scim["token"].as_str().unwrap())
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                   "userName": "Alice@example.test", "externalId": "alice", "active": true,
+                   "emails": [{"value": "alice@example.test", "primary": true}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let alice_name = "alice-example.test";
+
     // Alice (staff, data-scientists) signs in and lands in `fraud` as a member.
     let mut alice = Browser::new(&s);
     let callback = alice.sign_in_at_idp(&s, "corp", "alice").await;
@@ -285,22 +308,27 @@ async fn oidc_sign_in_admits_maps_and_refuses() {
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.location.as_deref(), Some("/"));
     let me = alice.whoami(&s).await;
-    assert_eq!(me["user"]["username"], "alice");
+    assert_eq!(me["user"]["username"], alice_name);
     assert_eq!(me["user"]["email"], "alice@example.test");
     assert_eq!(
-        member_role(&admin, "fraud", "alice").await.as_deref(),
+        member_role(&admin, "fraud", alice_name).await.as_deref(),
         Some("member")
     );
-    let (st, link) = admin.get("/api/v1/users/alice/identity").await;
+    let (st, link) = admin
+        .get(&format!("/api/v1/users/{alice_name}/identity"))
+        .await;
     assert_eq!(st, 200, "{link}");
-    assert_eq!((link["source"].as_str(), link["subject"].as_str()), (Some("corp"), Some("alice")));
+    assert_eq!(
+        (link["source"].as_str(), link["subject"].as_str()),
+        (Some("corp"), Some("Alice@example.test"))
+    );
     let (st, _) = admin.get("/api/v1/users/olivia/identity").await;
     assert_eq!(st, 404, "a local account has no linked identity");
     let sessions = audit(&admin, "session.create").await;
     assert!(
         sessions
             .iter()
-            .any(|r| r["actor"] == "alice" && r["detail"]["method"] == "oidc"),
+            .any(|r| r["actor"] == alice_name && r["detail"]["method"] == "oidc"),
         "{sessions:?}"
     );
 
@@ -378,8 +406,8 @@ async fn oidc_sign_in_admits_maps_and_refuses() {
     let mut alice2 = Browser::new(&s);
     let cb = alice2.sign_in_at_idp(&s, "corp", "alice").await;
     assert_eq!(alice2.get(&cb).await.status, 303);
-    assert_eq!(alice2.whoami(&s).await["user"]["username"], "alice");
-    assert_eq!(member_role(&admin, "fraud", "alice").await, None);
+    assert_eq!(alice2.whoami(&s).await["user"]["username"], alice_name);
+    assert_eq!(member_role(&admin, "fraud", alice_name).await, None);
 
     // The trail never holds the client secret.
     let (_, all) = admin.get("/api/v1/audit?limit=500").await;
@@ -502,6 +530,33 @@ async fn ldap_sign_in_with_nested_groups_sync_and_refusals() {
         member_role(&admin, "fraud", "alice").await.as_deref(),
         Some("member")
     );
+
+    // The CLI lists the source and tries a user (password on stdin).
+    crate::common::login_cli(&s, "cli-admin", "admin");
+    let out = crate::common::ok(&crate::common::run(
+        s.cli("cli-admin"),
+        &["idp", "list"],
+        None,
+    ));
+    assert!(
+        out.contains("corp-ldap") && out.contains("groups: all-staff"),
+        "{out}"
+    );
+    let out = crate::common::ok(&crate::common::run(
+        s.cli("cli-admin"),
+        &["idp", "test", "corp-ldap", "--username", "alice"],
+        Some("alice-pw-1\n"),
+    ));
+    assert!(
+        out.contains("all-staff") && !out.contains("alice-pw-1"),
+        "{out}"
+    );
+    let bad = crate::common::run(
+        s.cli("cli-admin"),
+        &["idp", "test", "corp-ldap", "--username", "alice"],
+        Some("wrong\n"),
+    );
+    assert!(!bad.status.success(), "a failed test exits non-zero");
 
     // The console's login page offers the directory, and signs in through it.
     let (_, login) = (
