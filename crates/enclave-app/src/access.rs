@@ -179,7 +179,7 @@ pub(crate) fn source_ip(source: &str) -> IpAddr {
 /// The engine's view of a caller's credential.
 pub(crate) fn credential(caller: &Caller) -> Credential {
     match &caller.principal.credential {
-        CoreCredential::Session => Credential::full(AuthMethod::Password, false),
+        CoreCredential::Session { mfa, .. } => Credential::full(AuthMethod::Password, *mfa),
         CoreCredential::Token { scope, projects } => Credential {
             method: AuthMethod::Token,
             mfa: false,

@@ -214,6 +214,12 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<LoginOutcome> {
         let user = self.check_password(username, password, meta).await?;
+        if let Some(e) = self
+            .second_factor_gate(&user, crate::mfa::PendingKind::Session, meta)
+            .await?
+        {
+            return Err(e);
+        }
         self.open_session(&user, &Authentication::password(AuthMethod::Password), meta)
             .await
     }
@@ -244,7 +250,13 @@ impl App {
         )
         .await?;
         let caller = Caller {
-            principal: principal(user, Credential::Session),
+            principal: principal(
+                user,
+                Credential::Session {
+                    mfa: enclave_core::mfa::amr_has_second_factor(&amr),
+                    local: auth.method == AuthMethod::Password,
+                },
+            ),
             session_id: Some(id.clone()),
             token_id: None,
             meta: meta.clone(),
@@ -314,7 +326,13 @@ impl App {
             });
         }
         Ok(Some(Caller {
-            principal: principal(&user, Credential::Session),
+            principal: principal(
+                &user,
+                Credential::Session {
+                    mfa: enclave_core::mfa::amr_has_second_factor(&session.amr),
+                    local: session.auth_method == AuthMethod::Password.as_str(),
+                },
+            ),
             session_id: Some(session.id),
             token_id: None,
             meta: meta.clone(),

@@ -133,6 +133,16 @@ macro_rules! detail {
     }};
 }
 
+/// The refusal of a request while `login.require_mfa` waits for the account's enrolment.
+pub(crate) fn enroll_first() -> Error {
+    Error::new(
+        ErrorCode::Forbidden,
+        "enroll in MFA first: this platform requires a second factor; open Account → \
+         Two-factor authentication in the console (/account/mfa) or run `enclave mfa enroll`, \
+         then sign in again",
+    )
+}
+
 /// Human-readable resource label, e.g. `project:fraud`.
 pub(crate) fn label(kind: &str, name: &str) -> String {
     format!("{kind}:{name}")
@@ -166,6 +176,28 @@ impl App {
         label: &str,
         hide: bool,
     ) -> Result<()> {
+        if self.settings.require_mfa
+            && matches!(
+                caller.principal.credential,
+                Credential::Session {
+                    mfa: false,
+                    local: true
+                }
+            )
+            && !matches!(action, Action::SelfRead | Action::SelfChangePassword)
+        {
+            note_decision();
+            let rec = caller.record(
+                self,
+                action.as_str(),
+                label.to_string(),
+                resource.project(),
+                Outcome::Denied,
+                crate::detail!("reason" => "login.require_mfa: the account has not enrolled in MFA"),
+            );
+            self.audit(rec).await?;
+            return Err(enroll_first());
+        }
         let decision = self.decide(caller, action, resource, extra).await;
         if decision.allowed {
             return Ok(());

@@ -21,6 +21,7 @@ mod identity;
 mod jobs;
 mod keys;
 mod memo;
+mod mfa;
 mod notebooks;
 mod passwords;
 mod policies;
@@ -50,6 +51,7 @@ pub use environments::{EnvStatus, EnvironmentView};
 pub use identity::{IdentitySettings, LoginOption, SourceInput, SourceTest, SyncReport};
 pub use jobs::{JobLog, SandboxHost, MAX_JOB_LIST, SERVER_STOPPED};
 pub use keys::{project_scope, KeyStatus, KeyVersionStatus, Keyring, MasterSealed, MasterStatus};
+pub use mfa::{qr_svg, MfaLogin, MfaStatus, TotpEnrollment, MAX_ATTEMPTS, MFA_AMR, PENDING_TTL};
 pub use notebooks::{
     Execution, NotebookSettings, NotebookTarget, MAX_AUDITED_CODE, MAX_NOTEBOOK_LIST,
     NOTEBOOK_SERVER_STOPPED,
@@ -86,6 +88,9 @@ pub struct Settings {
     pub hash_queue: usize,
     /// Longest time-bound access grant.
     pub max_grant: Duration,
+    /// Local accounts must enrol in MFA: until they do, their sessions may only read their
+    /// own account, enrol and log out (`login.require_mfa`).
+    pub require_mfa: bool,
 }
 
 impl Default for Settings {
@@ -113,6 +118,7 @@ impl Default for Settings {
             hash_concurrency: 0,
             hash_queue: 64,
             max_grant: Duration::from_secs(4 * 3600),
+            require_mfa: false,
         }
     }
 }

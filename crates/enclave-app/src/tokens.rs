@@ -89,12 +89,27 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<TokenCreated> {
         names::text("name", name, true)?;
-        let user = match source {
-            Some(src) => self.ldap_user(src, username, password, meta).await?,
-            None => self.check_password(username, password, meta).await?,
+        let (user, local) = match source {
+            Some(src) => (self.ldap_user(src, username, password, meta).await?, false),
+            None => (self.check_password(username, password, meta).await?, true),
         };
+        if local {
+            let kind = crate::mfa::PendingKind::Token {
+                name: name.to_string(),
+                expires_in_days,
+            };
+            if let Some(e) = self.second_factor_gate(&user, kind, meta).await? {
+                return Err(e);
+            }
+            if self.settings.require_mfa {
+                return Err(crate::chokepoint::enroll_first());
+            }
+        }
         let caller = Caller {
-            principal: crate::auth::principal(&user, enclave_core::authz::Credential::Session),
+            principal: crate::auth::principal(
+                &user,
+                enclave_core::authz::Credential::Session { mfa: false, local },
+            ),
             session_id: None,
             token_id: None,
             meta: meta.clone(),

@@ -15,8 +15,8 @@ use crate::client::{parse_server_url, sanitize, ApiClient, Failure, Kind};
 use crate::config::{self, Credentials, CA_FILE, CREDENTIALS_FILE};
 use crate::output::{self, Column};
 use crate::{
-    ClientCommand, Ctx, GroupsCommand, ListArgs, LoginArgs, OutputFormat, ProjectsCommand, Role,
-    Scope, TokensCommand, UsersCommand,
+    ClientCommand, Ctx, GroupsCommand, ListArgs, LoginArgs, MfaCommand, OutputFormat,
+    ProjectsCommand, Role, Scope, TokensCommand, UsersCommand,
 };
 
 /// Runs `cmd`, prints its error if any, and returns the exit code.
@@ -88,6 +88,7 @@ impl Runner<'_, '_> {
             ClientCommand::Groups(c) => self.groups(c).await,
             ClientCommand::Projects(c) => self.projects(c).await,
             ClientCommand::Tokens(c) => self.tokens(c).await,
+            ClientCommand::Mfa(c) => self.mfa(c).await,
             ClientCommand::Policy(c) => self.policy(c).await,
             ClientCommand::Roles(c) => self.roles(c).await,
             ClientCommand::Grants(c) => self.grants(c).await,
@@ -180,6 +181,14 @@ impl Runner<'_, '_> {
 
     // ---- input helpers ----
 
+    /// Reads one more line from stdin (e.g. a code after the password); `None` at the end.
+    fn read_line_opt(&mut self) -> Option<String> {
+        let mut line = String::new();
+        self.ctx.stdin.read_line(&mut line).ok()?;
+        let l = line.trim().to_string();
+        (!l.is_empty()).then_some(l)
+    }
+
     /// Reads one line from stdin as a password (trailing newline stripped, empty refused).
     fn read_password(&mut self) -> Result<String, Failure> {
         let mut line = String::new();
@@ -246,9 +255,38 @@ impl Runner<'_, '_> {
         if let Some(days) = args.expires_in_days {
             body["expires_in_days"] = json!(days);
         }
-        let mut created = client
+        let first = client
             .call_json(Method::POST, &["auth", "token"], Some(&body))
-            .await?;
+            .await;
+        let mut created = match first {
+            Err(f) if f.code == "mfa_required" => {
+                let mfa_token = f
+                    .details
+                    .get("mfa_token")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                self.secrets.push(mfa_token.clone());
+                let code = match args.otp.clone() {
+                    Some(c) => c,
+                    None => self.read_line_opt().unwrap_or_default(),
+                };
+                if code.is_empty() {
+                    return Err(Failure::usage(
+                        "this account uses a second factor",
+                        Some(
+                            "pass the current code of your authenticator app with --otp CODE (or a recovery code), or put it on the line after the password".into(),
+                        ),
+                    ));
+                }
+                self.secrets.push(code.clone());
+                let second = json!({"mfa_token": mfa_token, "code": code, "kind": "token"});
+                client
+                    .call_json(Method::POST, &["auth", "mfa"], Some(&second))
+                    .await?
+            }
+            other => other?,
+        };
         let token = match created.as_object_mut().and_then(|o| o.remove("token")) {
             Some(Value::String(t)) if !t.is_empty() => t,
             _ => {
@@ -326,6 +364,91 @@ impl Runner<'_, '_> {
                 }),
         );
         self.write_out(&output::pairs_to_text(&pairs))
+    }
+
+    async fn mfa(&mut self, cmd: MfaCommand) -> Res {
+        match cmd {
+            MfaCommand::Status => {
+                let v = self
+                    .api()?
+                    .call_json(Method::GET, &["me", "mfa"], None)
+                    .await?;
+                let cols: [Column; 4] = [
+                    ("MFA ON", "enabled"),
+                    ("WAITING FOR FIRST CODE", "pending_confirmation"),
+                    ("RECOVERY CODES LEFT", "recovery_codes_left"),
+                    ("REQUIRED", "required"),
+                ];
+                self.show(&cols, &v)
+            }
+            MfaCommand::Enroll { .. } => {
+                let password = self.read_password()?;
+                let mut v = self
+                    .api()?
+                    .call_json(
+                        Method::POST,
+                        &["me", "mfa", "totp"],
+                        Some(&json!({"password": password})),
+                    )
+                    .await?;
+                for k in ["secret", "otpauth_uri"] {
+                    if let Some(s) = v.get(k).and_then(Value::as_str) {
+                        self.secrets.push(s.to_string());
+                    }
+                }
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("qr_svg");
+                }
+                match self.ctx.output {
+                    OutputFormat::Json => self.write_out(&Self::json_text(&v)),
+                    OutputFormat::Text => self.write_out(&format!(
+                        "Add this key to your authenticator app (time-based, 6 digits):\n  {}\nor open: {}\nThen run `enclave mfa confirm --code CODE`.\n",
+                        output::cell(v.get("secret")),
+                        output::cell(v.get("otpauth_uri")),
+                    )),
+                }
+            }
+            MfaCommand::Confirm { code } => {
+                let v = self
+                    .api()?
+                    .call_json(
+                        Method::POST,
+                        &["me", "mfa", "totp", "confirm"],
+                        Some(&json!({"code": code})),
+                    )
+                    .await?;
+                match self.ctx.output {
+                    OutputFormat::Json => self.write_out(&Self::json_text(&v)),
+                    OutputFormat::Text => {
+                        let codes: Vec<String> = v["recovery_codes"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(|c| format!("  {}\n", sanitize(c)))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        self.write_out(&format!(
+                            "MFA is on. Recovery codes (each works once; shown only now):\n{}",
+                            codes.concat()
+                        ))
+                    }
+                }
+            }
+            MfaCommand::Disable { code, .. } => {
+                let password = self.read_password()?;
+                self.api()?
+                    .call(
+                        Method::POST,
+                        &["me", "mfa", "disable"],
+                        &[],
+                        Some(&json!({"password": password, "code": code})),
+                    )
+                    .await?;
+                self.done("MFA is off.")
+            }
+        }
     }
 
     async fn passwd(&mut self) -> Res {

@@ -159,6 +159,9 @@ pub enum ClientCommand {
     /// Manage your personal API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Your second factor (TOTP): status, enroll, confirm, disable.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
     /// Custom Cedar policies, and what a principal may do (`check`, `can`).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -691,6 +694,40 @@ pub struct LoginArgs {
     /// Let the token expire after this many days (default: the server's).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub expires_in_days: Option<u32>,
+    /// The current code of your authenticator app (or a recovery code), for an account with
+    /// MFA; without it the code is read from the line after the password on stdin.
+    #[arg(long, value_name = "CODE")]
+    pub otp: Option<String>,
+}
+
+/// `mfa` subcommands: your account's second factor (TOTP).
+#[derive(clap::Subcommand, Debug)]
+pub enum MfaCommand {
+    /// Show whether MFA is on and how many recovery codes are left.
+    Status,
+    /// Start enrolling an authenticator app: reads your password from stdin, prints the
+    /// secret and the `otpauth://` URI (then run `enclave mfa confirm --code CODE`).
+    Enroll {
+        /// Read the password from stdin (one line). Required: passwords are never arguments.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Turn MFA on with a first code; prints the recovery codes once.
+    Confirm {
+        /// The current code of the authenticator app.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+    },
+    /// Turn MFA off: reads your password from stdin and needs a current code or a recovery
+    /// code.
+    Disable {
+        /// Read the password from stdin (one line). Required: passwords are never arguments.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// A current code or an unused recovery code.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+    },
 }
 
 /// Stop a list after this many items (default: fetch all pages).

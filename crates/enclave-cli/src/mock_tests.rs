@@ -159,6 +159,8 @@ async fn cli(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     )
 }
 
+const MFA_TOKEN: &str = "mfa-pending-0123456789abcdefghijklmnopqrstuv";
+
 fn token_json(with_secret: bool) -> Value {
     let mut t = json!({"id": "t1", "name": "cli@test", "scope": "full", "projects": [],
         "created_at": "2025-01-01T00:00:00Z", "expires_at": null, "last_used_at": null});
@@ -180,6 +182,12 @@ fn api(req: &Req) -> (u16, String) {
             let body: Value = serde_json::from_str(&req.body).unwrap();
             if body["username"] == "alice" && body["password"] == "pw d" {
                 (201, token_json(true))
+            } else if body["username"] == "mona" && body["password"] == "pw d" {
+                (
+                    401,
+                    json!({"code": "mfa_required", "message": "enter the code",
+                        "details": {"mfa_token": MFA_TOKEN}}),
+                )
             } else {
                 (
                     401,
@@ -187,6 +195,24 @@ fn api(req: &Req) -> (u16, String) {
                 )
             }
         }
+        ("POST", "/api/v1/auth/mfa") => {
+            let body: Value = serde_json::from_str(&req.body).unwrap();
+            if body["mfa_token"] == MFA_TOKEN && body["code"] == "123456" && body["kind"] == "token"
+            {
+                (201, token_json(true))
+            } else {
+                (
+                    400,
+                    json!({"code": "invalid_input", "message": "the code is not correct",
+                        "details": {"field": "code"}}),
+                )
+            }
+        }
+        ("GET", "/api/v1/me/mfa") if authed => (
+            200,
+            json!({"enabled": true, "pending_confirmation": false, "confirmed_at": null,
+                "recovery_codes_left": 9, "required": false, "local": true}),
+        ),
         _ if !authed => (
             401,
             json!({"code": "unauthenticated", "message": format!("bad token {SECRET}")}),
@@ -508,4 +534,47 @@ async fn unreachable_server() {
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("warning:") && err.contains("id 7"), "{err}");
     assert!(!tmp.path().join(CREDENTIALS_FILE).exists());
+}
+
+#[tokio::test]
+async fn login_with_a_second_factor() {
+    let mock = start(Arc::new(api)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("cert.pem");
+    std::fs::write(&ca, &mock.cert_pem).unwrap();
+    let dir = tmp.path().join("cfg");
+    let server = mock.url();
+    let base = [
+        "login",
+        "--server",
+        &server,
+        "--username",
+        "mona",
+        "--password-stdin",
+        "--ca",
+        ca.to_str().unwrap(),
+    ];
+    // No code anywhere: a usage error that names --otp; nothing stored.
+    let (code, _, err) = cli(&dir, &base, "pw d\n").await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--otp"), "{err}");
+    assert!(!dir.join(CREDENTIALS_FILE).exists());
+    // A wrong code is the server's refusal.
+    let mut args = base.to_vec();
+    args.extend(["--otp", "000000"]);
+    let (code, _, err) = cli(&dir, &args, "pw d\n").await;
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("(invalid_input)"), "{err}");
+    // --otp, or the line after the password.
+    let mut args = base.to_vec();
+    args.extend(["--otp", "123456"]);
+    let (code, out, err) = cli(&dir, &args, "pw d\n").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Logged in"), "{out}");
+    assert!(!out.contains(MFA_TOKEN) && !err.contains(MFA_TOKEN));
+    let (code, _, err) = cli(&dir, &base, "pw d\n123456\n").await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&dir, &["mfa", "status"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("recovery codes left:  9"), "{out}");
 }

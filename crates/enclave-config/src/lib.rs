@@ -193,6 +193,8 @@ pub struct LoginConfig {
     pub failure_window: Duration,
     /// How long a locked account or address is refused (default 15m).
     pub lockout: Duration,
+    /// Local accounts must enrol in MFA before doing anything else (default false).
+    pub require_mfa: bool,
 }
 
 impl Default for LoginConfig {
@@ -202,6 +204,7 @@ impl Default for LoginConfig {
             max_failures_per_address: 20,
             failure_window: minutes(15),
             lockout: minutes(15),
+            require_mfa: false,
         }
     }
 }

@@ -211,6 +211,15 @@ pub(crate) const SETTINGS: &[Setting] = &[
         show: |c| show_duration(c.login.lockout),
     },
     Setting {
+        key: "login.require_mfa",
+        doc: "Require a second factor (TOTP) of local accounts: an account without one\ncan sign in, but every request except enrolling in MFA, reading its own\naccount and logging out is refused until it enrols and signs in again.",
+        set: |c, v| {
+            c.login.require_mfa = boolean(v)?;
+            Ok(())
+        },
+        show: |c| c.login.require_mfa.to_string(),
+    },
+    Setting {
         key: "setup.token_ttl",
         doc: "How long the one-time setup link printed on first start stays valid.",
         set: |c, v| {

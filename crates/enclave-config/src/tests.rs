@@ -61,6 +61,7 @@ fn defaults() {
     assert_eq!(cfg.login.max_failures_per_address, 20);
     assert_eq!(cfg.login.failure_window, Duration::from_secs(15 * 60));
     assert_eq!(cfg.login.lockout, Duration::from_secs(15 * 60));
+    assert!(!cfg.login.require_mfa);
     assert_eq!(cfg.setup.token_ttl, Duration::from_secs(3600));
     assert_eq!(cfg.limits.max_body_bytes, 65536);
     assert_eq!(cfg.limits.max_connections, 10000);

@@ -338,7 +338,14 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// A browser or API session (full rights of the user).
-    Session,
+    Session {
+        /// Whether the login used a second factor (Enclave's TOTP step, or an identity
+        /// provider that vouched for one); policies see it as `context.mfa`.
+        mfa: bool,
+        /// Whether Enclave itself checked the password (a local account), rather than a
+        /// directory or single sign-on provider.
+        local: bool,
+    },
     /// A personal API token.
     Token {
         /// Token scope.

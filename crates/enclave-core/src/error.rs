@@ -30,6 +30,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// Login throttled or account locked.
     TooManyAttempts,
+    /// The password was right and the account has a second factor: finish the login with a
+    /// code and the `mfa_token` from the error's details.
+    MfaRequired,
     /// The identity source authenticated the person, but its admission rule does not admit
     /// them to this platform.
     NotAdmitted,
@@ -55,6 +58,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::MfaRequired => "mfa_required",
             ErrorCode::NotAdmitted => "not_admitted",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",

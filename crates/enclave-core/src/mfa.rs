@@ -76,7 +76,12 @@ pub fn hotp(secret: &TotpSecret, counter: u64) -> Zeroizing<String> {
     let tag = aws_lc_rs::hmac::sign(&key, &counter.to_be_bytes());
     let mac = tag.as_ref();
     let offset = usize::from(mac[mac.len() - 1] & 0x0f);
-    let word = [mac[offset], mac[offset + 1], mac[offset + 2], mac[offset + 3]];
+    let word = [
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ];
     let binary = u32::from_be_bytes(word) & 0x7fff_ffff;
     Zeroizing::new(format!("{:06}", binary % 1_000_000))
 }
@@ -118,14 +123,16 @@ pub fn verify(
     let current = step_at(now)?;
     let mut matched = None;
     // Look at every candidate step (no early exit), so timing says nothing about which matched.
-    for step in [current.saturating_sub(1), current, current.saturating_add(1)] {
+    for step in [
+        current.saturating_sub(1),
+        current,
+        current.saturating_add(1),
+    ] {
         let fresh = last_used_step.is_none_or(|last| step > last);
         let expected = hotp(secret, step);
-        let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
-            expected.as_bytes(),
-            code.as_bytes(),
-        )
-        .is_ok();
+        let equal =
+            aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), code.as_bytes())
+                .is_ok();
         if equal && fresh && matched.is_none() {
             matched = Some(step);
         }
@@ -284,8 +291,14 @@ mod tests {
         let t = Timestamp(1_234_567_890);
         let step = step_at(t).unwrap();
         let code = code_at(&s, t);
-        assert_eq!(verify(&s, &code, Timestamp(t.unix() - 30), None), Some(step));
-        assert_eq!(verify(&s, &code, Timestamp(t.unix() + 30), None), Some(step));
+        assert_eq!(
+            verify(&s, &code, Timestamp(t.unix() - 30), None),
+            Some(step)
+        );
+        assert_eq!(
+            verify(&s, &code, Timestamp(t.unix() + 30), None),
+            Some(step)
+        );
         assert_eq!(verify(&s, &code, Timestamp(t.unix() + 60), None), None);
         assert_eq!(verify(&s, &code, Timestamp(t.unix() - 60), None), None);
     }
@@ -310,7 +323,14 @@ mod tests {
     fn malformed_codes_are_refused() {
         let s = rfc_secret();
         let t = Timestamp(1_700_000_000);
-        for bad in ["", "12345", "1234567", "abcdef", "12 34 5x", &"1".repeat(100)] {
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "abcdef",
+            "12 34 5x",
+            &"1".repeat(100),
+        ] {
             assert_eq!(verify(&s, bad, t, None), None, "{bad}");
         }
         let spaced = code_at(&s, t);

@@ -204,6 +204,8 @@ pub struct Session {
     pub last_seen_at: Timestamp,
     /// How the session was authenticated, e.g. `password`.
     pub auth_method: String,
+    /// Authentication method references (RFC 8176), space separated, e.g. `pwd otp`.
+    pub amr: String,
 }
 
 /// One page of a list.

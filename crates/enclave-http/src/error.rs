@@ -18,7 +18,9 @@ impl From<Error> for ApiError {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::InvalidRequest | ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::MfaRequired => {
+            StatusCode::UNAUTHORIZED
+        }
         ErrorCode::Forbidden | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Conflict => StatusCode::CONFLICT,

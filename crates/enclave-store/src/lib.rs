@@ -25,6 +25,7 @@ mod backup;
 mod identity;
 mod jobs;
 mod keys;
+mod mfa;
 mod migrate;
 mod notebooks;
 mod policy;
@@ -44,6 +45,7 @@ use tokio::sync::Mutex;
 
 pub use identity::{ExternalLink, LastLogin, StoredSource};
 pub use keys::{DataKeyRow, Holder, KeyState, SealedVersion, WorkloadFact};
+pub use mfa::{MfaPendingRow, MfaTotpRow};
 pub use migrate::MIGRATIONS;
 pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};

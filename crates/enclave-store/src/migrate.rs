@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "scim",
         include_str!("../migrations/sqlite/0008_scim.sql"),
     ),
+    (9, "mfa", include_str!("../migrations/sqlite/0009_mfa.sql")),
 ];
 
 pub(crate) fn latest_version() -> i64 {

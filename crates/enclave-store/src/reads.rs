@@ -313,7 +313,7 @@ impl Store {
     /// The session whose secret hashes to `secret_hash`, with its user.
     pub async fn session_by_hash(&self, secret_hash: &str) -> StoreResult<Option<(Session, User)>> {
         let sql = format!(
-            "SELECT s.id AS sid, s.user_id, s.auth_method, s.created_at AS s_created,
+            "SELECT s.id AS sid, s.user_id, s.auth_method, s.amr, s.created_at AS s_created,
                s.last_seen_at, {USER_COLS}
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.secret_hash = $1"
         );
@@ -330,6 +330,7 @@ impl Store {
                     created_at: Timestamp(r.try_get("s_created").map_err(map_err)?),
                     last_seen_at: Timestamp(r.try_get("last_seen_at").map_err(map_err)?),
                     auth_method: r.try_get("auth_method").map_err(map_err)?,
+                    amr: r.try_get("amr").map_err(map_err)?,
                 },
                 user(&r)?,
             ))

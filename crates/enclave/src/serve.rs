@@ -47,6 +47,7 @@ fn settings(cfg: &Config) -> Settings {
         hash_concurrency: cfg.passwords.effective_hash_concurrency(),
         hash_queue: cfg.passwords.hash_queue,
         max_grant: cfg.access.max_grant_duration,
+        require_mfa: cfg.login.require_mfa,
     }
 }
 

@@ -8,6 +8,7 @@ mod governance;
 mod groups;
 pub mod identity;
 pub mod jobs;
+pub mod mfa;
 pub mod notebooks;
 mod projects;
 mod secrets;
@@ -83,6 +84,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(identity::scim_token))
         .routes(routes!(identity::sync))
         .routes(routes!(session::change_password))
+        .routes(routes!(mfa::finish))
+        .routes(routes!(mfa::status))
+        .routes(routes!(mfa::enroll))
+        .routes(routes!(mfa::confirm))
+        .routes(routes!(mfa::disable))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(users::identity))

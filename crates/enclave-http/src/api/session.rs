@@ -103,7 +103,7 @@ pub async fn whoami(State(s): State<AppState>, Authed(c): Authed) -> ApiResult<J
     let user = s.app.get_user(&c, &c.principal.username).await?;
     let locked = s.app.is_locked(&user.username).await?;
     let auth = match &c.principal.credential {
-        Credential::Session => AuthInfo {
+        Credential::Session { .. } => AuthInfo {
             method: "session".into(),
             token_id: None,
             scope: None,

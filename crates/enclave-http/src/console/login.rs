@@ -102,7 +102,72 @@ pub async fn login(
     };
     match result {
         Ok(outcome) => signed_in(&outcome),
+        Err(e) if e.code == enclave_core::ErrorCode::MfaRequired => {
+            let token = e
+                .details
+                .get("mfa_token")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            mfa_page(token, None)
+        }
         Err(e) => login_page(&s, f.username, f.source, None, Some(&Problem::of(e))).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login_mfa.html")]
+struct MfaPage {
+    chrome: Chrome,
+    mfa_token: String,
+}
+
+fn mfa_page(mfa_token: String, problem: Option<&Problem>) -> Response {
+    let page = MfaPage {
+        chrome: Chrome::new("Second factor", "", None)
+            .narrow()
+            .problem(problem),
+        mfa_token,
+    };
+    render(super::page::status(problem), &page)
+}
+
+/// The second-factor form after a right password.
+#[derive(Deserialize)]
+pub struct MfaForm {
+    #[serde(default)]
+    mfa_token: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /login/mfa`: finishes a password login with a TOTP or recovery code.
+pub async fn login_mfa(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    PublicPost(f): PublicPost<MfaForm>,
+) -> Response {
+    match s.app.finish_mfa_login(&f.mfa_token, &f.code, &meta).await {
+        Ok(enclave_app::MfaLogin::Session(outcome)) => signed_in(&outcome),
+        Ok(enclave_app::MfaLogin::Token(_)) => super::page::error_page(
+            StatusCode::BAD_REQUEST,
+            "Request not accepted",
+            "this sign-in was started for a token, not a browser session; log in again here",
+            None,
+        ),
+        Err(e) if e.code == enclave_core::ErrorCode::InvalidInput => {
+            mfa_page(f.mfa_token, Some(&Problem::of(e)))
+        }
+        Err(e) => {
+            login_page(
+                &s,
+                String::new(),
+                String::new(),
+                None,
+                Some(&Problem::of(e)),
+            )
+            .await
+        }
     }
 }
 

@@ -263,6 +263,7 @@ struct AccountPage {
     admin: bool,
     created: String,
     session: SessionFacts,
+    mfa: Option<enclave_app::MfaStatus>,
 }
 
 /// What the console knows about the visitor's current session.
@@ -311,6 +312,7 @@ async fn account_page(
         admin: user.platform_admin,
         created: when(user.created_at),
         session: SessionFacts::of(s, session),
+        mfa: s.app.mfa_status(&session.caller).await.ok(),
     };
     render(status(problem.as_ref()), &page)
 }
@@ -399,4 +401,119 @@ mod tests {
         assert!(parse_days("seven").is_err());
         assert!(parse_days("-1").is_err());
     }
+}
+
+#[derive(Template)]
+#[template(path = "account_mfa.html")]
+struct MfaPage {
+    chrome: Chrome,
+    status: enclave_app::MfaStatus,
+    username: String,
+    /// The QR code (an SVG Enclave drew) and the secret, right after enrolment started.
+    enrollment: Option<(String, String)>,
+    /// The recovery codes, right after confirmation.
+    recovery_codes: Vec<String>,
+}
+
+async fn mfa_page(
+    s: &AppState,
+    session: &ConsoleSession,
+    notice: Option<&'static str>,
+    enrollment: Option<(String, String)>,
+    recovery_codes: Vec<String>,
+    problem: Option<Problem>,
+) -> Response {
+    let status_now = match s.app.mfa_status(&session.caller).await {
+        Ok(st) => st,
+        Err(e) => return fail(&e, Some(session)),
+    };
+    let page = MfaPage {
+        chrome: Chrome::new("Two-factor authentication", "account", Some(session))
+            .notice(notice)
+            .problem(problem.as_ref()),
+        status: status_now,
+        username: session.caller.principal.username.clone(),
+        enrollment,
+        recovery_codes,
+    };
+    render(status(problem.as_ref()), &page)
+}
+
+/// `GET /account/mfa`.
+pub async fn mfa(State(s): State<AppState>, Visitor(session): Visitor, q: PageQuery) -> Response {
+    mfa_page(&s, &session, q.notice, None, Vec::new(), None).await
+}
+
+/// The enrol and disable forms.
+#[derive(Deserialize)]
+pub struct MfaForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn mfa_result<T>(
+    s: &AppState,
+    session: &ConsoleSession,
+    r: Result<T, Error>,
+    ok: impl FnOnce(T) -> (Option<&'static str>, Option<(String, String)>, Vec<String>),
+) -> Response {
+    match r {
+        Ok(v) => {
+            let (notice, enrollment, codes) = ok(v);
+            mfa_page(s, session, notice, enrollment, codes, None).await
+        }
+        Err(e) if in_form(&e) || e.code == enclave_core::ErrorCode::Conflict => {
+            mfa_page(s, session, None, None, Vec::new(), Some(Problem::of(e))).await
+        }
+        Err(e) => fail(&e, Some(session)),
+    }
+}
+
+/// `POST /account/mfa/enroll`: checks the password, shows the QR code and the secret.
+pub async fn mfa_enroll(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<MfaForm>,
+) -> Response {
+    let r = s.app.enroll_totp(&session.caller, &f.password).await;
+    mfa_result(&s, &session, r, |e| {
+        (
+            None,
+            Some((e.qr_svg.to_string(), e.secret.to_string())),
+            Vec::new(),
+        )
+    })
+    .await
+}
+
+/// `POST /account/mfa/confirm`: the first code turns MFA on; the recovery codes show once.
+pub async fn mfa_confirm(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<MfaForm>,
+) -> Response {
+    let r = s.app.confirm_totp(&session.caller, &f.code).await;
+    mfa_result(&s, &session, r, |codes| {
+        (
+            Some("Two-factor authentication is on. Your next logins ask for a code."),
+            None,
+            codes.iter().map(|c| c.to_string()).collect(),
+        )
+    })
+    .await
+}
+
+/// `POST /account/mfa/disable`: needs the password and a code or a recovery code.
+pub async fn mfa_disable(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<MfaForm>,
+) -> Response {
+    let r = s
+        .app
+        .disable_mfa(&session.caller, &f.password, &f.code)
+        .await;
+    mfa_result(&s, &session, r, |()| {
+        (Some("Two-factor authentication is off."), None, Vec::new())
+    })
+    .await
 }

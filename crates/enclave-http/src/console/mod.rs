@@ -67,6 +67,7 @@ pub fn routes() -> Router<AppState> {
             get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
         )
         .route("/login", get(login::login_form).post(login::login))
+        .route("/login/mfa", post(login::login_mfa))
         .route("/auth/oidc/{name}/start", get(login::oidc_start))
         .route("/auth/oidc/{name}/callback", get(login::oidc_callback))
         .route("/logout", post(login::logout))
@@ -235,4 +236,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/account", get(me::account))
         .route("/account/password", post(me::change_password))
+        .route("/account/mfa", get(me::mfa))
+        .route("/account/mfa/enroll", post(me::mfa_enroll))
+        .route("/account/mfa/confirm", post(me::mfa_confirm))
+        .route("/account/mfa/disable", post(me::mfa_disable))
 }

@@ -275,6 +275,7 @@ pub fn shown(code: ErrorCode) -> Shown {
         C::Unavailable => Shown::As(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable"),
         C::Internal => Shown::As(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
         C::InvalidCredentials => Shown::As(StatusCode::UNAUTHORIZED, "Login failed"),
+        C::MfaRequired => Shown::As(StatusCode::UNAUTHORIZED, "Second factor needed"),
         C::TooManyAttempts => Shown::As(StatusCode::TOO_MANY_REQUESTS, "Too many attempts"),
         C::NotAdmitted => Shown::As(StatusCode::FORBIDDEN, "Not authorized for this platform"),
         C::SetupUnavailable => Shown::As(StatusCode::GONE, "Setup link not valid"),

@@ -15,6 +15,7 @@ mod console_jobs;
 mod console_secrets;
 mod identity;
 mod jobs;
+mod mfa;
 mod notebooks;
 mod policy;
 mod scim;

@@ -399,6 +399,7 @@ pub(crate) async fn drive_every_route(s: &Server, admin: &Api) -> RouteRun {
     let undecided = [
         "/api/v1/auth/session",
         "/api/v1/auth/token",
+        "/api/v1/auth/mfa",
         "/api/v1/auth/logout",
         "/api/v1/setup",
         "/api/v1/openapi.json",

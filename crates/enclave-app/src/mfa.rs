@@ -1,0 +1,634 @@
+//! Second factor for local accounts: TOTP enrolment (with re-authentication), confirmation
+//! with one-use recovery codes, disabling, and the second step of a password login.
+//!
+//! Invariants:
+//! * Enrolling and disabling need the current password (and, to disable, a current code or a
+//!   recovery code); a wrong one is audited.
+//! * A password login of an account with confirmed TOTP opens nothing: it leaves a pending
+//!   login (256-bit id, stored hashed, [`PENDING_TTL`], [`MAX_ATTEMPTS`] codes) that
+//!   [`App::finish_mfa_login`] turns into a session or a token with `amr` `pwd otp mfa`.
+//! * Each attempt is counted and committed before its code is looked at; each TOTP step and
+//!   each recovery code is accepted once (atomically in the store).
+//! * The TOTP secret is sealed with the platform key; secrets and codes never reach the audit
+//!   trail, a log or an error.
+
+use crate::auth::{AuthMethod, Authentication, LoginOutcome};
+use crate::chokepoint::{label, Caller, RequestMeta};
+use crate::secrets::{self, hash_secret, plausible_secret, random_bytes};
+use crate::tokens::TokenCreated;
+use crate::{detail, App};
+use enclave_core::audit::{AuditRecord, Outcome};
+use enclave_core::authz::Action;
+use enclave_core::mfa::{self, TotpSecret};
+use enclave_core::model::{TokenScope, User};
+use enclave_core::{names, Error, ErrorCode, Result, Timestamp};
+use enclave_policy::Resource;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// How long a pending second-factor login waits for its code.
+pub const PENDING_TTL: Duration = Duration::from_secs(5 * 60);
+/// Codes one pending login may try.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// The `amr` of a session opened with a password and a TOTP or recovery code.
+pub const MFA_AMR: [&str; 3] = ["pwd", "otp", "mfa"];
+
+/// An account's second-factor state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaStatus {
+    /// TOTP is confirmed: logins ask for a code.
+    pub enabled: bool,
+    /// An enrolment was started and waits for its first code.
+    pub pending_confirmation: bool,
+    /// When TOTP was confirmed.
+    pub confirmed_at: Option<Timestamp>,
+    /// Unused recovery codes.
+    pub recovery_codes_left: u32,
+    /// The platform requires MFA of local accounts (`login.require_mfa`).
+    pub required: bool,
+    /// The account has an Enclave password (MFA here is for such accounts; directory and
+    /// single sign-on accounts use their provider's).
+    pub local: bool,
+}
+
+/// A started TOTP enrolment: what the authenticator app needs. Shown once.
+#[derive(Clone)]
+pub struct TotpEnrollment {
+    /// The secret, base32.
+    pub secret: Zeroizing<String>,
+    /// The `otpauth://` URI.
+    pub otpauth_uri: Zeroizing<String>,
+    /// The URI as a QR code, an SVG document.
+    pub qr_svg: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for TotpEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrollment(..)")
+    }
+}
+
+/// What a finished second-factor login opened.
+#[derive(Debug)]
+pub enum MfaLogin {
+    /// A browser or API session.
+    Session(LoginOutcome),
+    /// A personal token (CLI login).
+    Token(TokenCreated),
+}
+
+/// What a pending login opens once its code is right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PendingKind {
+    /// A session.
+    Session,
+    /// A full-scope token with this name and lifetime.
+    Token {
+        name: String,
+        expires_in_days: Option<u32>,
+    },
+}
+
+fn seal_context(user_id: &str) -> Vec<u8> {
+    format!("mfa-totp:{user_id}").into_bytes()
+}
+
+fn wrong_code() -> Error {
+    Error::invalid(
+        "code",
+        "the code is not correct: enter the current 6-digit code from your authenticator app \
+         (each code works once), or one of your recovery codes",
+    )
+}
+
+fn pending_gone() -> Error {
+    Error::new(
+        ErrorCode::InvalidCredentials,
+        "this sign-in expired or used up its attempts; sign in again with your password",
+    )
+}
+
+/// An SVG rendering of `text` as a QR code (medium error correction, 4-module quiet zone).
+pub fn qr_svg(text: &str) -> Result<String> {
+    use qrcodegen::{QrCode, QrCodeEcc};
+    let qr = QrCode::encode_text(text, QrCodeEcc::Medium).map_err(|_| {
+        Error::invalid("otpauth_uri", "the enrolment URI is too long for a QR code")
+    })?;
+    let border = 4;
+    let size = qr.size() + 2 * border;
+    let mut path = String::new();
+    for y in 0..qr.size() {
+        for x in 0..qr.size() {
+            if qr.get_module(x, y) {
+                path.push_str(&format!("M{},{}h1v1h-1z", x + border, y + border));
+            }
+        }
+    }
+    Ok(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" \
+         width=\"240\" height=\"240\" shape-rendering=\"crispEdges\" role=\"img\" \
+         aria-label=\"QR code for the authenticator app\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\
+         <path d=\"{path}\" fill=\"#000000\"/></svg>"
+    ))
+}
+
+impl App {
+    fn self_resource(caller: &Caller) -> Resource {
+        Resource::User(caller.principal.user_id.clone())
+    }
+
+    async fn authorize_self(&self, caller: &Caller, action: Action) -> Result<()> {
+        self.authorize(
+            caller,
+            action,
+            &Self::self_resource(caller),
+            &label("user", &caller.principal.username),
+            false,
+        )
+        .await
+    }
+
+    /// Checks the caller's current password; a wrong one is audited as a failed `action`.
+    async fn reauthenticate(&self, caller: &Caller, action: &str, password: &str) -> Result<()> {
+        let me = &caller.principal.user_id;
+        let Some(creds) = self.store.user_by_id(me).await? else {
+            return Err(Error::unauthenticated());
+        };
+        let stored = self
+            .open_password_hash(me, creds.password_hash.as_deref())
+            .await?;
+        if stored.is_none() {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "this account has no Enclave password: it signs in through its directory or \
+                 single sign-on provider, whose own MFA applies",
+            ));
+        }
+        let usable = !password.is_empty() && password.len() <= 4 * enclave_core::password::MAX_LEN;
+        let ok = self
+            .hasher
+            .verify(
+                if usable { password } else { "" },
+                stored.as_deref().map(|h| h.as_str()),
+            )
+            .await?
+            && usable;
+        if !ok {
+            let rec = caller.record(
+                self,
+                action,
+                label("user", &caller.principal.username),
+                None,
+                Outcome::Failure,
+                detail!("reason" => "password wrong"),
+            );
+            self.audit(rec).await?;
+            return Err(Error::invalid("password", "the password is not correct"));
+        }
+        Ok(())
+    }
+
+    /// The caller's second-factor state.
+    pub async fn mfa_status(&self, caller: &Caller) -> Result<MfaStatus> {
+        self.authorize_self(caller, Action::SelfRead).await?;
+        let me = &caller.principal.user_id;
+        let row = self.store.mfa_totp(me).await?;
+        let local = self
+            .store
+            .user_by_id(me)
+            .await?
+            .is_some_and(|c| c.password_hash.is_some());
+        Ok(MfaStatus {
+            enabled: row.as_ref().is_some_and(|r| r.confirmed_at.is_some()),
+            pending_confirmation: row.as_ref().is_some_and(|r| r.confirmed_at.is_none()),
+            confirmed_at: row.and_then(|r| r.confirmed_at),
+            recovery_codes_left: self.store.mfa_recovery_left(me).await?,
+            required: self.settings.require_mfa,
+            local,
+        })
+    }
+
+    /// Starts a TOTP enrolment after checking the caller's password: a new secret, its
+    /// `otpauth://` URI and QR code. Starting again before confirming replaces the secret.
+    pub async fn enroll_totp(&self, caller: &Caller, password: &str) -> Result<TotpEnrollment> {
+        self.authorize_self(caller, Action::SelfChangePassword)
+            .await?;
+        self.reauthenticate(caller, "mfa.enroll", password).await?;
+        let me = caller.principal.user_id.clone();
+        let secret =
+            TotpSecret::from_bytes(&Zeroizing::new(random_bytes::<{ mfa::SECRET_BYTES }>()?)[..]);
+        let b32 = secret.to_base32();
+        let uri = mfa::otpauth_uri(&secret, &caller.principal.username);
+        let svg = Zeroizing::new(qr_svg(&uri)?);
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        let sealed = self
+            .seal_platform_value(&mut tx, &seal_context(&me), &b32)
+            .await?;
+        if !tx.begin_mfa_totp(&me, &sealed, now).await? {
+            drop(tx);
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "MFA is already on for this account; disable it first to enrol a new authenticator",
+            ));
+        }
+        let rec = caller.record(
+            self,
+            "mfa.enroll",
+            label("user", &caller.principal.username),
+            None,
+            Outcome::Success,
+            detail!("factor" => "totp"),
+        );
+        self.commit(tx, rec).await?;
+        Ok(TotpEnrollment {
+            secret: b32,
+            otpauth_uri: uri,
+            qr_svg: svg,
+        })
+    }
+
+    /// Confirms the started enrolment with a first code: MFA is on from now, and the ten
+    /// recovery codes are returned (shown once; only their hashes are kept).
+    pub async fn confirm_totp(
+        &self,
+        caller: &Caller,
+        code: &str,
+    ) -> Result<Vec<Zeroizing<String>>> {
+        self.authorize_self(caller, Action::SelfChangePassword)
+            .await?;
+        let me = caller.principal.user_id.clone();
+        let row = match self.store.mfa_totp(&me).await? {
+            Some(r) if r.confirmed_at.is_none() => r,
+            Some(_) => {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    "MFA is already on for this account",
+                ))
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    "no enrolment was started: start one with your password first",
+                ))
+            }
+        };
+        let secret = self.open_totp_secret(&me, &row.secret).await?;
+        let now = self.now();
+        let Some(step) = mfa::verify(&secret, code, now, None) else {
+            let rec = caller.record(
+                self,
+                "mfa.confirm",
+                label("user", &caller.principal.username),
+                None,
+                Outcome::Failure,
+                detail!("reason" => "code wrong"),
+            );
+            self.audit(rec).await?;
+            return Err(wrong_code());
+        };
+        let mut codes = Vec::with_capacity(mfa::RECOVERY_CODES);
+        let mut hashes = Vec::with_capacity(mfa::RECOVERY_CODES);
+        for _ in 0..mfa::RECOVERY_CODES {
+            let c = mfa::recovery_code(&random_bytes::<{ mfa::RECOVERY_CODE_BYTES }>()?);
+            hashes.push(mfa::hash_recovery_code(&c).ok_or_else(Error::internal)?);
+            codes.push(c);
+        }
+        let mut tx = self.store.write().await?;
+        if !tx.confirm_mfa_totp(&me, step, now).await? {
+            drop(tx);
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "the enrolment changed meanwhile; start it again",
+            ));
+        }
+        tx.replace_mfa_recovery(&me, &hashes).await?;
+        let rec = caller.record(
+            self,
+            "mfa.confirm",
+            label("user", &caller.principal.username),
+            None,
+            Outcome::Success,
+            detail!("factor" => "totp", "recovery_codes" => mfa::RECOVERY_CODES),
+        );
+        self.commit(tx, rec).await?;
+        Ok(codes)
+    }
+
+    /// Turns MFA off after checking the password and a current code or a recovery code.
+    pub async fn disable_mfa(&self, caller: &Caller, password: &str, code: &str) -> Result<()> {
+        self.authorize_self(caller, Action::SelfChangePassword)
+            .await?;
+        self.reauthenticate(caller, "mfa.disable", password).await?;
+        let me = caller.principal.user_id.clone();
+        let Some(row) = self.store.mfa_totp(&me).await? else {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "MFA is not on for this account",
+            ));
+        };
+        let mut tx = self.store.write().await?;
+        let used = if row.confirmed_at.is_some() {
+            let secret = self.open_totp_secret(&me, &row.secret).await?;
+            self.use_second_factor(&mut tx, &me, &secret, row.last_step, code)
+                .await?
+        } else {
+            // An unconfirmed enrolment is dropped with the password alone.
+            Some("none")
+        };
+        let Some(factor) = used else {
+            drop(tx);
+            let rec = caller.record(
+                self,
+                "mfa.disable",
+                label("user", &caller.principal.username),
+                None,
+                Outcome::Failure,
+                detail!("reason" => "code wrong"),
+            );
+            self.audit(rec).await?;
+            return Err(wrong_code());
+        };
+        tx.delete_mfa(&me).await?;
+        let rec = caller.record(
+            self,
+            "mfa.disable",
+            label("user", &caller.principal.username),
+            None,
+            Outcome::Success,
+            detail!("factor_used" => factor),
+        );
+        self.commit(tx, rec).await
+    }
+
+    async fn open_totp_secret(&self, user_id: &str, sealed: &str) -> Result<TotpSecret> {
+        let b32 = self
+            .open_platform_value(&seal_context(user_id), sealed)
+            .await?;
+        TotpSecret::from_base32(&b32).ok_or_else(|| {
+            tracing::error!("a stored TOTP secret is not base32");
+            Error::internal()
+        })
+    }
+
+    /// Accepts a TOTP code (a step later than the last used) or an unused recovery code inside
+    /// `tx`; returns which (`totp` or `recovery_code`), or `None` when neither matches.
+    async fn use_second_factor(
+        &self,
+        tx: &mut enclave_store::WriteTx,
+        user_id: &str,
+        secret: &TotpSecret,
+        last_step: Option<u64>,
+        code: &str,
+    ) -> Result<Option<&'static str>> {
+        let now = self.now();
+        if mfa::looks_like_code(code) {
+            if let Some(step) = mfa::verify(secret, code, now, last_step) {
+                if tx.use_mfa_step(user_id, step).await? {
+                    return Ok(Some("totp"));
+                }
+            }
+            return Ok(None);
+        }
+        if let Some(hash) = mfa::hash_recovery_code(code) {
+            if tx.use_mfa_recovery(user_id, &hash, now).await? {
+                return Ok(Some("recovery_code"));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a right password: when the account has confirmed TOTP, stores a pending login
+    /// and returns the `mfa_required` error carrying its one-use id as `mfa_token`; `None`
+    /// when no second factor is needed.
+    pub(crate) async fn second_factor_gate(
+        &self,
+        user: &User,
+        kind: PendingKind,
+        meta: &RequestMeta,
+    ) -> Result<Option<Error>> {
+        let Some(row) = self.store.mfa_totp(&user.id).await? else {
+            return Ok(None);
+        };
+        if row.confirmed_at.is_none() {
+            return Ok(None);
+        }
+        let now = self.now();
+        let token = Zeroizing::new(secrets::new_secret()?);
+        let (kind_name, detail) = match &kind {
+            PendingKind::Session => ("session", serde_json::json!({})),
+            PendingKind::Token {
+                name,
+                expires_in_days,
+            } => (
+                "token",
+                serde_json::json!({"name": name, "expires_in_days": expires_in_days}),
+            ),
+        };
+        let mut tx = self.store.write().await?;
+        tx.prune_mfa_pending(Timestamp(now.unix() - PENDING_TTL.as_secs() as i64))
+            .await?;
+        tx.insert_mfa_pending(
+            &hash_secret(&token),
+            &user.id,
+            kind_name,
+            &detail.to_string(),
+            now,
+        )
+        .await?;
+        let rec = self.mfa_record(
+            meta,
+            &user.username,
+            "auth.mfa",
+            Outcome::Success,
+            detail!("step" => "code requested", "opens" => kind_name),
+        );
+        self.commit(tx, rec).await?;
+        Ok(Some(
+            Error::new(
+                ErrorCode::MfaRequired,
+                "enter the 6-digit code from your authenticator app (or a recovery code) to \
+                 finish signing in",
+            )
+            .with("mfa_token", token.as_str()),
+        ))
+    }
+
+    fn mfa_record(
+        &self,
+        meta: &RequestMeta,
+        actor: &str,
+        action: &str,
+        outcome: Outcome,
+        detail: serde_json::Map<String, serde_json::Value>,
+    ) -> AuditRecord {
+        AuditRecord {
+            outcome,
+            detail,
+            ..meta.record(self.now(), actor, "password", action, label("user", actor))
+        }
+    }
+
+    /// Finishes a password login that answered `mfa_required`: checks `code` (a TOTP code or a
+    /// recovery code) against the pending login named by `mfa_token`, then opens what the
+    /// login asked for, with `amr` [`MFA_AMR`]. Each pending login takes at most
+    /// [`MAX_ATTEMPTS`] codes within [`PENDING_TTL`].
+    pub async fn finish_mfa_login(
+        &self,
+        mfa_token: &str,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<MfaLogin> {
+        if !plausible_secret(mfa_token) || code.len() > mfa::MAX_INPUT {
+            return Err(pending_gone());
+        }
+        let key = hash_secret(mfa_token);
+        let now = self.now();
+        // Count the attempt before the code is looked at.
+        let mut tx = self.store.write().await?;
+        let Some(pending) = tx.attempt_mfa_pending(&key).await? else {
+            drop(tx);
+            let rec = self.mfa_record(
+                meta,
+                "unknown",
+                "auth.mfa",
+                Outcome::Failure,
+                detail!("reason" => "unknown or finished sign-in"),
+            );
+            self.audit(rec).await?;
+            return Err(pending_gone());
+        };
+        let expired = now.unix() >= pending.created_at.unix() + PENDING_TTL.as_secs() as i64;
+        let too_many = pending.attempts > MAX_ATTEMPTS;
+        if expired || too_many {
+            tx.delete_mfa_pending(&key).await?;
+        }
+        tx.commit().await?;
+        let creds = self.store.user_by_id(&pending.user_id).await?;
+        let Some(user) = creds.map(|c| c.user) else {
+            return Err(pending_gone());
+        };
+        if expired || too_many || user.disabled {
+            let reason = if user.disabled {
+                "account disabled"
+            } else if expired {
+                "expired"
+            } else {
+                "too many attempts"
+            };
+            let rec = self.mfa_record(
+                meta,
+                &user.username,
+                "auth.mfa",
+                Outcome::Failure,
+                detail!("reason" => reason),
+            );
+            self.audit(rec).await?;
+            return Err(pending_gone());
+        }
+        let Some(row) = self
+            .store
+            .mfa_totp(&user.id)
+            .await?
+            .filter(|r| r.confirmed_at.is_some())
+        else {
+            return Err(pending_gone());
+        };
+        let secret = self.open_totp_secret(&user.id, &row.secret).await?;
+        let mut tx = self.store.write().await?;
+        let used = self
+            .use_second_factor(&mut tx, &user.id, &secret, row.last_step, code)
+            .await?;
+        let Some(factor) = used else {
+            let left = MAX_ATTEMPTS.saturating_sub(pending.attempts);
+            if left == 0 {
+                tx.delete_mfa_pending(&key).await?;
+            }
+            let rec = self.mfa_record(
+                meta,
+                &user.username,
+                "auth.mfa",
+                Outcome::Failure,
+                detail!("reason" => "code wrong", "attempts_left" => left),
+            );
+            self.commit(tx, rec).await?;
+            return Err(if left == 0 {
+                pending_gone()
+            } else {
+                wrong_code().with("attempts_left", left)
+            });
+        };
+        tx.delete_mfa_pending(&key).await?;
+        let rec = self.mfa_record(
+            meta,
+            &user.username,
+            "auth.mfa",
+            Outcome::Success,
+            detail!("factor" => factor),
+        );
+        self.commit(tx, rec).await?;
+        if factor == "recovery_code" {
+            let left = self.store.mfa_recovery_left(&user.id).await?;
+            let rec = self.mfa_record(
+                meta,
+                &user.username,
+                "mfa.recovery_used",
+                Outcome::Success,
+                detail!("recovery_codes_left" => left),
+            );
+            self.audit(rec).await?;
+        }
+        let auth = Authentication {
+            method: AuthMethod::Password,
+            amr: MFA_AMR.iter().map(|s| s.to_string()).collect(),
+            acr: None,
+        };
+        match pending.kind.as_str() {
+            "token" => {
+                let d: serde_json::Value =
+                    serde_json::from_str(&pending.detail).map_err(|_| Error::internal())?;
+                let name = d["name"].as_str().unwrap_or("cli").to_string();
+                names::text("name", &name, true)?;
+                let days = d["expires_in_days"]
+                    .as_u64()
+                    .and_then(|v| u32::try_from(v).ok());
+                let caller = Caller {
+                    principal: crate::auth::principal(
+                        &user,
+                        enclave_core::authz::Credential::Session {
+                            mfa: true,
+                            local: true,
+                        },
+                    ),
+                    session_id: None,
+                    token_id: None,
+                    meta: meta.clone(),
+                };
+                let t = self
+                    .create_token(&caller, &name, TokenScope::Full, Vec::new(), days)
+                    .await?;
+                Ok(MfaLogin::Token(t))
+            }
+            _ => Ok(MfaLogin::Session(
+                self.open_session(&user, &auth, meta).await?,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn qr_svg_is_an_svg_of_modules() {
+        let svg = qr_svg("otpauth://totp/Enclave:ada?secret=ABC").unwrap();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.ends_with("</svg>"));
+        assert!(svg.matches("h1v1h-1z").count() > 100);
+        assert!(!svg.contains("<script"));
+        assert!(qr_svg(&"x".repeat(5000)).is_err());
+    }
+}
