@@ -252,6 +252,9 @@ impl Runner<'_, '_> {
         let client = ApiClient::new(&server, ca.as_deref(), None)?;
         let token_name = args.token_name.unwrap_or_else(config::default_token_name);
         let mut body = json!({"username": args.username, "password": password, "name": token_name});
+        if let Some(source) = &args.source {
+            body["source"] = json!(source);
+        }
         if let Some(days) = args.expires_in_days {
             body["expires_in_days"] = json!(days);
         }

@@ -3,7 +3,7 @@
 //! The `enclave` binary flattens [`ClientCommand`] into its top-level parser and calls [`run`].
 //!
 //! ```text
-//! enclave login --server URL --username NAME --password-stdin [--ca FILE] [--token-name NAME] [--expires-in-days N]
+//! enclave login --server URL --username NAME --password-stdin [--ca FILE] [--token-name NAME] [--expires-in-days N] [--source LDAP] [--otp CODE]
 //! enclave whoami
 //! enclave logout
 //! enclave passwd --password-stdin          (current, then new password, one line each)
@@ -694,6 +694,10 @@ pub struct LoginArgs {
     /// Let the token expire after this many days (default: the server's).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub expires_in_days: Option<u32>,
+    /// Check the password with this LDAP / Active Directory identity source (see
+    /// `GET /api/v1/auth/sources`) instead of an Enclave password.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
     /// The current code of your authenticator app (or a recovery code), for an account with
     /// MFA; without it the code is read from the line after the password on stdin.
     #[arg(long, value_name = "CODE")]

@@ -531,6 +531,28 @@ async fn ldap_sign_in_with_nested_groups_sync_and_refusals() {
         Some("member")
     );
 
+    // An LDAP user logs the CLI in through the directory.
+    let ca = s.cert_path();
+    let out = crate::common::ok(&crate::common::run(
+        s.cli("cli-alice"),
+        &[
+            "login",
+            "--server",
+            &s.base,
+            "--username",
+            "alice",
+            "--password-stdin",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--source",
+            "corp-ldap",
+        ],
+        Some("alice-pw-1\n"),
+    ));
+    assert!(out.contains("alice"), "{out}");
+    let me = crate::common::ok(&crate::common::run(s.cli("cli-alice"), &["whoami"], None));
+    assert!(me.contains("alice"), "{me}");
+
     // The CLI lists the source and tries a user (password on stdin).
     crate::common::login_cli(&s, "cli-admin", "admin");
     let out = crate::common::ok(&crate::common::run(
