@@ -306,3 +306,128 @@ async fn totp_enrolment_login_recovery_and_the_mfa_policy_condition() {
     assert!(!all.contains(&recovery[2]));
     assert!(!all.contains(&code));
 }
+
+/// The `value` of a hidden form field in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap() + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn require_mfa_allows_only_enrolment_and_the_console_asks_for_the_code() {
+    let opts = enclave_testkit::Options {
+        env: vec![("ENCLAVE_LOGIN_REQUIRE_MFA".into(), "true".into())],
+        ..enclave_testkit::Options::default()
+    };
+    let s = Server::start_with(BIN, opts);
+    let c = s.client();
+    let r = c
+        .post(s.url("/api/v1/setup"))
+        .json(&json!({"token": s.setup_token(), "username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // A CLI token needs MFA first.
+    let (st, b, _) = post_open(
+        &s,
+        "/api/v1/auth/token",
+        json!({"username": "admin", "password": PASSWORD, "name": "t"}),
+    )
+    .await;
+    assert_eq!(st, 403, "{b}");
+    assert!(b["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("enroll in MFA first"));
+    // A session may read itself and enrol, nothing else.
+    let (st, b, cookie) = post_open(
+        &s,
+        "/api/v1/auth/session",
+        json!({"username": "admin", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let cookie = cookie.unwrap();
+    let csrf = b["csrf_token"].as_str().unwrap().to_string();
+    assert_eq!(get_with_cookie(&s, "/api/v1/whoami", &cookie).await.0, 200);
+    let (st, b) = get_with_cookie(&s, "/api/v1/users", &cookie).await;
+    assert_eq!(st, 403, "{b}");
+    assert!(b["message"]
+        .as_str()
+        .unwrap()
+        .contains("enroll in MFA first"));
+    let post = |path: &'static str, body: Value| {
+        c.post(s.url(path))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+    };
+    let r = post("/api/v1/me/mfa/totp", json!({"password": PASSWORD}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let b: Value = r.json().await.unwrap();
+    let secret = TotpSecret::from_base32(b["secret"].as_str().unwrap()).unwrap();
+    let r = post(
+        "/api/v1/me/mfa/totp/confirm",
+        json!({"code": code_at(&secret, now()).to_string()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    // The old session still lacks the second factor.
+    assert_eq!(get_with_cookie(&s, "/api/v1/users", &cookie).await.0, 403);
+
+    // The console: password, then a page asking for the code, then the session.
+    let r = c
+        .post(s.url("/login"))
+        .form(&[("username", "admin"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_none());
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Second factor"), "{html}");
+    let token = hidden(&html, "mfa_token");
+    let r = c
+        .post(s.url("/login/mfa"))
+        .form(&[("mfa_token", token.as_str()), ("code", "000000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not correct"));
+    let r = c
+        .post(s.url("/login/mfa"))
+        .form(&[
+            ("mfa_token", token.as_str()),
+            ("code", next_code(&secret).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let web = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(get_with_cookie(&s, "/api/v1/users", &web).await.0, 200);
+    // The account page links the MFA page, which shows it on.
+    let r = c
+        .get(s.url("/account/mfa"))
+        .header("cookie", &web)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Recovery codes left"), "{html}");
+    assert!(html.contains("action=\"/account/mfa/disable\""), "{html}");
+}
