@@ -151,7 +151,7 @@ pub fn otpauth_uri(secret: &TotpSecret, account: &str) -> Zeroizing<String> {
     ))
 }
 
-/// A recovery code from `RECOVERY_CODE_BYTES` random bytes, shown as `XXXXX-XXXXX`.
+/// A recovery code from `RECOVERY_CODE_BYTES` random bytes, shown as two groups of five base32 characters (`7K2QD-M4XRA`).
 pub fn recovery_code(bytes: &[u8; RECOVERY_CODE_BYTES]) -> Zeroizing<String> {
     let all = base32_encode(bytes);
     let chars: String = all.chars().take(RECOVERY_CODE_CHARS).collect();
