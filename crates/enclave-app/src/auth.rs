@@ -430,6 +430,56 @@ impl App {
         self.commit(tx, rec).await
     }
 
+    /// Checks the caller's Enclave password again before a sensitive change (`field` names the
+    /// form field it came in). A wrong one is audited as a failed `action` and refused as
+    /// invalid input; an account without an Enclave password (directory, single sign-on) is
+    /// refused as a conflict.
+    pub(crate) async fn reauthenticate(
+        &self,
+        caller: &Caller,
+        action: &str,
+        field: &str,
+        password: &str,
+    ) -> Result<()> {
+        let me = &caller.principal.user_id;
+        let Some(creds) = self.store.user_by_id(me).await? else {
+            return Err(Error::unauthenticated());
+        };
+        let stored = self
+            .open_password_hash(me, creds.password_hash.as_deref())
+            .await?;
+        if stored.is_none() {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "this account has no Enclave password: it signs in through its directory or \
+                 single sign-on provider",
+            ));
+        }
+        let usable = !password.is_empty() && password.len() <= 4 * password::MAX_LEN;
+        let ok = self
+            .hasher
+            .verify(
+                if usable { password } else { "" },
+                stored.as_deref().map(|h| h.as_str()),
+            )
+            .await?
+            && usable;
+        if !ok {
+            let words = field.replace('_', " ");
+            let rec = caller.record(
+                self,
+                action,
+                label("user", &caller.principal.username),
+                None,
+                Outcome::Failure,
+                detail!("reason" => format!("{words} wrong")),
+            );
+            self.audit(rec).await?;
+            return Err(Error::invalid(field, format!("the {words} is not correct")));
+        }
+        Ok(())
+    }
+
     /// Changes the caller's own password after checking the current one; ends all sessions
     /// of the account.
     pub async fn change_own_password(
@@ -447,31 +497,16 @@ impl App {
             false,
         )
         .await?;
+        self.reauthenticate(
+            caller,
+            Action::SelfChangePassword.as_str(),
+            "current_password",
+            current,
+        )
+        .await?;
         let Some(creds) = self.store.user_by_id(&me).await? else {
             return Err(Error::unauthenticated());
         };
-        let stored = self
-            .open_password_hash(&me, creds.password_hash.as_deref())
-            .await?;
-        if !self
-            .hasher
-            .verify(current, stored.as_deref().map(|h| h.as_str()))
-            .await?
-        {
-            let rec = caller.record(
-                self,
-                Action::SelfChangePassword.as_str(),
-                label("user", &caller.principal.username),
-                None,
-                Outcome::Failure,
-                detail!("reason" => "current password wrong"),
-            );
-            self.audit(rec).await?;
-            return Err(Error::invalid(
-                "current_password",
-                "the current password is not correct",
-            ));
-        }
         check_new_password(new, &creds.user.username)?;
         let hash = self.hasher.hash(new).await?;
         let now = self.now();

@@ -914,20 +914,11 @@ impl App {
                 "no free username for this account; ask a platform admin",
             ));
         };
-        let email = ext
-            .email
-            .clone()
-            .filter(|e| enclave_core::names::email("email", e).is_ok())
-            .unwrap_or_default();
         let user = User {
             id: new_id("usr")?,
             username,
-            display_name: ext
-                .name
-                .clone()
-                .filter(|n| enclave_core::names::text("n", n, false).is_ok())
-                .unwrap_or_default(),
-            email,
+            display_name: storable_name(ext).unwrap_or_default().to_string(),
+            email: storable_email(ext).unwrap_or_default().to_string(),
             platform_admin: false,
             disabled: false,
             created_at: now,
@@ -946,23 +937,15 @@ impl App {
         now: Timestamp,
     ) -> Result<User> {
         let mut changed = false;
-        if let Some(e) = ext
-            .email
-            .as_ref()
-            .filter(|e| enclave_core::names::email("e", e).is_ok())
-        {
-            if *e != user.email {
-                user.email = e.clone();
+        if let Some(e) = storable_email(ext) {
+            if e != user.email {
+                user.email = e.to_string();
                 changed = true;
             }
         }
-        if let Some(n) = ext
-            .name
-            .as_ref()
-            .filter(|n| enclave_core::names::text("n", n, false).is_ok())
-        {
-            if *n != user.display_name {
-                user.display_name = n.clone();
+        if let Some(n) = storable_name(ext) {
+            if n != user.display_name {
+                user.display_name = n.to_string();
                 changed = true;
             }
         }
@@ -1449,6 +1432,20 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The source's email for the account, if Enclave's email rules accept it (else it is ignored).
+fn storable_email(ext: &ExternalIdentity) -> Option<&str> {
+    ext.email
+        .as_deref()
+        .filter(|e| enclave_core::names::email("email", e).is_ok())
+}
+
+/// The source's display name for the account, if Enclave's text rules accept it.
+fn storable_name(ext: &ExternalIdentity) -> Option<&str> {
+    ext.name
+        .as_deref()
+        .filter(|n| enclave_core::names::text("display_name", n, false).is_ok())
 }
 
 /// A string claim from a sign-in's claims.

@@ -149,46 +149,6 @@ impl App {
         .await
     }
 
-    /// Checks the caller's current password; a wrong one is audited as a failed `action`.
-    async fn reauthenticate(&self, caller: &Caller, action: &str, password: &str) -> Result<()> {
-        let me = &caller.principal.user_id;
-        let Some(creds) = self.store.user_by_id(me).await? else {
-            return Err(Error::unauthenticated());
-        };
-        let stored = self
-            .open_password_hash(me, creds.password_hash.as_deref())
-            .await?;
-        if stored.is_none() {
-            return Err(Error::new(
-                ErrorCode::Conflict,
-                "this account has no Enclave password: it signs in through its directory or \
-                 single sign-on provider, whose own MFA applies",
-            ));
-        }
-        let usable = !password.is_empty() && password.len() <= 4 * enclave_core::password::MAX_LEN;
-        let ok = self
-            .hasher
-            .verify(
-                if usable { password } else { "" },
-                stored.as_deref().map(|h| h.as_str()),
-            )
-            .await?
-            && usable;
-        if !ok {
-            let rec = caller.record(
-                self,
-                action,
-                label("user", &caller.principal.username),
-                None,
-                Outcome::Failure,
-                detail!("reason" => "password wrong"),
-            );
-            self.audit(rec).await?;
-            return Err(Error::invalid("password", "the password is not correct"));
-        }
-        Ok(())
-    }
-
     /// The caller's second-factor state.
     pub async fn mfa_status(&self, caller: &Caller) -> Result<MfaStatus> {
         self.authorize_self(caller, Action::SelfRead).await?;
@@ -214,7 +174,8 @@ impl App {
     pub async fn enroll_totp(&self, caller: &Caller, password: &str) -> Result<TotpEnrollment> {
         self.authorize_self(caller, Action::SelfChangePassword)
             .await?;
-        self.reauthenticate(caller, "mfa.enroll", password).await?;
+        self.reauthenticate(caller, "mfa.enroll", "password", password)
+            .await?;
         let me = caller.principal.user_id.clone();
         let secret =
             TotpSecret::from_bytes(&Zeroizing::new(random_bytes::<{ mfa::SECRET_BYTES }>()?)[..]);
@@ -320,7 +281,8 @@ impl App {
     pub async fn disable_mfa(&self, caller: &Caller, password: &str, code: &str) -> Result<()> {
         self.authorize_self(caller, Action::SelfChangePassword)
             .await?;
-        self.reauthenticate(caller, "mfa.disable", password).await?;
+        self.reauthenticate(caller, "mfa.disable", "password", password)
+            .await?;
         let me = caller.principal.user_id.clone();
         let Some(row) = self.store.mfa_totp(&me).await? else {
             return Err(Error::new(
