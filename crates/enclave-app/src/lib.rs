@@ -23,6 +23,7 @@ mod keys;
 mod memo;
 mod mfa;
 mod notebooks;
+mod passkeys;
 mod passwords;
 mod policies;
 mod project_secrets;
@@ -51,11 +52,14 @@ pub use environments::{EnvStatus, EnvironmentView};
 pub use identity::{IdentitySettings, LoginOption, SourceInput, SourceTest, SyncReport};
 pub use jobs::{JobLog, SandboxHost, MAX_JOB_LIST, SERVER_STOPPED};
 pub use keys::{project_scope, KeyStatus, KeyVersionStatus, Keyring, MasterSealed, MasterStatus};
-pub use mfa::{qr_svg, MfaLogin, MfaStatus, TotpEnrollment, MAX_ATTEMPTS, MFA_AMR, PENDING_TTL};
+pub use mfa::{
+    qr_svg, MfaLogin, MfaStatus, SecondFactor, TotpEnrollment, MAX_ATTEMPTS, MFA_AMR, PENDING_TTL,
+};
 pub use notebooks::{
     Execution, NotebookSettings, NotebookTarget, MAX_AUDITED_CODE, MAX_NOTEBOOK_LIST,
     NOTEBOOK_SERVER_STOPPED,
 };
+pub use passkeys::{relying_party, Passkey, PasskeyAdded, MAX_PASSKEYS, PASSKEY_AMR};
 pub use passwords::PasswordHasher;
 pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
 pub use project_secrets::PlanEntry;

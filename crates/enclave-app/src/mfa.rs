@@ -1,12 +1,16 @@
-//! Second factor for local accounts: TOTP enrolment (with re-authentication), confirmation
-//! with one-use recovery codes, disabling, and the second step of a password login.
+//! Second factors for local accounts: TOTP enrolment (with re-authentication), confirmation
+//! with one-use recovery codes, disabling, and the second step of a password login (answered
+//! with a code, a recovery code or a passkey, see [`crate::passkeys`]).
 //!
 //! Invariants:
 //! * Enrolling and disabling need the current password (and, to disable, a current code or a
 //!   recovery code); a wrong one is audited.
-//! * A password login of an account with confirmed TOTP opens nothing: it leaves a pending
-//!   login (256-bit id, stored hashed, [`PENDING_TTL`], [`MAX_ATTEMPTS`] codes) that
-//!   [`App::finish_mfa_login`] turns into a session or a token with `amr` `pwd otp mfa`.
+//! * The ten recovery codes are issued when an account's first second factor (TOTP or
+//!   passkey) is confirmed, and stay valid while it has any.
+//! * A password login of an account with a second factor opens nothing: it leaves a pending
+//!   login (256-bit id, stored hashed, [`PENDING_TTL`], [`MAX_ATTEMPTS`] answers) that
+//!   [`App::finish_mfa_login`] turns into a session or a token with `amr` `pwd otp mfa` (or
+//!   `pwd hwk mfa` for a passkey).
 //! * Each attempt is counted and committed before its code is looked at; each TOTP step and
 //!   each recovery code is accepted once (atomically in the store).
 //! * The TOTP secret is sealed with the platform key; secrets and codes never reach the audit
@@ -14,6 +18,7 @@
 
 use crate::auth::{AuthMethod, Authentication, LoginOutcome};
 use crate::chokepoint::{label, Caller, RequestMeta};
+use crate::passkeys::PASSKEY_AMR;
 use crate::secrets::{self, hash_secret, plausible_secret, random_bytes};
 use crate::tokens::TokenCreated;
 use crate::{detail, App};
@@ -36,8 +41,12 @@ pub const MFA_AMR: [&str; 3] = ["pwd", "otp", "mfa"];
 /// An account's second-factor state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MfaStatus {
-    /// TOTP is confirmed: logins ask for a code.
+    /// A second factor is on (TOTP or a passkey): password logins ask for it.
     pub enabled: bool,
+    /// TOTP is confirmed.
+    pub totp: bool,
+    /// Passkeys registered.
+    pub passkeys: u32,
     /// An enrolment was started and waits for its first code.
     pub pending_confirmation: bool,
     /// When TOTP was confirmed.
@@ -66,6 +75,15 @@ impl std::fmt::Debug for TotpEnrollment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TotpEnrollment(..)")
     }
+}
+
+/// The answer to a login's second step.
+#[derive(Debug, Clone, Copy)]
+pub enum SecondFactor<'a> {
+    /// A TOTP code or a recovery code.
+    Code(&'a str),
+    /// A passkey's answer to the challenge from [`App::passkey_login_options`].
+    Passkey(&'a enclave_webauthn::AuthenticationResponse),
 }
 
 /// What a finished second-factor login opened.
@@ -101,7 +119,7 @@ fn wrong_code() -> Error {
     )
 }
 
-fn pending_gone() -> Error {
+pub(crate) fn pending_gone() -> Error {
     Error::new(
         ErrorCode::InvalidCredentials,
         "this sign-in expired or used up its attempts; sign in again with your password",
@@ -138,7 +156,7 @@ impl App {
         Resource::User(caller.principal.user_id.clone())
     }
 
-    async fn authorize_self(&self, caller: &Caller, action: Action) -> Result<()> {
+    pub(crate) async fn authorize_self(&self, caller: &Caller, action: Action) -> Result<()> {
         self.authorize(
             caller,
             action,
@@ -154,13 +172,17 @@ impl App {
         self.authorize_self(caller, Action::SelfRead).await?;
         let me = &caller.principal.user_id;
         let row = self.store.mfa_totp(me).await?;
+        let passkeys = u32::try_from(self.store.passkeys(me).await?.len()).unwrap_or(u32::MAX);
+        let totp = row.as_ref().is_some_and(|r| r.confirmed_at.is_some());
         let local = self
             .store
             .user_by_id(me)
             .await?
             .is_some_and(|c| c.password_hash.is_some());
         Ok(MfaStatus {
-            enabled: row.as_ref().is_some_and(|r| r.confirmed_at.is_some()),
+            enabled: totp || passkeys > 0,
+            totp,
+            passkeys,
             pending_confirmation: row.as_ref().is_some_and(|r| r.confirmed_at.is_none()),
             confirmed_at: row.and_then(|r| r.confirmed_at),
             recovery_codes_left: self.store.mfa_recovery_left(me).await?,
@@ -211,7 +233,8 @@ impl App {
     }
 
     /// Confirms the started enrolment with a first code: MFA is on from now, and the ten
-    /// recovery codes are returned (shown once; only their hashes are kept).
+    /// recovery codes are returned (shown once; only their hashes are kept) unless the
+    /// account had a passkey already (its codes stay valid).
     pub async fn confirm_totp(
         &self,
         caller: &Caller,
@@ -249,14 +272,8 @@ impl App {
             self.audit(rec).await?;
             return Err(wrong_code());
         };
-        let mut codes = Vec::with_capacity(mfa::RECOVERY_CODES);
-        let mut hashes = Vec::with_capacity(mfa::RECOVERY_CODES);
-        for _ in 0..mfa::RECOVERY_CODES {
-            let c = mfa::recovery_code(&random_bytes::<{ mfa::RECOVERY_CODE_BYTES }>()?);
-            hashes.push(mfa::hash_recovery_code(&c).ok_or_else(Error::internal)?);
-            codes.push(c);
-        }
         let mut tx = self.store.write().await?;
+        let had_factor = self.has_second_factor_tx(&mut tx, &me).await?;
         if !tx.confirm_mfa_totp(&me, step, now).await? {
             drop(tx);
             return Err(Error::new(
@@ -264,36 +281,43 @@ impl App {
                 "the enrolment changed meanwhile; start it again",
             ));
         }
-        tx.replace_mfa_recovery(&me, &hashes).await?;
+        let codes = if had_factor {
+            Vec::new()
+        } else {
+            self.issue_recovery_codes(&mut tx, &me).await?
+        };
         let rec = caller.record(
             self,
             "mfa.confirm",
             label("user", &caller.principal.username),
             None,
             Outcome::Success,
-            detail!("factor" => "totp", "recovery_codes" => mfa::RECOVERY_CODES),
+            detail!("factor" => "totp", "recovery_codes" => codes.len()),
         );
         self.commit(tx, rec).await?;
         Ok(codes)
     }
 
-    /// Turns MFA off after checking the password and a current code or a recovery code.
+    /// Turns MFA off after checking the password and a current code or a recovery code: the
+    /// TOTP secret, every passkey and the recovery codes are removed.
     pub async fn disable_mfa(&self, caller: &Caller, password: &str, code: &str) -> Result<()> {
         self.authorize_self(caller, Action::SelfChangePassword)
             .await?;
         self.reauthenticate(caller, "mfa.disable", "password", password)
             .await?;
         let me = caller.principal.user_id.clone();
-        let Some(row) = self.store.mfa_totp(&me).await? else {
+        let row = self.store.mfa_totp(&me).await?;
+        let passkeys = self.store.passkeys(&me).await?.len();
+        if row.is_none() && passkeys == 0 {
             return Err(Error::new(
                 ErrorCode::Conflict,
                 "MFA is not on for this account",
             ));
-        };
+        }
+        let totp = self.confirmed_totp(&me, row).await?;
         let mut tx = self.store.write().await?;
-        let used = if row.confirmed_at.is_some() {
-            let secret = self.open_totp_secret(&me, &row.secret).await?;
-            self.use_second_factor(&mut tx, &me, &secret, row.last_step, code)
+        let used = if totp.is_some() || passkeys > 0 {
+            self.use_second_factor(&mut tx, &me, totp.as_ref(), code)
                 .await?
         } else {
             // An unconfirmed enrolment is dropped with the password alone.
@@ -324,6 +348,39 @@ impl App {
         self.commit(tx, rec).await
     }
 
+    /// The account's confirmed TOTP secret and last used step, opened; `None` without one.
+    async fn confirmed_totp(
+        &self,
+        user_id: &str,
+        row: Option<enclave_store::MfaTotpRow>,
+    ) -> Result<Option<(TotpSecret, Option<u64>)>> {
+        match row.filter(|r| r.confirmed_at.is_some()) {
+            Some(r) => Ok(Some((
+                self.open_totp_secret(user_id, &r.secret).await?,
+                r.last_step,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Ten new recovery codes for the account, replacing any it had; only their hashes are
+    /// stored, inside `tx`.
+    pub(crate) async fn issue_recovery_codes(
+        &self,
+        tx: &mut enclave_store::WriteTx,
+        user_id: &str,
+    ) -> Result<Vec<Zeroizing<String>>> {
+        let mut codes = Vec::with_capacity(mfa::RECOVERY_CODES);
+        let mut hashes = Vec::with_capacity(mfa::RECOVERY_CODES);
+        for _ in 0..mfa::RECOVERY_CODES {
+            let c = mfa::recovery_code(&random_bytes::<{ mfa::RECOVERY_CODE_BYTES }>()?);
+            hashes.push(mfa::hash_recovery_code(&c).ok_or_else(Error::internal)?);
+            codes.push(c);
+        }
+        tx.replace_mfa_recovery(user_id, &hashes).await?;
+        Ok(codes)
+    }
+
     async fn open_totp_secret(&self, user_id: &str, sealed: &str) -> Result<TotpSecret> {
         let b32 = self
             .open_platform_value(&seal_context(user_id), sealed)
@@ -334,21 +391,23 @@ impl App {
         })
     }
 
-    /// Accepts a TOTP code (a step later than the last used) or an unused recovery code inside
-    /// `tx`; returns which (`totp` or `recovery_code`), or `None` when neither matches.
+    /// Accepts a TOTP code (a step later than the last used, when the account has TOTP) or an
+    /// unused recovery code inside `tx`; returns which (`totp` or `recovery_code`), or `None`
+    /// when neither matches.
     async fn use_second_factor(
         &self,
         tx: &mut enclave_store::WriteTx,
         user_id: &str,
-        secret: &TotpSecret,
-        last_step: Option<u64>,
+        totp: Option<&(TotpSecret, Option<u64>)>,
         code: &str,
     ) -> Result<Option<&'static str>> {
         let now = self.now();
         if mfa::looks_like_code(code) {
-            if let Some(step) = mfa::verify(secret, code, now, last_step) {
-                if tx.use_mfa_step(user_id, step).await? {
-                    return Ok(Some("totp"));
+            if let Some((secret, last_step)) = totp {
+                if let Some(step) = mfa::verify(secret, code, now, *last_step) {
+                    if tx.use_mfa_step(user_id, step).await? {
+                        return Ok(Some("totp"));
+                    }
                 }
             }
             return Ok(None);
@@ -361,21 +420,32 @@ impl App {
         Ok(None)
     }
 
-    /// After a right password: when the account has confirmed TOTP, stores a pending login
-    /// and returns the `mfa_required` error carrying its one-use id as `mfa_token`; `None`
-    /// when no second factor is needed.
+    /// After a right password: when the account has a second factor, stores a pending login
+    /// and returns the `mfa_required` error carrying its one-use id as `mfa_token` and the
+    /// accepted answers as `factors`; `None` when no second factor is needed.
     pub(crate) async fn second_factor_gate(
         &self,
         user: &User,
         kind: PendingKind,
         meta: &RequestMeta,
     ) -> Result<Option<Error>> {
-        let Some(row) = self.store.mfa_totp(&user.id).await? else {
-            return Ok(None);
-        };
-        if row.confirmed_at.is_none() {
+        let totp = self
+            .store
+            .mfa_totp(&user.id)
+            .await?
+            .is_some_and(|r| r.confirmed_at.is_some());
+        let passkeys = !self.store.passkeys(&user.id).await?.is_empty();
+        if !totp && !passkeys {
             return Ok(None);
         }
+        let mut factors = Vec::new();
+        if totp {
+            factors.push("totp");
+        }
+        if passkeys {
+            factors.push("passkey");
+        }
+        factors.push("recovery_code");
         let now = self.now();
         let token = Zeroizing::new(secrets::new_secret()?);
         let (kind_name, detail) = match &kind {
@@ -407,13 +477,16 @@ impl App {
             detail!("step" => "code requested", "opens" => kind_name),
         );
         self.commit(tx, rec).await?;
+        let message = if totp {
+            "enter the 6-digit code from your authenticator app (or a recovery code) to finish \
+             signing in"
+        } else {
+            "confirm with your passkey (or enter a recovery code) to finish signing in"
+        };
         Ok(Some(
-            Error::new(
-                ErrorCode::MfaRequired,
-                "enter the 6-digit code from your authenticator app (or a recovery code) to \
-                 finish signing in",
-            )
-            .with("mfa_token", token.as_str()),
+            Error::new(ErrorCode::MfaRequired, message)
+                .with("mfa_token", token.as_str())
+                .with("factors", factors),
         ))
     }
 
@@ -432,17 +505,38 @@ impl App {
         }
     }
 
-    /// Finishes a password login that answered `mfa_required`: checks `code` (a TOTP code or a
-    /// recovery code) against the pending login named by `mfa_token`, then opens what the
-    /// login asked for, with `amr` [`MFA_AMR`]. Each pending login takes at most
-    /// [`MAX_ATTEMPTS`] codes within [`PENDING_TTL`].
+    /// The pending login named by `mfa_token` (its store key and row), when it is still
+    /// open: not expired and with attempts left. Counts no attempt.
+    pub(crate) async fn pending_login(
+        &self,
+        mfa_token: &str,
+    ) -> Result<(String, enclave_store::MfaPendingRow)> {
+        if !plausible_secret(mfa_token) {
+            return Err(pending_gone());
+        }
+        let key = hash_secret(mfa_token);
+        let Some(pending) = self.store.mfa_pending(&key).await? else {
+            return Err(pending_gone());
+        };
+        let expired = self.now().unix() >= pending.created_at.unix() + PENDING_TTL.as_secs() as i64;
+        if expired || pending.attempts >= MAX_ATTEMPTS {
+            return Err(pending_gone());
+        }
+        Ok((key, pending))
+    }
+
+    /// Finishes a password login that answered `mfa_required`: checks the answer (a TOTP
+    /// code, a recovery code or a passkey) against the pending login named by `mfa_token`,
+    /// then opens what the login asked for, with `amr` [`MFA_AMR`] (or [`PASSKEY_AMR`]). Each
+    /// pending login takes at most [`MAX_ATTEMPTS`] answers within [`PENDING_TTL`].
     pub async fn finish_mfa_login(
         &self,
         mfa_token: &str,
-        code: &str,
+        answer: SecondFactor<'_>,
         meta: &RequestMeta,
     ) -> Result<MfaLogin> {
-        if !plausible_secret(mfa_token) || code.len() > mfa::MAX_INPUT {
+        let oversized = matches!(answer, SecondFactor::Code(c) if c.len() > mfa::MAX_INPUT);
+        if !plausible_secret(mfa_token) || oversized {
             return Err(pending_gone());
         }
         let key = hash_secret(mfa_token);
@@ -489,37 +583,41 @@ impl App {
             self.audit(rec).await?;
             return Err(pending_gone());
         }
-        let Some(row) = self
-            .store
-            .mfa_totp(&user.id)
-            .await?
-            .filter(|r| r.confirmed_at.is_some())
-        else {
-            return Err(pending_gone());
-        };
-        let secret = self.open_totp_secret(&user.id, &row.secret).await?;
+        let totp = self.store.mfa_totp(&user.id).await?;
+        let totp = self.confirmed_totp(&user.id, totp).await?;
         let mut tx = self.store.write().await?;
-        let used = self
-            .use_second_factor(&mut tx, &user.id, &secret, row.last_step, code)
-            .await?;
-        let Some(factor) = used else {
-            let left = MAX_ATTEMPTS.saturating_sub(pending.attempts);
-            if left == 0 {
-                tx.delete_mfa_pending(&key).await?;
+        let used = match answer {
+            SecondFactor::Code(code) => self
+                .use_second_factor(&mut tx, &user.id, totp.as_ref(), code)
+                .await?
+                .ok_or(("code wrong".to_string(), wrong_code())),
+            SecondFactor::Passkey(response) => self
+                .use_passkey(&mut tx, &key, &user.id, response)
+                .await?
+                .map(|()| "passkey")
+                .map_err(|r| (r.reason(), r.error())),
+        };
+        let factor = match used {
+            Ok(f) => f,
+            Err((reason, refusal)) => {
+                let left = MAX_ATTEMPTS.saturating_sub(pending.attempts);
+                if left == 0 {
+                    tx.delete_mfa_pending(&key).await?;
+                }
+                let rec = self.mfa_record(
+                    meta,
+                    &user.username,
+                    "auth.mfa",
+                    Outcome::Failure,
+                    detail!("reason" => reason, "attempts_left" => left),
+                );
+                self.commit(tx, rec).await?;
+                return Err(if left == 0 {
+                    pending_gone()
+                } else {
+                    refusal.with("attempts_left", left)
+                });
             }
-            let rec = self.mfa_record(
-                meta,
-                &user.username,
-                "auth.mfa",
-                Outcome::Failure,
-                detail!("reason" => "code wrong", "attempts_left" => left),
-            );
-            self.commit(tx, rec).await?;
-            return Err(if left == 0 {
-                pending_gone()
-            } else {
-                wrong_code().with("attempts_left", left)
-            });
         };
         tx.delete_mfa_pending(&key).await?;
         let rec = self.mfa_record(
@@ -541,9 +639,14 @@ impl App {
             );
             self.audit(rec).await?;
         }
+        let amr: &[&str] = if factor == "passkey" {
+            &PASSKEY_AMR
+        } else {
+            &MFA_AMR
+        };
         let auth = Authentication {
             method: AuthMethod::Password,
-            amr: MFA_AMR.iter().map(|s| s.to_string()).collect(),
+            amr: amr.iter().map(|s| s.to_string()).collect(),
             acr: None,
         };
         match pending.kind.as_str() {

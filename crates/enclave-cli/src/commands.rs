@@ -278,7 +278,7 @@ impl Runner<'_, '_> {
                     return Err(Failure::usage(
                         "this account uses a second factor",
                         Some(
-                            "pass the current code of your authenticator app with --otp CODE (or a recovery code), or put it on the line after the password".into(),
+                            "pass the current code of your authenticator app with --otp CODE (or a recovery code), or put it on the line after the password; an account with passkeys only can create a token in the console (/tokens)".into(),
                         ),
                     ));
                 }
@@ -376,13 +376,42 @@ impl Runner<'_, '_> {
                     .api()?
                     .call_json(Method::GET, &["me", "mfa"], None)
                     .await?;
-                let cols: [Column; 4] = [
+                let cols: [Column; 6] = [
                     ("MFA ON", "enabled"),
+                    ("TOTP", "totp"),
+                    ("PASSKEYS", "passkeys"),
                     ("WAITING FOR FIRST CODE", "pending_confirmation"),
                     ("RECOVERY CODES LEFT", "recovery_codes_left"),
                     ("REQUIRED", "required"),
                 ];
                 self.show(&cols, &v)
+            }
+            MfaCommand::Passkeys => {
+                let v = self
+                    .api()?
+                    .call_json(Method::GET, &["me", "mfa", "passkeys"], None)
+                    .await?;
+                let cols: [Column; 5] = [
+                    ("ID", "id"),
+                    ("NAME", "name"),
+                    ("SYNCED", "backup_eligible"),
+                    ("ADDED", "created_at"),
+                    ("LAST USED", "last_used_at"),
+                ];
+                let items = v.as_array().cloned().unwrap_or_default();
+                self.show_list(&cols, items)
+            }
+            MfaCommand::RemovePasskey { id, .. } => {
+                let password = self.read_password()?;
+                self.api()?
+                    .call(
+                        Method::POST,
+                        &["me", "mfa", "passkeys", &id, "remove"],
+                        &[],
+                        Some(&json!({"password": password})),
+                    )
+                    .await?;
+                self.done("The passkey is removed.")
             }
             MfaCommand::Enroll { .. } => {
                 let password = self.read_password()?;

@@ -704,11 +704,23 @@ pub struct LoginArgs {
     pub otp: Option<String>,
 }
 
-/// `mfa` subcommands: your account's second factor (TOTP).
+/// `mfa` subcommands: your account's second factors (TOTP, passkeys).
 #[derive(clap::Subcommand, Debug)]
 pub enum MfaCommand {
-    /// Show whether MFA is on and how many recovery codes are left.
+    /// Show whether MFA is on, with TOTP and how many passkeys, and the recovery codes left.
     Status,
+    /// List your passkeys. Passkeys are added in the console (Account → Two-factor
+    /// authentication), where the browser can reach your authenticator.
+    Passkeys,
+    /// Remove one of your passkeys (not your last second factor: `disable` turns MFA off);
+    /// reads your password from stdin.
+    RemovePasskey {
+        /// The passkey's id, as `enclave mfa passkeys` shows it.
+        id: String,
+        /// Read the password from stdin (one line). Required: passwords are never arguments.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// Start enrolling an authenticator app: reads your password from stdin, prints the
     /// secret and the `otpauth://` URI (then run `enclave mfa confirm --code CODE`).
     Enroll {

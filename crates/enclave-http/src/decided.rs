@@ -24,6 +24,8 @@ pub const UNDECIDED_ROUTES: &[&str] = &[
     "/api/v1/auth/session",
     "/api/v1/auth/token",
     "/api/v1/auth/mfa",
+    "/api/v1/auth/mfa/passkey",
+    "/static/webauthn.js",
     "/api/v1/auth/logout",
     "/api/v1/auth/sources",
     "/auth/oidc/{name}/start",

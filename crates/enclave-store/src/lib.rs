@@ -31,6 +31,7 @@ mod notebooks;
 mod policy;
 mod reads;
 mod scim;
+mod webauthn;
 mod writer;
 mod writes;
 
@@ -50,6 +51,7 @@ pub use migrate::MIGRATIONS;
 pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};
 pub use scim::{ScimGroupRow, ScimUserRow};
+pub use webauthn::PasskeyRow;
 pub use writes::{SessionAuth, WriteTx};
 
 pub use audit::{AuditEntry, AuditFilter, AuditOrder, AuditSearchPage, PRUNE_ACTION};

@@ -90,6 +90,33 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The pending login stored under `id_hash`, without counting an attempt.
+    pub async fn mfa_pending(&self, id_hash: &str) -> StoreResult<Option<MfaPendingRow>> {
+        sqlx::query(
+            "SELECT user_id, kind, detail, created_at, attempts FROM mfa_pending
+             WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .map(|r| pending_row(&r))
+        .transpose()
+    }
+}
+
+fn pending_row(r: &SqliteRow) -> StoreResult<MfaPendingRow> {
+    let attempts: i64 = r.try_get("attempts").map_err(map_err)?;
+    Ok(MfaPendingRow {
+        user_id: s(r, "user_id")?,
+        kind: s(r, "kind")?,
+        detail: s(r, "detail")?,
+        created_at: ts(r, "created_at")?.ok_or(corrupt("mfa_pending.created_at"))?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+    })
+}
+
 impl WriteTx {
     /// The account's TOTP enrolment, read inside this transaction.
     pub async fn mfa_totp(&mut self, user_id: &str) -> StoreResult<Option<MfaTotpRow>> {
@@ -203,13 +230,16 @@ impl WriteTx {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Removes the account's second factor: secret, recovery codes and pending logins.
+    /// Removes the account's second factors: TOTP secret, passkeys, recovery codes, and
+    /// pending logins and registrations.
     pub async fn delete_mfa(&mut self, user_id: &str) -> StoreResult<bool> {
         let mut removed = 0;
         for sql in [
             "DELETE FROM mfa_totp WHERE user_id = $1",
             "DELETE FROM mfa_recovery WHERE user_id = $1",
             "DELETE FROM mfa_pending WHERE user_id = $1",
+            "DELETE FROM webauthn_credentials WHERE user_id = $1",
+            "DELETE FROM webauthn_registrations WHERE user_id = $1",
         ] {
             removed += sqlx::query(sql)
                 .bind(user_id)
@@ -259,16 +289,7 @@ impl WriteTx {
         .fetch_optional(self.sql().await?)
         .await
         .map_err(map_err)?
-        .map(|r| {
-            let attempts: i64 = r.try_get("attempts").map_err(map_err)?;
-            Ok(MfaPendingRow {
-                user_id: s(&r, "user_id")?,
-                kind: s(&r, "kind")?,
-                detail: s(&r, "detail")?,
-                created_at: ts(&r, "created_at")?.ok_or(corrupt("mfa_pending.created_at"))?,
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            })
-        })
+        .map(|r| pending_row(&r))
         .transpose()
     }
 

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_scim.sql"),
     ),
     (9, "mfa", include_str!("../migrations/sqlite/0009_mfa.sql")),
+    (
+        10,
+        "webauthn",
+        include_str!("../migrations/sqlite/0010_webauthn.sql"),
+    ),
 ];
 
 pub(crate) fn latest_version() -> i64 {

@@ -109,7 +109,7 @@ pub async fn login(
                 .and_then(|v| v.as_str())
                 .unwrap_or_default()
                 .to_string();
-            mfa_page(token, None)
+            mfa_page(&s, token, None).await
         }
         Err(e) => login_page(&s, f.username, f.source, None, Some(&Problem::of(e))).await,
     }
@@ -120,14 +120,24 @@ pub async fn login(
 struct MfaPage {
     chrome: Chrome,
     mfa_token: String,
+    /// The options (JSON) for answering with a passkey, when the account has one.
+    passkey_options: Option<String>,
 }
 
-fn mfa_page(mfa_token: String, problem: Option<&Problem>) -> Response {
+/// The second-step page. When the account has passkeys, it gets a fresh passkey challenge.
+async fn mfa_page(s: &AppState, mfa_token: String, problem: Option<&Problem>) -> Response {
+    let passkey_options = s
+        .app
+        .passkey_login_options(&mfa_token)
+        .await
+        .ok()
+        .map(|o| o.to_string());
     let page = MfaPage {
         chrome: Chrome::new("Second factor", "", None)
             .narrow()
             .problem(problem),
         mfa_token,
+        passkey_options,
     };
     render(super::page::status(problem), &page)
 }
@@ -139,15 +149,36 @@ pub struct MfaForm {
     mfa_token: String,
     #[serde(default)]
     code: String,
+    /// The passkey's answer, JSON written by `/static/webauthn.js`.
+    #[serde(default)]
+    passkey: String,
 }
 
-/// `POST /login/mfa`: finishes a password login with a TOTP or recovery code.
+/// `POST /login/mfa`: finishes a password login with a TOTP or recovery code, or a passkey.
 pub async fn login_mfa(
     State(s): State<AppState>,
     Meta(meta): Meta,
     PublicPost(f): PublicPost<MfaForm>,
 ) -> Response {
-    match s.app.finish_mfa_login(&f.mfa_token, &f.code, &meta).await {
+    let passkey = if f.passkey.is_empty() {
+        None
+    } else {
+        match serde_json::from_str::<enclave_webauthn::AuthenticationResponse>(&f.passkey) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let e = enclave_core::Error::invalid(
+                    "passkey",
+                    "the browser's passkey answer is malformed; try again",
+                );
+                return mfa_page(&s, f.mfa_token, Some(&Problem::of(e))).await;
+            }
+        }
+    };
+    let answer = match &passkey {
+        Some(p) => enclave_app::SecondFactor::Passkey(p),
+        None => enclave_app::SecondFactor::Code(&f.code),
+    };
+    match s.app.finish_mfa_login(&f.mfa_token, answer, &meta).await {
         Ok(enclave_app::MfaLogin::Session(outcome)) => signed_in(&outcome),
         Ok(enclave_app::MfaLogin::Token(_)) => super::page::error_page(
             StatusCode::BAD_REQUEST,
@@ -156,7 +187,7 @@ pub async fn login_mfa(
             None,
         ),
         Err(e) if e.code == enclave_core::ErrorCode::InvalidInput => {
-            mfa_page(f.mfa_token, Some(&Problem::of(e)))
+            mfa_page(&s, f.mfa_token, Some(&Problem::of(e))).await
         }
         Err(e) => {
             login_page(

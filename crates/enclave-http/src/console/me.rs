@@ -403,6 +403,15 @@ mod tests {
     }
 }
 
+/// A passkey row of the MFA page.
+struct PasskeyItem {
+    id: String,
+    name: String,
+    backup_eligible: bool,
+    created: String,
+    last_used: String,
+}
+
 #[derive(Template)]
 #[template(path = "account_mfa.html")]
 struct MfaPage {
@@ -411,61 +420,96 @@ struct MfaPage {
     username: String,
     /// The QR code (an SVG Enclave drew) and the secret, right after enrolment started.
     enrollment: Option<(String, String)>,
-    /// The recovery codes, right after confirmation.
+    /// The recovery codes, right after the first second factor was confirmed.
     recovery_codes: Vec<String>,
+    passkeys_available: bool,
+    passkeys: Vec<PasskeyItem>,
+    /// The name and the creation options (JSON) of a passkey being added.
+    passkey_options: Option<(String, String)>,
+}
+
+/// What a form's answer adds to the MFA page.
+#[derive(Default)]
+struct MfaShown {
+    notice: Option<&'static str>,
+    enrollment: Option<(String, String)>,
+    recovery_codes: Vec<String>,
+    passkey_options: Option<(String, String)>,
 }
 
 async fn mfa_page(
     s: &AppState,
     session: &ConsoleSession,
-    notice: Option<&'static str>,
-    enrollment: Option<(String, String)>,
-    recovery_codes: Vec<String>,
+    shown: MfaShown,
     problem: Option<Problem>,
 ) -> Response {
-    let status_now = match s.app.mfa_status(&session.caller).await {
-        Ok(st) => st,
-        Err(e) => return fail(&e, Some(session)),
+    let caller = &session.caller;
+    let (status_now, keys) = match (s.app.mfa_status(caller).await, s.app.passkeys(caller).await) {
+        (Ok(st), Ok(keys)) => (st, keys),
+        (Err(e), _) | (_, Err(e)) => return fail(&e, Some(session)),
     };
     let page = MfaPage {
         chrome: Chrome::new("Two-factor authentication", "account", Some(session))
-            .notice(notice)
+            .notice(shown.notice)
             .problem(problem.as_ref()),
         status: status_now,
-        username: session.caller.principal.username.clone(),
-        enrollment,
-        recovery_codes,
+        username: caller.principal.username.clone(),
+        enrollment: shown.enrollment,
+        recovery_codes: shown.recovery_codes,
+        passkeys_available: s.app.passkeys_available(),
+        passkeys: keys
+            .into_iter()
+            .map(|k| PasskeyItem {
+                created: when(k.created_at),
+                last_used: k.last_used_at.map_or_else(|| "never".into(), when),
+                id: k.id,
+                name: k.name,
+                backup_eligible: k.backup_eligible,
+            })
+            .collect(),
+        passkey_options: shown.passkey_options,
     };
     render(status(problem.as_ref()), &page)
 }
 
 /// `GET /account/mfa`.
 pub async fn mfa(State(s): State<AppState>, Visitor(session): Visitor, q: PageQuery) -> Response {
-    mfa_page(&s, &session, q.notice, None, Vec::new(), None).await
+    let shown = MfaShown {
+        notice: q.notice,
+        ..MfaShown::default()
+    };
+    mfa_page(&s, &session, shown, None).await
 }
 
-/// The enrol and disable forms.
+/// The MFA page's forms (each uses some of the fields).
 #[derive(Deserialize)]
 pub struct MfaForm {
     #[serde(default)]
     password: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    credential: String,
 }
 
 async fn mfa_result<T>(
     s: &AppState,
     session: &ConsoleSession,
     r: Result<T, Error>,
-    ok: impl FnOnce(T) -> (Option<&'static str>, Option<(String, String)>, Vec<String>),
+    ok: impl FnOnce(T) -> MfaShown,
 ) -> Response {
     match r {
-        Ok(v) => {
-            let (notice, enrollment, codes) = ok(v);
-            mfa_page(s, session, notice, enrollment, codes, None).await
-        }
-        Err(e) if in_form(&e) || e.code == enclave_core::ErrorCode::Conflict => {
-            mfa_page(s, session, None, None, Vec::new(), Some(Problem::of(e))).await
+        Ok(v) => mfa_page(s, session, ok(v), None).await,
+        Err(e)
+            if in_form(&e)
+                || matches!(
+                    e.code,
+                    enclave_core::ErrorCode::Conflict | enclave_core::ErrorCode::NotFound
+                ) =>
+        {
+            mfa_page(s, session, MfaShown::default(), Some(Problem::of(e))).await
         }
         Err(e) => fail(&e, Some(session)),
     }
@@ -477,28 +521,24 @@ pub async fn mfa_enroll(
     Post { session, form: f }: Post<MfaForm>,
 ) -> Response {
     let r = s.app.enroll_totp(&session.caller, &f.password).await;
-    mfa_result(&s, &session, r, |e| {
-        (
-            None,
-            Some((e.qr_svg.to_string(), e.secret.to_string())),
-            Vec::new(),
-        )
+    mfa_result(&s, &session, r, |e| MfaShown {
+        enrollment: Some((e.qr_svg.to_string(), e.secret.to_string())),
+        ..MfaShown::default()
     })
     .await
 }
 
-/// `POST /account/mfa/confirm`: the first code turns MFA on; the recovery codes show once.
+/// `POST /account/mfa/confirm`: the first code turns TOTP on; the recovery codes show once
+/// when it is the account's first second factor.
 pub async fn mfa_confirm(
     State(s): State<AppState>,
     Post { session, form: f }: Post<MfaForm>,
 ) -> Response {
     let r = s.app.confirm_totp(&session.caller, &f.code).await;
-    mfa_result(&s, &session, r, |codes| {
-        (
-            Some("Two-factor authentication is on. Your next logins ask for a code."),
-            None,
-            codes.iter().map(|c| c.to_string()).collect(),
-        )
+    mfa_result(&s, &session, r, |codes| MfaShown {
+        notice: Some("Your authenticator app is on. Your next logins ask for a second factor."),
+        recovery_codes: codes.iter().map(|c| c.to_string()).collect(),
+        ..MfaShown::default()
     })
     .await
 }
@@ -512,8 +552,68 @@ pub async fn mfa_disable(
         .app
         .disable_mfa(&session.caller, &f.password, &f.code)
         .await;
-    mfa_result(&s, &session, r, |()| {
-        (Some("Two-factor authentication is off."), None, Vec::new())
+    mfa_result(&s, &session, r, |()| MfaShown {
+        notice: Some("Two-factor authentication is off."),
+        ..MfaShown::default()
+    })
+    .await
+}
+
+/// `POST /account/mfa/passkeys/begin`: checks the password and shows the button that asks the
+/// browser to create the passkey.
+pub async fn passkey_begin(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<MfaForm>,
+) -> Response {
+    let name = f.name.trim().to_string();
+    if let Err(e) = enclave_core::names::text("name", &name, true) {
+        return mfa_result::<()>(&s, &session, Err(e), |()| MfaShown::default()).await;
+    }
+    let r = s.app.begin_passkey(&session.caller, &f.password).await;
+    mfa_result(&s, &session, r, |options| MfaShown {
+        passkey_options: Some((name, options.to_string())),
+        ..MfaShown::default()
+    })
+    .await
+}
+
+/// `POST /account/mfa/passkeys/finish`: stores the passkey the browser created.
+pub async fn passkey_finish(
+    State(s): State<AppState>,
+    Post { session, form: f }: Post<MfaForm>,
+) -> Response {
+    let r = match serde_json::from_str::<enclave_webauthn::RegistrationResponse>(&f.credential) {
+        Ok(credential) => {
+            s.app
+                .finish_passkey(&session.caller, &f.name, &credential)
+                .await
+        }
+        Err(_) => Err(Error::invalid(
+            "credential",
+            "the browser's passkey answer is missing or malformed; add the passkey again",
+        )),
+    };
+    mfa_result(&s, &session, r, |added| MfaShown {
+        notice: Some("The passkey is added. Your next logins can use it as a second factor."),
+        recovery_codes: added.recovery_codes.iter().map(|c| c.to_string()).collect(),
+        ..MfaShown::default()
+    })
+    .await
+}
+
+/// `POST /account/mfa/passkeys/{id}/remove`: needs the password.
+pub async fn passkey_remove(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Post { session, form: f }: Post<MfaForm>,
+) -> Response {
+    let r = s
+        .app
+        .remove_passkey(&session.caller, &id, &f.password)
+        .await;
+    mfa_result(&s, &session, r, |()| MfaShown {
+        notice: Some("The passkey is removed."),
+        ..MfaShown::default()
     })
     .await
 }

@@ -41,6 +41,9 @@ const APP_CSS: &str = include_str!("../../static/app.css");
 /// The icon of every page.
 const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
 
+/// The passkey ceremonies (the console's only script).
+const WEBAUTHN_JS: &str = include_str!("../../static/webauthn.js");
+
 /// A static asset with its content type, cacheable for an hour.
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -65,6 +68,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/static/favicon.svg",
             get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
+        .route(
+            "/static/webauthn.js",
+            get(|| async { asset("text/javascript; charset=utf-8", WEBAUTHN_JS) }),
         )
         .route("/login", get(login::login_form).post(login::login))
         .route("/login/mfa", post(login::login_mfa))
@@ -240,4 +247,10 @@ pub fn routes() -> Router<AppState> {
         .route("/account/mfa/enroll", post(me::mfa_enroll))
         .route("/account/mfa/confirm", post(me::mfa_confirm))
         .route("/account/mfa/disable", post(me::mfa_disable))
+        .route("/account/mfa/passkeys/begin", post(me::passkey_begin))
+        .route("/account/mfa/passkeys/finish", post(me::passkey_finish))
+        .route(
+            "/account/mfa/passkeys/{id}/remove",
+            post(me::passkey_remove),
+        )
 }
