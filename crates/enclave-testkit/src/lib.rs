@@ -70,8 +70,20 @@ impl Server {
         Server::start_in(bin, root, data_dir, opts)
     }
 
+    /// Starts `bin serve` listening on `listen` (e.g. `127.0.0.1:PORT`, for a test that must
+    /// know its address before the start, such as a public URL naming `localhost:PORT`).
+    pub fn start_on(bin: &str, listen: &str, opts: Options) -> Server {
+        let root = tempfile::tempdir().unwrap();
+        let data_dir = root.path().join("data");
+        Server::spawn(bin, root, data_dir, listen, opts)
+    }
+
     /// Starts `bin serve` on `data_dir` (prepared by the caller) under `root`.
     pub fn start_in(bin: &str, root: TempDir, data_dir: PathBuf, opts: Options) -> Server {
+        Server::spawn(bin, root, data_dir, "127.0.0.1:0", opts)
+    }
+
+    fn spawn(bin: &str, root: TempDir, data_dir: PathBuf, listen: &str, opts: Options) -> Server {
         // Sandboxed jobs mount project volumes from the data directory as unprivileged uids:
         // the path to it must let them through (the data directory itself stays unlistable).
         {
@@ -83,7 +95,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .args(&opts.args)
             .env_remove("ENCLAVE_CONFIG")
             .env("ENCLAVE_LOG_LEVEL", "info")

@@ -17,6 +17,7 @@ mod identity;
 mod jobs;
 mod mfa;
 mod notebooks;
+mod passkeys;
 mod policy;
 mod scim;
 mod secrets;

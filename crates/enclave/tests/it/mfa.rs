@@ -24,7 +24,7 @@ fn next_code(secret: &TotpSecret) -> String {
 }
 
 /// POSTs without credentials; returns status, body and the session cookie if one was set.
-async fn post_open(s: &Server, path: &str, body: Value) -> (u16, Value, Option<String>) {
+pub(crate) async fn post_open(s: &Server, path: &str, body: Value) -> (u16, Value, Option<String>) {
     let r = s
         .client()
         .post(s.url(path))
@@ -44,7 +44,7 @@ async fn post_open(s: &Server, path: &str, body: Value) -> (u16, Value, Option<S
     (status, v, cookie)
 }
 
-async fn get_with_cookie(s: &Server, path: &str, cookie: &str) -> (u16, Value) {
+pub(crate) async fn get_with_cookie(s: &Server, path: &str, cookie: &str) -> (u16, Value) {
     let r = s
         .client()
         .get(s.url(path))
@@ -56,7 +56,7 @@ async fn get_with_cookie(s: &Server, path: &str, cookie: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn audit(admin: &enclave_testkit::Api, action: &str) -> Vec<Value> {
+pub(crate) async fn audit(admin: &enclave_testkit::Api, action: &str) -> Vec<Value> {
     let (st, b) = admin
         .get(&format!("/api/v1/audit?action={action}&limit=200"))
         .await;
@@ -64,7 +64,7 @@ async fn audit(admin: &enclave_testkit::Api, action: &str) -> Vec<Value> {
     b["items"].as_array().unwrap().clone()
 }
 
-async fn mfa_token_for(s: &Server, path: &str, extra: Value) -> String {
+pub(crate) async fn mfa_token_for(s: &Server, path: &str, extra: Value) -> String {
     let mut body = json!({"username": "olivia", "password": PASSWORD});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
