@@ -121,5 +121,6 @@ log "browser tests (headless chromium)"
 test -x target/debug/enclave
 node tests/browser/console.mjs target/debug/enclave
 node tests/browser/notebook.mjs target/debug/enclave
+node tests/browser/passkey.mjs target/debug/enclave
 
 log "all tests passed"
