@@ -164,6 +164,13 @@ async function main() {
   const after = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   check(after.credentials[0].signCount >= 1, 'the authenticator signed with its counter');
 
+  // An administrator's users page shows dana's second factor.
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/logout"] button')]);
+  await login(page, base, 'admin', PASSWORD);
+  await page.goto(`${base}/admin/users`);
+  const danaRow = await page.textContent('tr:has-text("dana")');
+  check(danaRow.includes('1 passkey'), "the users page shows dana's passkey");
+
   // The audit trail has the passkey's addition and the login it finished.
   const trail = cli(['audit', 'search', '--actor', 'dana', '--limit', '50', '--output', 'json']);
   check(trail.includes('mfa.passkey.add') && trail.includes('pwd hwk mfa'),

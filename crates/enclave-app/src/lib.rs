@@ -59,7 +59,7 @@ pub use notebooks::{
     Execution, NotebookSettings, NotebookTarget, MAX_AUDITED_CODE, MAX_NOTEBOOK_LIST,
     NOTEBOOK_SERVER_STOPPED,
 };
-pub use passkeys::{relying_party, Passkey, PasskeyAdded, MAX_PASSKEYS, PASSKEY_AMR};
+pub use passkeys::{relying_party, Passkey, PasskeyAdded, UserMfa, MAX_PASSKEYS, PASSKEY_AMR};
 pub use passwords::PasswordHasher;
 pub use policies::{bindable_roles, CheckAnswer, CheckRequest, NewPolicy};
 pub use project_secrets::PlanEntry;

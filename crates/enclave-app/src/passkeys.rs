@@ -188,6 +188,37 @@ impl PasskeyRefusal {
     }
 }
 
+/// An account's second factors, as an administrator (or the account itself) sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserMfa {
+    /// TOTP is confirmed.
+    pub totp: bool,
+    /// The account's passkeys.
+    pub passkeys: Vec<Passkey>,
+    /// Unused recovery codes.
+    pub recovery_codes_left: u32,
+}
+
+impl UserMfa {
+    /// A short summary for lists: `TOTP, 2 passkeys`, or `none`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.totp {
+            parts.push("TOTP".to_string());
+        }
+        match self.passkeys.len() {
+            0 => {}
+            1 => parts.push("1 passkey".into()),
+            n => parts.push(format!("{n} passkeys")),
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
 impl App {
     /// The relying party Enclave presents, or a conflict saying how to get one.
     pub(crate) fn relying_party(&self) -> Result<RelyingParty> {
@@ -209,6 +240,42 @@ impl App {
             .into_iter()
             .map(Passkey::from)
             .collect())
+    }
+
+    /// An account's second factors (platform admins, or the account itself).
+    pub async fn user_mfa(&self, caller: &Caller, username: &str) -> Result<UserMfa> {
+        let user = self.get_user(caller, username).await?;
+        self.mfa_of(&user.id).await
+    }
+
+    /// The second factors of accounts by user id, for lists already authorized by the caller.
+    pub async fn mfa_of_users(
+        &self,
+        user_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, UserMfa>> {
+        let mut out = std::collections::HashMap::new();
+        for id in user_ids {
+            out.insert(id.clone(), self.mfa_of(id).await?);
+        }
+        Ok(out)
+    }
+
+    async fn mfa_of(&self, user_id: &str) -> Result<UserMfa> {
+        Ok(UserMfa {
+            totp: self
+                .store
+                .mfa_totp(user_id)
+                .await?
+                .is_some_and(|r| r.confirmed_at.is_some()),
+            passkeys: self
+                .store
+                .passkeys(user_id)
+                .await?
+                .into_iter()
+                .map(Passkey::from)
+                .collect(),
+            recovery_codes_left: self.store.mfa_recovery_left(user_id).await?,
+        })
     }
 
     /// Starts adding a passkey after checking the caller's password: returns the options for

@@ -583,6 +583,32 @@ impl Runner<'_, '_> {
                     .await?;
                 self.show(USER, &user)
             }
+            UsersCommand::Mfa { name } => {
+                let v = self
+                    .api()?
+                    .call_json(Method::GET, &["users", &name, "mfa"], None)
+                    .await?;
+                if self.ctx.output == OutputFormat::Json {
+                    return self.write_out(&Self::json_text(&v));
+                }
+                self.show(
+                    &[
+                        ("TOTP", "totp"),
+                        ("RECOVERY CODES LEFT", "recovery_codes_left"),
+                    ],
+                    &v,
+                )?;
+                let keys = v["passkeys"].as_array().cloned().unwrap_or_default();
+                self.show_list(
+                    &[
+                        ("PASSKEY", "name"),
+                        ("SYNCED", "backup_eligible"),
+                        ("ADDED", "created_at"),
+                        ("LAST USED", "last_used_at"),
+                    ],
+                    keys,
+                )
+            }
             UsersCommand::Update {
                 name,
                 display_name,

@@ -781,6 +781,11 @@ pub enum UsersCommand {
         /// Username.
         name: String,
     },
+    /// Show a user's second factors: TOTP and passkeys.
+    Mfa {
+        /// Username.
+        name: String,
+    },
     /// Change a user's attributes.
     Update {
         /// Username.

@@ -163,3 +163,31 @@ pub async fn identity(
         last_login_at: link.last_login_at.map(|t| t.rfc3339()),
     }))
 }
+
+/// An account's second factors.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UserMfaOut {
+    /// TOTP is confirmed.
+    pub totp: bool,
+    /// The account's passkeys.
+    pub passkeys: Vec<super::mfa::PasskeyOut>,
+    /// Unused recovery codes.
+    pub recovery_codes_left: u32,
+}
+
+/// An account's second factors: TOTP and its passkeys (platform admins, or the account
+/// itself).
+#[utoipa::path(get, path = "/api/v1/users/{username}/mfa", tag = "users", params(("username" = String, Path)),
+    responses((status = 200, body = UserMfaOut), (status = 404, body = ErrorBody)))]
+pub async fn mfa(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+) -> ApiResult<Json<UserMfaOut>> {
+    let m = s.app.user_mfa(&c, &username).await?;
+    Ok(Json(UserMfaOut {
+        totp: m.totp,
+        passkeys: m.passkeys.into_iter().map(Into::into).collect(),
+        recovery_codes_left: m.recovery_codes_left,
+    }))
+}

@@ -28,6 +28,8 @@ struct UserRow {
     created: String,
     /// The identity source the account came from, if any.
     source: Option<String>,
+    /// Its second factors, summarized (`TOTP, 1 passkey`, `none`).
+    mfa: String,
 }
 
 /// Values of the create-user form, kept when it is shown again (never the password).
@@ -68,12 +70,19 @@ async fn users_page(
         Ok(m) => m,
         Err(e) => return fail(&e, Some(session)),
     };
+    let mfa = match s.app.mfa_of_users(&ids).await {
+        Ok(m) => m,
+        Err(e) => return fail(&e, Some(session)),
+    };
     let users = list
         .items
         .into_iter()
         .map(|(u, locked)| UserRow {
             locked,
             source: sources.get(&u.id).cloned(),
+            mfa: mfa
+                .get(&u.id)
+                .map_or_else(|| "none".into(), enclave_app::UserMfa::summary),
             created: when(u.created_at),
             username: u.username,
             display_name: u.display_name,

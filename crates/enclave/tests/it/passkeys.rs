@@ -192,6 +192,21 @@ async fn passkey_registration_login_replays_counters_and_removal() {
         (b["totp"].clone(), b["passkeys"].clone()),
         (json!(false), json!(1))
     );
+    // An admin sees the account's devices (the API, the CLI and the users page); another user
+    // cannot.
+    let (st, b) = admin.get("/api/v1/users/olivia/mfa").await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        (b["totp"].clone(), b["passkeys"][0]["name"].clone()),
+        (json!(false), json!("laptop"))
+    );
+    let victor = s.login("victor", PASSWORD).await;
+    let (st, _) = victor.get("/api/v1/users/olivia/mfa").await;
+    assert!(st == 403 || st == 404, "{st}");
+    crate::common::login_cli(&s, "admin-cli", "admin");
+    let out = crate::common::run(s.cli("admin-cli"), &["users", "mfa", "olivia"], None);
+    let text = crate::common::ok(&out);
+    assert!(text.contains("laptop"), "{text}");
 
     // A password login now waits for the passkey.
     let pending = mfa_token_for(&s, "/api/v1/auth/session", json!({})).await;
