@@ -474,6 +474,7 @@ async fn openapi_served_matches_committed_and_every_route_needs_authentication()
         "/api/v1/auth/token",
         "/api/v1/auth/session",
         "/api/v1/auth/mfa",
+        "/api/v1/auth/mfa/passkey",
         "/api/v1/auth/sources",
         "/api/v1/openapi.json",
     ];

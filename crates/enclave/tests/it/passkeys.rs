@@ -11,7 +11,6 @@ use base64::Engine as _;
 use enclave_testkit::{Options, Server, PASSWORD};
 use serde_json::{json, Value};
 
-#[allow(dead_code, unreachable_pub)]
 #[path = "../../../enclave-webauthn/tests/common/mod.rs"]
 mod soft;
 
