@@ -348,6 +348,33 @@ impl App {
         self.commit(tx, rec).await
     }
 
+    /// Removes another account's second factors (TOTP, passkeys, recovery codes) for someone
+    /// who lost them (`user.reset_mfa`, platform admins), and ends that account's sessions.
+    /// One's own factors are changed on the account page, with the password and a code.
+    pub async fn reset_user_mfa(&self, caller: &Caller, username: &str) -> Result<()> {
+        let user = self
+            .find_user_authorized(caller, Action::UserResetMfa, username, false)
+            .await?;
+        if user.id == caller.principal.user_id {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "you cannot reset your own second factors here: turn them off on your account                  page with your password and a code, or ask another administrator",
+            ));
+        }
+        let mut tx = self.store.write().await?;
+        let had = tx.delete_mfa(&user.id).await?;
+        let ended = tx.delete_sessions_of(&user.id).await?;
+        let rec = caller.record(
+            self,
+            Action::UserResetMfa.as_str(),
+            label("user", username),
+            None,
+            Outcome::Success,
+            detail!("had_mfa" => had, "sessions_ended" => ended),
+        );
+        self.commit(tx, rec).await
+    }
+
     /// The account's confirmed TOTP secret and last used step, opened; `None` without one.
     async fn confirmed_totp(
         &self,

@@ -215,7 +215,7 @@ impl App {
     }
 
     /// Loads a user and authorizes `action` on it; with `hide`, a denial reads as `not_found`.
-    async fn find_user_authorized(
+    pub(crate) async fn find_user_authorized(
         &self,
         caller: &Caller,
         action: Action,

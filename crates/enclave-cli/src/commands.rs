@@ -609,6 +609,15 @@ impl Runner<'_, '_> {
                     keys,
                 )
             }
+            UsersCommand::ResetMfa { name } => {
+                self.api()?
+                    .call(Method::POST, &["users", &name, "mfa", "reset"], &[], None)
+                    .await?;
+                self.done(&format!(
+                    "The second factors of {} are removed and their sessions ended.",
+                    sanitize(&name)
+                ))
+            }
             UsersCommand::Update {
                 name,
                 display_name,

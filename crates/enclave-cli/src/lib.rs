@@ -786,6 +786,12 @@ pub enum UsersCommand {
         /// Username.
         name: String,
     },
+    /// Remove a user's second factors (TOTP, passkeys, recovery codes) after they lost them,
+    /// and end their sessions; they sign in with the password and may enrol again.
+    ResetMfa {
+        /// Username.
+        name: String,
+    },
     /// Change a user's attributes.
     Update {
         /// Username.

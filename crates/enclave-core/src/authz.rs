@@ -26,6 +26,8 @@ pub enum Action {
     UserUnlock,
     /// End all of a user's sessions.
     UserRevokeSessions,
+    /// Remove another user's second factors (a lost authenticator).
+    UserResetMfa,
     /// List groups.
     GroupList,
     /// Read a group and its members.
@@ -160,6 +162,7 @@ impl Action {
             Action::UserResetPassword => "user.reset_password",
             Action::UserUnlock => "user.unlock",
             Action::UserRevokeSessions => "user.revoke_sessions",
+            Action::UserResetMfa => "user.reset_mfa",
             Action::GroupList => "group.list",
             Action::GroupRead => "group.read",
             Action::GroupCreate => "group.create",
@@ -262,7 +265,7 @@ impl Action {
     }
 
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 68] = [
+    pub const ALL: [Action; 69] = [
         Action::UserList,
         Action::UserRead,
         Action::UserCreate,
@@ -271,6 +274,7 @@ impl Action {
         Action::UserResetPassword,
         Action::UserUnlock,
         Action::UserRevokeSessions,
+        Action::UserResetMfa,
         Action::GroupList,
         Action::GroupRead,
         Action::GroupCreate,

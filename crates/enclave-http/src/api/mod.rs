@@ -97,6 +97,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(users::identity))
         .routes(routes!(users::mfa))
+        .routes(routes!(users::reset_mfa))
         .routes(routes!(users::reset_password))
         .routes(routes!(users::unlock))
         .routes(routes!(users::revoke_sessions))

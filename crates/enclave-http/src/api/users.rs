@@ -191,3 +191,16 @@ pub async fn mfa(
         recovery_codes_left: m.recovery_codes_left,
     }))
 }
+
+/// Removes an account's second factors (TOTP, passkeys, recovery codes) when its owner lost
+/// them, and ends its sessions (platform admins; not one's own account).
+#[utoipa::path(post, path = "/api/v1/users/{username}/mfa/reset", tag = "users", params(("username" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn reset_mfa(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.app.reset_user_mfa(&c, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -176,6 +176,7 @@ enum UserAction {
     Admin(bool),
     Unlock,
     RevokeSessions,
+    ResetMfa,
     Delete,
 }
 
@@ -220,6 +221,7 @@ async fn user_action(
             s.app.revoke_sessions(caller, &username).await,
             "sessions-ended",
         ),
+        UserAction::ResetMfa => (s.app.reset_user_mfa(caller, &username).await, "mfa-reset"),
         UserAction::Delete => (s.app.delete_user(caller, &username).await, "user-deleted"),
     };
     users_done(&s, &session, result, notice).await
@@ -269,6 +271,15 @@ pub async fn revoke_sessions(
     post: Post<Button>,
 ) -> Response {
     user_action(s, post.session, username, UserAction::RevokeSessions).await
+}
+
+/// `POST /admin/users/{username}/reset-mfa`: the user lost their second factors.
+pub async fn reset_mfa(
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    post: Post<Button>,
+) -> Response {
+    user_action(s, post.session, username, UserAction::ResetMfa).await
 }
 
 /// `POST /admin/users/{username}/delete`.

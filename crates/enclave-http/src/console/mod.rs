@@ -133,6 +133,7 @@ pub fn routes() -> Router<AppState> {
             post(admin::revoke_sessions),
         )
         .route("/admin/users/{username}/delete", post(admin::delete_user))
+        .route("/admin/users/{username}/reset-mfa", post(admin::reset_mfa))
         .route("/admin/users/{username}/admin", post(admin::set_admin))
         .route("/admin/users/{username}/profile", post(admin::set_profile))
         .route(

@@ -206,6 +206,10 @@ pub const NOTICES: &[(&str, &str)] = &[
     ("admin-removed", "The user is no longer a platform admin."),
     ("user-deleted", "User deleted."),
     ("sessions-ended", "All sessions of the user were ended."),
+    (
+        "mfa-reset",
+        "The user's second factors were removed and their sessions ended; they sign in with their password and can enrol again.",
+    ),
     ("group-created", "Group created."),
     ("group-saved", "Group description saved."),
     ("group-deleted", "Group deleted."),

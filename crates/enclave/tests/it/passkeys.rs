@@ -359,12 +359,43 @@ async fn passkey_registration_login_replays_counters_and_removal() {
     assert_eq!(st, 200);
     assert!(cookie.is_some());
 
-    for action in ["mfa.passkey.add", "mfa.passkey.remove", "mfa.disable"] {
+    // Lost everything: an admin removes the account's factors (not their own, and nobody else
+    // may), which also ends its sessions.
+    let options = begin(&owner).await;
+    let (st, b) = owner
+        .post(
+            "/api/v1/me/mfa/passkeys",
+            json!({"name": "phone", "credential": register(&phone, &options, &origin)}),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, _) = victor
+        .post("/api/v1/users/olivia/mfa/reset", json!({}))
+        .await;
+    assert!(st == 403 || st == 404, "{st}");
+    let (st, b) = admin.post("/api/v1/users/admin/mfa/reset", json!({})).await;
+    assert_eq!(st, 409, "{b}");
+    let (st, b) = admin
+        .post("/api/v1/users/olivia/mfa/reset", json!({}))
+        .await;
+    assert_eq!(st, 204, "{b}");
+    let (_, b) = admin.get("/api/v1/users/olivia/mfa").await;
+    assert_eq!(
+        (b["passkeys"].clone(), b["recovery_codes_left"].clone()),
+        (json!([]), json!(0))
+    );
+
+    for (action, actor) in [
+        ("mfa.passkey.add", "olivia"),
+        ("mfa.passkey.remove", "olivia"),
+        ("mfa.disable", "olivia"),
+        ("user.reset_mfa", "admin"),
+    ] {
         assert!(
             audit(&admin, action)
                 .await
                 .iter()
-                .any(|r| r["actor"] == "olivia" && r["outcome"] == "success"),
+                .any(|r| r["actor"] == actor && r["outcome"] == "success"),
             "{action}"
         );
     }
