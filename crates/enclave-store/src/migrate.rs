@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_scim.sql"),
     ),
     (9, "mfa", include_str!("../migrations/sqlite/0009_mfa.sql")),
+    (
+        11,
+        "notebook_subdomains",
+        include_str!("../migrations/sqlite/0011_notebook_subdomains.sql"),
+    ),
 ];
 
 pub(crate) fn latest_version() -> i64 {
