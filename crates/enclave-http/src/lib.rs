@@ -76,15 +76,19 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .with_state(state.clone());
     // In subdomain mode, hosts under the notebook domain never reach Enclave's own routes.
+    // The dispatch wraps the whole router (not its routes), so it decides before any routing.
     let routed = match &settings.notebook_origins {
-        Some(o) => main.layer(axum::middleware::from_fn_with_state(
-            Arc::new(notebook_origin::Dispatch::new(
-                &o.domain,
-                state.clone(),
-                settings.max_body_bytes,
-            )),
-            notebook_origin::by_host,
-        )),
+        Some(o) => {
+            let dispatch = axum::middleware::from_fn_with_state(
+                Arc::new(notebook_origin::Dispatch::new(
+                    &o.domain,
+                    state.clone(),
+                    settings.max_body_bytes,
+                )),
+                notebook_origin::by_host,
+            );
+            Router::new().fallback_service(tower::Layer::layer(&dispatch, main))
+        }
         None => main,
     };
     routed.layer(axum::middleware::from_fn_with_state(

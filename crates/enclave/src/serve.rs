@@ -521,6 +521,23 @@ pub async fn serve(flags: Overrides) -> i32 {
             .as_deref()
             .and_then(|d| enclave_http::notebook_origin::NotebookOrigins::new(d, &base)),
     };
+    if let Some(d) = &cfg.notebooks.subdomain_domain {
+        // Enclave's own host must not fall under the notebook domain: hosts there are served
+        // nothing but notebooks.
+        let own = base
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+            .unwrap_or_default();
+        if enclave_core::notebook_hosts::classify(own, d)
+            != enclave_core::notebook_hosts::HostKind::Main
+        {
+            eprintln!(
+                "error: notebooks.subdomain_domain {d} contains Enclave's own address {base}; \
+                 use a domain below it, such as nb.<your Enclave host>"
+            );
+            return EXIT_FAIL;
+        }
+    }
     let live = Arc::new(std::sync::OnceLock::new());
     let running = Arc::new(tokio::sync::Mutex::new(None));
     let sealed = master.is_sealed();
