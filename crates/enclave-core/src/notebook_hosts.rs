@@ -134,10 +134,14 @@ pub fn parse_label(label: &str) -> Option<(String, String)> {
     Some((project.to_string(), name.to_string()))
 }
 
-/// The host part of a `Host` header value: without a `:port`; IPv6 literals stay whole.
+/// The host part of a `Host` header value: without a `:port` (an IPv6 literal keeps its
+/// brackets).
 pub fn strip_port(host_header: &str) -> &str {
     if host_header.starts_with('[') {
-        return host_header;
+        return match host_header.find(']') {
+            Some(end) => &host_header[..=end],
+            None => host_header,
+        };
     }
     match host_header.rsplit_once(':') {
         Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -218,6 +222,16 @@ mod tests {
         ] {
             assert_eq!(classify(unknown, D), HostKind::Unknown, "{unknown}");
         }
+    }
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("a.example:8443"), "a.example");
+        assert_eq!(strip_port("a.example"), "a.example");
+        assert_eq!(strip_port("a.example:"), "a.example:");
+        assert_eq!(strip_port("[::1]:8443"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("127.0.0.1:1"), "127.0.0.1");
     }
 
     #[test]
