@@ -22,6 +22,7 @@ mod jobs;
 mod keys;
 mod memo;
 mod mfa;
+mod notebook_handoff;
 mod notebooks;
 mod passkeys;
 mod passwords;
@@ -55,6 +56,7 @@ pub use keys::{project_scope, KeyStatus, KeyVersionStatus, Keyring, MasterSealed
 pub use mfa::{
     qr_svg, MfaLogin, MfaStatus, SecondFactor, TotpEnrollment, MAX_ATTEMPTS, MFA_AMR, PENDING_TTL,
 };
+pub use notebook_handoff::{NotebookEntry, HANDOFF_ACTION, HANDOFF_TTL, MAX_OPEN_HANDOFFS};
 pub use notebooks::{
     Execution, NotebookSettings, NotebookTarget, MAX_AUDITED_CODE, MAX_NOTEBOOK_LIST,
     NOTEBOOK_SERVER_STOPPED,

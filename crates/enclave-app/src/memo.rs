@@ -26,6 +26,8 @@ const MAX_ENTRIES: usize = 10_000;
 pub(crate) enum Resolved {
     Token(ApiToken, User),
     Session(Session, User),
+    /// A notebook cookie (see `notebook_handoff`): its notebook, its session, the user.
+    NotebookCookie(enclave_store::NotebookCookieRow, Session, User),
 }
 
 struct Entry<V> {

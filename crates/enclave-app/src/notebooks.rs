@@ -58,6 +58,9 @@ pub struct NotebookSettings {
     pub start_timeout: Duration,
     /// Most notebook servers active at once on this server.
     pub max_running: usize,
+    /// Each server is served on its own subdomain (`notebooks.subdomain_domain`): its name
+    /// and its project's name must then fit in one DNS label together.
+    pub subdomains: bool,
 }
 
 /// A ready server as the gateway sees it.
@@ -284,7 +287,17 @@ impl App {
     ) -> Result<Notebook> {
         check_project(project)?;
         request.check()?;
-        self.nbs()?;
+        let (notebooks, _) = self.nbs()?;
+        if notebooks.settings.subdomains
+            && enclave_core::notebook_hosts::label(project, &request.name).is_none()
+        {
+            return Err(Error::invalid(
+                "name",
+                "this server gives each notebook server its own subdomain, so the notebook's \
+                 name and the project's name together must be at most 61 characters: choose \
+                 a shorter name",
+            ));
+        }
         self.plan_secrets_for(caller, project, &request.secrets, Action::NotebookCreate)
             .await?;
         let env_name = match &request.environment {

@@ -334,6 +334,10 @@ pub struct NotebooksConfig {
     pub start_timeout: Duration,
     /// Notebook servers running at once on this server (`notebooks.max_running`, default 32).
     pub max_running: usize,
+    /// Serve each notebook server on its own origin `{name}--{project}.{domain}`
+    /// (`notebooks.subdomain_domain`, e.g. `nb.enclave.example`; default `None`: every
+    /// notebook on Enclave's own origin).
+    pub subdomain_domain: Option<String>,
 }
 
 impl Default for NotebooksConfig {
@@ -346,6 +350,7 @@ impl Default for NotebooksConfig {
             idle_timeout: Duration::from_secs(3600),
             start_timeout: Duration::from_secs(120),
             max_running: 32,
+            subdomain_domain: None,
         }
     }
 }

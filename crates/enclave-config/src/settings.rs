@@ -559,6 +559,21 @@ pub(crate) const SETTINGS: &[Setting] = &[
         },
         show: |c| c.notebooks.max_running.to_string(),
     },
+    Setting {
+        key: "notebooks.subdomain_domain",
+        doc: "Serve each notebook server on its own origin, {name}--{project}.<this domain>\n(e.g. \"nb.enclave.example\"), isolating notebooks from Enclave and from each\nother. DNS must resolve *.<domain> to Enclave and the certificate must cover\n*.<domain> (the self-signed one does). Empty: notebooks are served on\nEnclave's own origin.",
+        set: |c, v| {
+            let s = string(v, "a DNS name")?;
+            c.notebooks.subdomain_domain = if s.is_empty() {
+                None
+            } else {
+                enclave_core::notebook_hosts::check_domain(s)?;
+                Some(s.to_owned())
+            };
+            Ok(())
+        },
+        show: |c| toml_string(c.notebooks.subdomain_domain.as_deref().unwrap_or("")),
+    },
 ];
 
 /// An index URL: http or https, no credentials, no spaces.

@@ -893,3 +893,32 @@ fn jobs_and_sandbox_settings() {
     let e = one_error(load_env(&[("ENCLAVE_JOBS_MAX_MEMORY", "1M")]));
     assert!(e.reason.contains("at least 16MiB"), "{e}");
 }
+
+#[test]
+fn notebook_subdomain_domain() {
+    assert_eq!(Config::default().notebooks.subdomain_domain, None);
+    let c = load_env(&[("ENCLAVE_NOTEBOOKS_SUBDOMAIN_DOMAIN", "nb.localhost")]).unwrap();
+    assert_eq!(
+        c.notebooks.subdomain_domain.as_deref(),
+        Some("nb.localhost")
+    );
+    let c = load_file("[notebooks]\nsubdomain_domain = \"nb.enclave.example\"\n").unwrap();
+    assert_eq!(
+        c.notebooks.subdomain_domain.as_deref(),
+        Some("nb.enclave.example")
+    );
+    // The rendered file loads back to the same value.
+    assert_eq!(load_file(&c.to_toml()).unwrap(), c);
+    let c = load_env(&[("ENCLAVE_NOTEBOOKS_SUBDOMAIN_DOMAIN", "")]).unwrap();
+    assert_eq!(c.notebooks.subdomain_domain, None);
+    for bad in [
+        "https://nb.example",
+        "nb.example:8443",
+        "*.nb.example",
+        "NB.example",
+        "localhost",
+    ] {
+        let e = one_error(load_env(&[("ENCLAVE_NOTEBOOKS_SUBDOMAIN_DOMAIN", bad)]));
+        assert_eq!(e.key, "notebooks.subdomain_domain", "{bad}: {e}");
+    }
+}

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod mfa;
 pub mod model;
 pub mod names;
+pub mod notebook_hosts;
 pub mod notebooks;
 pub mod password;
 pub mod secrets;

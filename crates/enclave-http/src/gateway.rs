@@ -17,9 +17,14 @@
 //!   closed and the code does not run.
 //! * An open websocket is checked again every [`RECHECK`]: when its session ends, its token
 //!   is revoked or the user may no longer open the server, it is closed.
+//! * In subdomain mode ([`crate::notebook_origin`]) Enclave's own origin never proxies a
+//!   notebook: it hands the browser over to the notebook's own origin, where the credential is
+//!   a bearer token or that notebook's cookie (never the session cookie), changes must come
+//!   from that very origin, and the same [`enclave_app::App::open_notebook`] decides.
 
-use crate::auth::{bearer, cross_site, request_meta, session_cookie};
+use crate::auth::{bearer, cookie, cross_site, request_meta, session_cookie};
 use crate::error::ApiError;
+use crate::notebook_origin::{self, NOTEBOOK_COOKIE};
 use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -53,20 +58,45 @@ pub fn routes() -> Router<AppState> {
         .route("/p/{project}/nb/{name}/{*rest}", any(forward))
 }
 
-/// How a request authenticated.
-enum Credential {
-    Session(Zeroizing<String>),
-    Token(Zeroizing<String>),
+/// Which origin a notebook request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Front {
+    /// Enclave's own origin.
+    Main,
+    /// The notebook's own origin (subdomain mode; the host named this very notebook).
+    Notebook,
 }
 
-/// Enclave's credential: a bearer token, or else the session cookie. Other `Authorization`
-/// schemes (JupyterLab's own `token …` header) are not Enclave's and are ignored here; the
-/// gateway strips them before forwarding.
-fn credential(headers: &HeaderMap) -> Option<Credential> {
+/// How a request authenticated.
+pub(crate) enum Credential {
+    Session(Zeroizing<String>),
+    Token(Zeroizing<String>),
+    /// A notebook cookie, good only on the origin of `(project, name)`.
+    Notebook {
+        secret: Zeroizing<String>,
+        project: String,
+        name: String,
+    },
+}
+
+/// Enclave's credential: a bearer token, or else the session cookie on Enclave's origin, or
+/// the notebook's cookie on a notebook's origin (the session cookie counts for nothing
+/// there). Other `Authorization` schemes (JupyterLab's own `token …` header) are not
+/// Enclave's and are ignored here; the gateway strips them before forwarding.
+fn credential(headers: &HeaderMap, front: Front, project: &str, name: &str) -> Option<Credential> {
     if let Some(t) = bearer(headers) {
         return Some(Credential::Token(Zeroizing::new(t.to_string())));
     }
-    session_cookie(headers).map(|s| Credential::Session(Zeroizing::new(s.to_string())))
+    match front {
+        Front::Main => {
+            session_cookie(headers).map(|s| Credential::Session(Zeroizing::new(s.to_string())))
+        }
+        Front::Notebook => cookie(headers, NOTEBOOK_COOKIE).map(|s| Credential::Notebook {
+            secret: Zeroizing::new(s.to_string()),
+            project: project.to_string(),
+            name: name.to_string(),
+        }),
+    }
 }
 
 /// Largest HTML page from JupyterLab the gateway reads to take the Jupyter token out of it.
@@ -122,11 +152,20 @@ async fn authenticate(s: &AppState, cred: &Credential, meta: &RequestMeta) -> Op
     let r = match cred {
         Credential::Session(secret) => s.app.authenticate_session(secret, meta).await,
         Credential::Token(token) => s.app.authenticate_token(token, meta).await,
+        Credential::Notebook {
+            secret,
+            project,
+            name,
+        } => {
+            s.app
+                .authenticate_notebook_cookie(secret, project, name, meta)
+                .await
+        }
     };
     r.ok().flatten()
 }
 
-fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -155,7 +194,7 @@ fn foreign(headers: &HeaderMap) -> bool {
     }
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -163,22 +202,20 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Authenticates and authorizes a request for a notebook server.
-async fn admit(
+pub(crate) async fn admit(
     s: &AppState,
     headers: &HeaderMap,
     method: &axum::http::Method,
     meta: &RequestMeta,
-    project: &str,
-    name: &str,
+    (project, name): (&str, &str),
+    front: Front,
 ) -> Result<(Caller, Credential, NotebookTarget), Response> {
-    let unauthenticated = || {
-        if wants_html(headers) {
-            Redirect::to("/login").into_response()
-        } else {
-            ApiError(Error::unauthenticated()).into_response()
-        }
+    let unauthenticated = || match front {
+        Front::Notebook => notebook_origin::signed_out(&s.settings, headers, project, name),
+        Front::Main if wants_html(headers) => Redirect::to("/login").into_response(),
+        Front::Main => ApiError(Error::unauthenticated()).into_response(),
     };
-    let Some(cred) = credential(headers) else {
+    let Some(cred) = credential(headers, front, project, name) else {
         return Err(unauthenticated());
     };
     let Some(caller) = authenticate(s, &cred, meta).await else {
@@ -188,8 +225,12 @@ async fn admit(
         *method,
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
-    if matches!(cred, Credential::Session(_)) && (!safe || is_upgrade(headers)) && foreign(headers)
-    {
+    let refused = match (&cred, front) {
+        (Credential::Token(_), _) => false,
+        (_, Front::Main) => foreign(headers),
+        (_, Front::Notebook) => notebook_origin::foreign(headers),
+    };
+    if (!safe || is_upgrade(headers)) && refused {
         return Err(ApiError(Error::new(
             ErrorCode::CsrfFailed,
             "requests to a notebook must come from Enclave's own pages",
@@ -208,9 +249,13 @@ async fn bare(
     Path((project, name)): Path<(String, String)>,
     req: Request,
 ) -> Response {
+    if s.settings.notebook_origins.is_some() {
+        return notebook_origin::hand_over(s, project, name, req, true).await;
+    }
     let (parts, _) = req.into_parts();
     let meta = request_meta(&parts);
-    match admit(&s, &parts.headers, &parts.method, &meta, &project, &name).await {
+    let nb = (project.as_str(), name.as_str());
+    match admit(&s, &parts.headers, &parts.method, &meta, nb, Front::Main).await {
         Ok(_) => Redirect::to(&format!("/p/{project}/nb/{name}/lab")).into_response(),
         Err(r) => r,
     }
@@ -221,7 +266,10 @@ async fn forward_root(
     Path((project, name)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    proxy(s, project, name, req).await
+    if s.settings.notebook_origins.is_some() {
+        return notebook_origin::hand_over(s, project, name, req, false).await;
+    }
+    proxy(s, project, name, req, Front::Main).await
 }
 
 async fn forward(
@@ -229,17 +277,28 @@ async fn forward(
     Path((project, name, _)): Path<(String, String, String)>,
     req: Request,
 ) -> Response {
-    proxy(s, project, name, req).await
+    if s.settings.notebook_origins.is_some() {
+        return notebook_origin::hand_over(s, project, name, req, false).await;
+    }
+    proxy(s, project, name, req, Front::Main).await
 }
 
 /// Numbers the websockets of this process (part of their labels).
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
-async fn proxy(s: AppState, project: String, name: String, req: Request) -> Response {
+/// Authenticates, authorizes and forwards a request to the notebook server.
+pub(crate) async fn proxy(
+    s: AppState,
+    project: String,
+    name: String,
+    req: Request,
+    front: Front,
+) -> Response {
     let (parts, body) = req.into_parts();
     let meta = request_meta(&parts);
+    let nb = (project.as_str(), name.as_str());
     let (caller, cred, target) =
-        match admit(&s, &parts.headers, &parts.method, &meta, &project, &name).await {
+        match admit(&s, &parts.headers, &parts.method, &meta, nb, front).await {
             Ok(x) => x,
             Err(r) => return r,
         };
@@ -383,17 +442,39 @@ mod tests {
 
     #[test]
     fn only_bearer_is_enclaves_credential() {
+        let cred = |h: &HeaderMap, front| credential(h, front, "p1", "n1");
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, "token jt_abc".parse().unwrap());
-        assert!(credential(&h).is_none());
+        assert!(cred(&h, Front::Main).is_none());
         h.insert(
             header::COOKIE,
             format!("{}=s3cret", crate::auth::SESSION_COOKIE)
                 .parse()
                 .unwrap(),
         );
-        assert!(matches!(credential(&h), Some(Credential::Session(_))));
+        assert!(matches!(
+            cred(&h, Front::Main),
+            Some(Credential::Session(_))
+        ));
+        // On a notebook's own origin the session cookie is no credential; its cookie is.
+        assert!(cred(&h, Front::Notebook).is_none());
+        h.append(
+            header::COOKIE,
+            format!("{NOTEBOOK_COOKIE}=nbsecret").parse().unwrap(),
+        );
+        assert!(matches!(
+            cred(&h, Front::Notebook),
+            Some(Credential::Notebook { .. })
+        ));
+        assert!(matches!(
+            cred(&h, Front::Main),
+            Some(Credential::Session(_))
+        ));
         h.insert(header::AUTHORIZATION, "Bearer enc_pat_x".parse().unwrap());
-        assert!(matches!(credential(&h), Some(Credential::Token(_))));
+        assert!(matches!(cred(&h, Front::Main), Some(Credential::Token(_))));
+        assert!(matches!(
+            cred(&h, Front::Notebook),
+            Some(Credential::Token(_))
+        ));
     }
 }

@@ -15,6 +15,7 @@ pub mod decided;
 pub mod error;
 pub mod gateway;
 pub mod headers;
+pub mod notebook_origin;
 pub mod scim;
 pub mod sealed;
 
@@ -30,6 +31,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Send `Strict-Transport-Security` (true when serving HTTPS).
     pub hsts: bool,
+    /// Serve each notebook on its own subdomain (`notebooks.subdomain_domain`), when set.
+    pub notebook_origins: Option<notebook_origin::NotebookOrigins>,
 }
 
 impl Default for HttpSettings {
@@ -37,6 +40,7 @@ impl Default for HttpSettings {
         HttpSettings {
             max_body_bytes: 64 * 1024,
             hsts: true,
+            notebook_origins: None,
         }
     }
 }
@@ -61,7 +65,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         gateway: gateway::new_gateway(),
     };
     let (api, _doc) = api::routes().split_for_parts();
-    Router::new()
+    let main = Router::new()
         .merge(api)
         .merge(console::routes())
         .merge(gateway::routes())
@@ -70,11 +74,27 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .route_layer(axum::middleware::from_fn(decided::require_decision))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            state.settings.clone(),
-            headers::middleware,
-        ))
-        .with_state(state)
+        .with_state(state.clone());
+    // In subdomain mode, hosts under the notebook domain never reach Enclave's own routes.
+    // The dispatch wraps the whole router (not its routes), so it decides before any routing.
+    let routed = match &settings.notebook_origins {
+        Some(o) => {
+            let dispatch = axum::middleware::from_fn_with_state(
+                Arc::new(notebook_origin::Dispatch::new(
+                    &o.domain,
+                    state.clone(),
+                    settings.max_body_bytes,
+                )),
+                notebook_origin::by_host,
+            );
+            Router::new().fallback_service(tower::Layer::layer(&dispatch, main))
+        }
+        None => main,
+    };
+    routed.layer(axum::middleware::from_fn_with_state(
+        state.settings.clone(),
+        headers::middleware,
+    ))
 }
 
 fn health_routes() -> Router<AppState> {

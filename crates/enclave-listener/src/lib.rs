@@ -10,7 +10,7 @@
 //!
 //! let listener = bind(ListenConfig {
 //!     addr: "0.0.0.0:8443".parse()?,
-//!     tls: TlsMode::SelfSigned { dir: "enclave-data/tls".into() },
+//!     tls: TlsMode::SelfSigned { dir: "enclave-data/tls".into(), names: vec![] },
 //! })
 //! .await?;
 //! if let Some(ca) = listener.cert_path() {
@@ -58,12 +58,16 @@ pub struct ListenConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsMode {
     /// Use `dir/cert.pem` and `dir/key.pem`, generating an ECDSA P-256
-    /// self-signed pair (valid one year, SANs `localhost`, `127.0.0.1`, `::1`
-    /// and the listen IP) when they do not exist or the certificate expires
-    /// within 30 days. `dir` is created with mode 0700, the key with 0600.
+    /// self-signed pair (valid one year, SANs `localhost`, `127.0.0.1`, `::1`,
+    /// the listen IP and `names`) when they do not exist, the certificate
+    /// expires within 30 days, or it does not cover one of `names`. `dir` is
+    /// created with mode 0700, the key with 0600.
     SelfSigned {
         /// Directory holding the generated certificate and key.
         dir: PathBuf,
+        /// More DNS names the certificate must cover, e.g. `*.nb.enclave.example` for
+        /// notebook subdomains (a wildcard covers one label).
+        names: Vec<String>,
     },
     /// Load a PEM certificate chain and a PEM private key (PKCS#8, SEC1 or
     /// PKCS#1/RSA) from the given files.
@@ -229,11 +233,12 @@ pub async fn bind(cfg: ListenConfig) -> Result<Listener, ListenError> {
             }
             None
         }
-        TlsMode::SelfSigned { dir } => {
+        TlsMode::SelfSigned { dir, names } => {
             let ip = addr.ip().to_canonical();
             Some(tls::Source::self_signed(
                 dir,
                 (!ip.is_unspecified()).then_some(ip),
+                names,
             ))
         }
         TlsMode::Files { cert, key } => Some(tls::Source::Files { cert, key }),

@@ -56,6 +56,8 @@ pub(crate) enum Source {
         key: PathBuf,
         /// Listen IP to add to the SANs (when not unspecified).
         extra_ip: Option<IpAddr>,
+        /// More DNS names to add to the SANs.
+        names: Vec<String>,
     },
     Files {
         cert: PathBuf,
@@ -64,12 +66,13 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    pub(crate) fn self_signed(dir: PathBuf, extra_ip: Option<IpAddr>) -> Self {
+    pub(crate) fn self_signed(dir: PathBuf, extra_ip: Option<IpAddr>, names: Vec<String>) -> Self {
         Source::SelfSigned {
             cert: dir.join(CERT_FILE),
             key: dir.join(KEY_FILE),
             dir,
             extra_ip,
+            names,
         }
     }
 
@@ -86,8 +89,9 @@ impl Source {
                 cert,
                 key,
                 extra_ip,
+                names,
             } => {
-                ensure_self_signed(dir, cert, key, *extra_ip)?;
+                ensure_self_signed(dir, cert, key, *extra_ip, names)?;
                 load_pair(cert, key)
             }
             Source::Files { cert, key } => load_pair(cert, key),
@@ -201,6 +205,7 @@ fn ensure_self_signed(
     cert: &Path,
     key: &Path,
     extra_ip: Option<IpAddr>,
+    names: &[String],
 ) -> Result<(), ListenError> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -223,56 +228,103 @@ fn ensure_self_signed(
                 ),
             });
         }
-        if !expires_soon(cert)? {
+        let missing = names_missing(cert, names)?;
+        if !expires_soon(cert)? && missing.is_empty() {
             return Ok(());
         }
-        tracing::info!(
-            cert = %cert.display(),
-            "self-signed TLS certificate expired or expiring soon; generating a new one"
-        );
+        if missing.is_empty() {
+            tracing::info!(
+                cert = %cert.display(),
+                "self-signed TLS certificate expired or expiring soon; generating a new one"
+            );
+        } else {
+            tracing::info!(
+                cert = %cert.display(),
+                names = %missing.join(" "),
+                "self-signed TLS certificate does not cover every name; generating a new one"
+            );
+        }
     }
-    generate_self_signed(cert, key, extra_ip)
+    generate_self_signed(cert, key, extra_ip, names)
+}
+
+/// The names of `names` the certificate in `cert_path` does not cover (a wildcard is checked
+/// with one label in its place). An unreadable certificate covers everything here, so that
+/// loading it reports the precise error.
+fn names_missing(cert_path: &Path, names: &[String]) -> Result<Vec<String>, ListenError> {
+    let mut missing = Vec::new();
+    for n in names {
+        let probe = match n.strip_prefix("*.") {
+            Some(rest) => format!("probe.{rest}"),
+            None => n.clone(),
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let covered = match verify_at(cert_path, &probe, now)? {
+            Some(Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ))) => false,
+            // Unparseable, or a name that is not a DNS name: not ours to judge here.
+            Some(_) | None => true,
+        };
+        if !covered {
+            missing.push(n.clone());
+        }
+    }
+    Ok(missing)
 }
 
 /// Whether the (self-signed) certificate in `cert` is invalid at now +
 /// [`RENEW_BEFORE`]. Unparseable files return `false` so that loading them
 /// reports the precise error instead of silently replacing them.
 fn expires_soon(cert_path: &Path) -> Result<bool, ListenError> {
-    let pem = read_file(cert_path)?;
-    let Some(Ok(cert)) = CertificateDer::pem_slice_iter(&pem).next() else {
-        return Ok(false);
-    };
-    let mut roots = RootCertStore::empty();
-    if roots.add(cert.clone()).is_err() {
-        return Ok(false);
-    }
-    let Ok(verifier) =
-        WebPkiServerVerifier::builder_with_provider(roots.into(), provider()).build()
-    else {
-        return Ok(false);
-    };
     let horizon = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .saturating_add(RENEW_BEFORE);
-    let name = ServerName::try_from("localhost").map_err(|e| ListenError::InvalidPem {
-        path: cert_path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let result =
-        verifier.verify_server_cert(&cert, &[], &name, &[], UnixTime::since_unix_epoch(horizon));
     Ok(matches!(
-        result,
-        Err(rustls::Error::InvalidCertificate(
+        verify_at(cert_path, "localhost", horizon)?,
+        Some(Err(rustls::Error::InvalidCertificate(
             CertificateError::Expired | CertificateError::ExpiredContext { .. }
-        ))
+        )))
     ))
+}
+
+/// Verifies the (self-signed) certificate in `cert_path` for `name` at `when` (since the
+/// epoch), trusting itself; `None` when it cannot be parsed or `name` is no server name.
+fn verify_at(
+    cert_path: &Path,
+    name: &str,
+    when: Duration,
+) -> Result<Option<Result<(), rustls::Error>>, ListenError> {
+    let pem = read_file(cert_path)?;
+    let Some(Ok(cert)) = CertificateDer::pem_slice_iter(&pem).next() else {
+        return Ok(None);
+    };
+    let mut roots = RootCertStore::empty();
+    if roots.add(cert.clone()).is_err() {
+        return Ok(None);
+    }
+    let Ok(verifier) =
+        WebPkiServerVerifier::builder_with_provider(roots.into(), provider()).build()
+    else {
+        return Ok(None);
+    };
+    let Ok(name) = ServerName::try_from(name.to_string()) else {
+        return Ok(None);
+    };
+    let result = verifier
+        .verify_server_cert(&cert, &[], &name, &[], UnixTime::since_unix_epoch(when))
+        .map(|_| ());
+    Ok(Some(result))
 }
 
 fn generate_self_signed(
     cert_path: &Path,
     key_path: &Path,
     extra_ip: Option<IpAddr>,
+    names: &[String],
 ) -> Result<(), ListenError> {
     let key_pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut sans = vec![
@@ -284,6 +336,11 @@ fn generate_self_signed(
         let ip = ip.to_string();
         if !sans.contains(&ip) {
             sans.push(ip);
+        }
+    }
+    for n in names {
+        if !sans.contains(n) {
+            sans.push(n.clone());
         }
     }
     let mut params = CertificateParams::new(sans)?;

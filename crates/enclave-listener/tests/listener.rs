@@ -33,6 +33,7 @@ fn self_signed(addr: SocketAddr, dir: &Path) -> ListenConfig {
         addr,
         tls: TlsMode::SelfSigned {
             dir: dir.to_path_buf(),
+            names: vec![],
         },
     }
 }
@@ -325,6 +326,57 @@ async fn self_signed_certificate_covers_the_listen_ip() {
         .unwrap();
     assert_eq!(body, "ok");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn self_signed_certificate_covers_extra_names_and_is_renewed_to_cover_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A certificate made without the notebook wildcard...
+    let first = bind(self_signed(loopback0(), tmp.path())).await.unwrap();
+    let cert_path = first.cert_path().unwrap().to_path_buf();
+    let before = std::fs::read(&cert_path).unwrap();
+    drop(first);
+    // ...is replaced when the wildcard is asked for, and then kept.
+    let cfg = ListenConfig {
+        addr: loopback0(),
+        tls: TlsMode::SelfSigned {
+            dir: tmp.path().to_path_buf(),
+            names: vec!["*.nb.localhost".into()],
+        },
+    };
+    let listener = bind(cfg.clone()).await.unwrap();
+    let after = std::fs::read(&cert_path).unwrap();
+    assert_ne!(after, before, "regenerated to cover the wildcard");
+    let (router, _) = app(Duration::ZERO);
+    let server = start(listener, router, ServeOptions::default());
+    let port = server.addr.port();
+    let by_name = |host: &str| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([reqwest::Certificate::from_pem(&after).unwrap()])
+            .resolve(host, server.addr)
+            .build()
+            .unwrap()
+    };
+    let ok = by_name("n1--p1.nb.localhost")
+        .get(format!("https://n1--p1.nb.localhost:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.text().await.unwrap(), "ok");
+    // A wildcard covers one label only.
+    let deeper = by_name("x.n1--p1.nb.localhost")
+        .get(format!("https://x.n1--p1.nb.localhost:{port}/"))
+        .send()
+        .await;
+    assert!(deeper.is_err(), "two labels deep must not verify");
+    server.stop().await;
+    drop(bind(cfg).await.unwrap());
+    assert_eq!(
+        std::fs::read(&cert_path).unwrap(),
+        after,
+        "kept once it covers"
+    );
 }
 
 #[tokio::test]

@@ -48,6 +48,7 @@ pub use identity::{ExternalLink, LastLogin, StoredSource};
 pub use keys::{DataKeyRow, Holder, KeyState, SealedVersion, WorkloadFact};
 pub use mfa::{MfaPendingRow, MfaTotpRow};
 pub use migrate::MIGRATIONS;
+pub use notebooks::{NotebookCookieRow, NotebookHandoffRow, MAX_NOTEBOOK_COOKIES_PER_SESSION};
 pub use policy::{AuthzFacts, ProjectFacts, UserFact};
 pub use reads::{AuditPage, UserCredentials};
 pub use scim::{ScimGroupRow, ScimUserRow};

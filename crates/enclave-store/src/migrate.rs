@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webauthn",
         include_str!("../migrations/sqlite/0010_webauthn.sql"),
     ),
+    (
+        11,
+        "notebook_subdomains",
+        include_str!("../migrations/sqlite/0011_notebook_subdomains.sql"),
+    ),
 ];
 
 pub(crate) fn latest_version() -> i64 {

@@ -289,3 +289,150 @@ impl WriteTx {
         Ok(n.rows_affected() == 1)
     }
 }
+
+/// A handoff ticket taken from the store (it is gone once taken).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotebookHandoffRow {
+    /// The session that asked for it.
+    pub session_id: String,
+    /// The project of the notebook it opens.
+    pub project: String,
+    /// The notebook it opens.
+    pub notebook: String,
+    /// When it stops being valid.
+    pub expires_at: Timestamp,
+}
+
+/// A notebook cookie: which session it hangs off and which notebook it opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotebookCookieRow {
+    /// The session it belongs to.
+    pub session_id: String,
+    /// The project of the notebook.
+    pub project: String,
+    /// The notebook.
+    pub notebook: String,
+}
+
+/// Most notebook cookies one session keeps (the oldest go first).
+pub const MAX_NOTEBOOK_COOKIES_PER_SESSION: i64 = 32;
+
+impl Store {
+    /// The notebook cookie whose secret hashes to `secret_hash`.
+    pub async fn notebook_cookie(
+        &self,
+        secret_hash: &str,
+    ) -> StoreResult<Option<NotebookCookieRow>> {
+        sqlx::query(
+            "SELECT session_id, project, notebook FROM notebook_cookies WHERE secret_hash = $1",
+        )
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .map(|r| {
+            Ok(NotebookCookieRow {
+                session_id: s(&r, "session_id")?,
+                project: s(&r, "project")?,
+                notebook: s(&r, "notebook")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+impl WriteTx {
+    /// Stores a handoff ticket (by its hash) after dropping expired ones; returns how many
+    /// unexpired tickets the session now holds (this one included).
+    pub async fn insert_notebook_handoff(
+        &mut self,
+        ticket_hash: &str,
+        row: &NotebookHandoffRow,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        sqlx::query("DELETE FROM notebook_handoffs WHERE expires_at <= $1")
+            .bind(now.unix())
+            .execute(self.sql().await?)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO notebook_handoffs (ticket_hash, session_id, project, notebook, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(ticket_hash)
+        .bind(&row.session_id)
+        .bind(&row.project)
+        .bind(&row.notebook)
+        .bind(row.expires_at.unix())
+        .execute(self.sql().await?)
+        .await
+        .map_err(map_err)?;
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM notebook_handoffs WHERE session_id = $1")
+                .bind(&row.session_id)
+                .fetch_one(self.sql().await?)
+                .await
+                .map_err(map_err)?
+                .try_get("n")
+                .map_err(map_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Takes a handoff ticket: returns it and deletes it, so it works once (expired or not:
+    /// the caller checks the time).
+    pub async fn take_notebook_handoff(
+        &mut self,
+        ticket_hash: &str,
+    ) -> StoreResult<Option<NotebookHandoffRow>> {
+        sqlx::query(
+            "DELETE FROM notebook_handoffs WHERE ticket_hash = $1
+             RETURNING session_id, project, notebook, expires_at",
+        )
+        .bind(ticket_hash)
+        .fetch_optional(self.sql().await?)
+        .await
+        .map_err(map_err)?
+        .map(|r| {
+            Ok(NotebookHandoffRow {
+                session_id: s(&r, "session_id")?,
+                project: s(&r, "project")?,
+                notebook: s(&r, "notebook")?,
+                expires_at: ts(&r, "expires_at")?.ok_or(corrupt("notebook_handoffs.expires_at"))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores a notebook cookie (by its hash); a session keeps at most
+    /// [`MAX_NOTEBOOK_COOKIES_PER_SESSION`], the oldest going first.
+    pub async fn insert_notebook_cookie(
+        &mut self,
+        secret_hash: &str,
+        row: &NotebookCookieRow,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO notebook_cookies (secret_hash, session_id, project, notebook, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(secret_hash)
+        .bind(&row.session_id)
+        .bind(&row.project)
+        .bind(&row.notebook)
+        .bind(now.unix())
+        .execute(self.sql().await?)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM notebook_cookies WHERE session_id = $1 AND rowid NOT IN
+               (SELECT rowid FROM notebook_cookies WHERE session_id = $1
+                ORDER BY created_at DESC, rowid DESC LIMIT $2)",
+        )
+        .bind(&row.session_id)
+        .bind(MAX_NOTEBOOK_COOKIES_PER_SESSION)
+        .execute(self.sql().await?)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+}

@@ -312,13 +312,26 @@ impl Store {
 
     /// The session whose secret hashes to `secret_hash`, with its user.
     pub async fn session_by_hash(&self, secret_hash: &str) -> StoreResult<Option<(Session, User)>> {
+        self.session_where("secret_hash", secret_hash).await
+    }
+
+    /// The session with this id, with its user.
+    pub async fn session_by_id(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
+        self.session_where("id", id).await
+    }
+
+    async fn session_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<(Session, User)>> {
         let sql = format!(
             "SELECT s.id AS sid, s.user_id, s.auth_method, s.amr, s.created_at AS s_created,
                s.last_seen_at, {USER_COLS}
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.secret_hash = $1"
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.{column} = $1"
         );
         let row = sqlx::query(&sql)
-            .bind(secret_hash)
+            .bind(value)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;

@@ -120,6 +120,7 @@ pub async fn enable(app: App, cfg: &Config) -> App {
                 },
                 start_timeout: cfg.notebooks.start_timeout,
                 max_running: cfg.notebooks.max_running,
+                subdomains: cfg.notebooks.subdomain_domain.is_some(),
             }),
         Err(why) => {
             tracing::warn!(reason = %why, "notebooks are unavailable on this server");

@@ -481,7 +481,16 @@ pub async fn serve(flags: Overrides) -> i32 {
             key: key.clone(),
         }
     } else {
-        TlsMode::SelfSigned { dir: cfg.tls_dir() }
+        TlsMode::SelfSigned {
+            dir: cfg.tls_dir(),
+            // Notebook subdomains: one wildcard covers every `{name}--{project}` label.
+            names: cfg
+                .notebooks
+                .subdomain_domain
+                .iter()
+                .map(|d| format!("*.{d}"))
+                .collect(),
+        }
     };
     let listener = match enclave_listener::bind(ListenConfig {
         addr: cfg.listen,
@@ -504,7 +513,31 @@ pub async fn serve(flags: Overrides) -> i32 {
     let http = enclave_http::HttpSettings {
         max_body_bytes: cfg.limits.max_body_bytes,
         hsts: listener.is_tls(),
+        // Notebook origins use the scheme and port users reach Enclave at (`public_url`, or
+        // the listening address).
+        notebook_origins: cfg
+            .notebooks
+            .subdomain_domain
+            .as_deref()
+            .and_then(|d| enclave_http::notebook_origin::NotebookOrigins::new(d, &base)),
     };
+    if let Some(d) = &cfg.notebooks.subdomain_domain {
+        // Enclave's own host must not fall under the notebook domain: hosts there are served
+        // nothing but notebooks.
+        let own = base
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+            .unwrap_or_default();
+        if enclave_core::notebook_hosts::classify(own, d)
+            != enclave_core::notebook_hosts::HostKind::Main
+        {
+            eprintln!(
+                "error: notebooks.subdomain_domain {d} contains Enclave's own address {base}; \
+                 use a domain below it, such as nb.<your Enclave host>"
+            );
+            return EXIT_FAIL;
+        }
+    }
     let live = Arc::new(std::sync::OnceLock::new());
     let running = Arc::new(tokio::sync::Mutex::new(None));
     let sealed = master.is_sealed();

@@ -48,8 +48,14 @@ pub struct NotebookOut {
     pub secrets: Vec<String>,
     /// Who owns it.
     pub owner: String,
-    /// Where to open it (through Enclave's gateway), once ready.
+    /// Where to open it (through Enclave's gateway), once ready: a path on Enclave's own
+    /// address. With notebook subdomains on, opening it there hands the browser over to the
+    /// notebook's own origin.
     pub url: String,
+    /// The notebook's own origin (`https://{name}--{project}.{domain}`) when the server gives
+    /// each notebook its own subdomain; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// Whether code executed in it is recorded in the audit trail.
     pub audit_code: bool,
     /// Created.
@@ -64,6 +70,7 @@ impl From<Notebook> for NotebookOut {
     fn from(n: Notebook) -> Self {
         NotebookOut {
             url: base_path(&n.project, &n.name) + "lab",
+            origin: None,
             project: n.project,
             name: n.name,
             state: n.state.as_str().into(),
@@ -80,6 +87,16 @@ impl From<Notebook> for NotebookOut {
             stopped_at: ts(n.stopped_at),
         }
     }
+}
+
+/// The notebook as the API shows it, with its own origin in subdomain mode.
+fn out(s: &AppState, n: Notebook) -> NotebookOut {
+    let origin = s
+        .settings
+        .notebook_origins
+        .as_ref()
+        .and_then(|o| o.origin(&n.project, &n.name));
+    NotebookOut { origin, ..n.into() }
 }
 
 /// A project's notebook servers.
@@ -146,7 +163,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<NotebookOut>)> {
     let req = b.request()?;
     let nb = s.app.create_notebook(&c, &project, &req).await?;
-    Ok((StatusCode::CREATED, Json(nb.into())))
+    Ok((StatusCode::CREATED, Json(out(&s, nb))))
 }
 
 /// A project's notebook servers.
@@ -160,7 +177,7 @@ pub async fn list(
 ) -> ApiResult<Json<NotebookList>> {
     let items = s.app.list_notebooks(&c, &project).await?;
     Ok(Json(NotebookList {
-        items: items.into_iter().map(NotebookOut::from).collect(),
+        items: items.into_iter().map(|n| out(&s, n)).collect(),
     }))
 }
 
@@ -173,7 +190,7 @@ pub async fn get(
     Authed(c): Authed,
     Path((project, name)): Path<(String, String)>,
 ) -> ApiResult<Json<NotebookOut>> {
-    Ok(Json(s.app.notebook(&c, &project, &name).await?.into()))
+    Ok(Json(out(&s, s.app.notebook(&c, &project, &name).await?)))
 }
 
 /// Deletes a notebook server (stopping it first); its files stay on the project volume.
@@ -199,7 +216,10 @@ pub async fn stop(
     Authed(c): Authed,
     Path((project, name)): Path<(String, String)>,
 ) -> ApiResult<Json<NotebookOut>> {
-    Ok(Json(s.app.stop_notebook(&c, &project, &name).await?.into()))
+    Ok(Json(out(
+        &s,
+        s.app.stop_notebook(&c, &project, &name).await?,
+    )))
 }
 
 /// Starts a stopped or failed notebook server again.
@@ -212,9 +232,10 @@ pub async fn start(
     Authed(c): Authed,
     Path((project, name)): Path<(String, String)>,
 ) -> ApiResult<Json<NotebookOut>> {
-    Ok(Json(
-        s.app.start_notebook(&c, &project, &name).await?.into(),
-    ))
+    Ok(Json(out(
+        &s,
+        s.app.start_notebook(&c, &project, &name).await?,
+    )))
 }
 
 /// Turns the recording of code executed in the project's notebooks on or off (project

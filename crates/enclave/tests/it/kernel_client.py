@@ -4,7 +4,10 @@ line with the outcome. Run with the notebook environment's Python (it has tornad
 
 usage: kernel_client.py BASE_URL CA_FILE PROJECT NOTEBOOK CODE [--hold SECONDS]
 
-The Enclave API token comes from the ENCLAVE_TOKEN environment variable (never argv).
+The Enclave API token comes from the ENCLAVE_TOKEN environment variable (never argv); with
+ENCLAVE_COOKIE set instead, that Cookie header is sent (as a browser would, with an Origin
+naming the host). ENCLAVE_HOST overrides the Host header (a notebook's own origin in subdomain
+mode, while connecting to BASE_URL's address).
 With --hold, after executing it keeps the websocket open and reports when (and whether) the
 gateway closed it.
 """
@@ -23,11 +26,18 @@ from tornado import httpclient, ioloop, websocket
 async def main():
     base, ca, project, notebook, code = sys.argv[1:6]
     hold = float(sys.argv[7]) if len(sys.argv) > 7 and sys.argv[6] == "--hold" else 0
-    token = os.environ["ENCLAVE_TOKEN"]
     ctx = ssl.create_default_context(cafile=ca)
     ctx.check_hostname = False
     prefix = f"{base}/p/{project}/nb/{notebook}"
-    headers = {"Authorization": f"Bearer {token}"}
+    host = os.environ.get("ENCLAVE_HOST")
+    if os.environ.get("ENCLAVE_COOKIE"):
+        scheme = base.split("://")[0]
+        origin = f"{scheme}://{host or base.split('://')[1]}"
+        headers = {"Cookie": os.environ["ENCLAVE_COOKIE"], "Origin": origin}
+    else:
+        headers = {"Authorization": f"Bearer {os.environ['ENCLAVE_TOKEN']}"}
+    if host:
+        headers["Host"] = host
     client = httpclient.AsyncHTTPClient()
     resp = await client.fetch(
         httpclient.HTTPRequest(

@@ -16,6 +16,7 @@ mod console_secrets;
 mod identity;
 mod jobs;
 mod mfa;
+mod notebook_subdomain;
 mod notebooks;
 mod passkeys;
 mod policy;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const DB_VALUE: &str = "pg-Notebook-Heron-Basalt-4471";
 
 /// Where tests keep built environments (shared by every test and run: each is built once).
-fn envs_dir() -> PathBuf {
+pub(crate) fn envs_dir() -> PathBuf {
     std::env::var_os("ENCLAVE_TEST_ENVS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/enclave-test/envs"))
@@ -24,7 +24,7 @@ fn envs_dir() -> PathBuf {
 
 /// The package index: the one `scripts/test.sh` runs for the whole test run (so environments
 /// are built once), or one started here.
-fn index() -> (String, Option<PyPi>) {
+pub(crate) fn index() -> (String, Option<PyPi>) {
     match std::env::var("ENCLAVE_TEST_INDEX_URL") {
         Ok(u) if !u.is_empty() => (u, None),
         _ => {
@@ -34,7 +34,7 @@ fn index() -> (String, Option<PyPi>) {
     }
 }
 
-fn options(index: &str, idle: &str) -> Options {
+pub(crate) fn options(index: &str, idle: &str) -> Options {
     std::fs::create_dir_all(envs_dir()).unwrap();
     Options {
         env: vec![
@@ -59,7 +59,7 @@ fn lab_template() -> Value {
 }
 
 /// Defines the `lab` environment and waits until it is built (bounded).
-async fn build_lab(admin: &Api) {
+pub(crate) async fn build_lab(admin: &Api) {
     let (st, b) = admin
         .call("PUT", "/api/v1/environments/lab", Some(lab_template()))
         .await;
@@ -78,7 +78,7 @@ async fn build_lab(admin: &Api) {
     }
 }
 
-async fn wait_state(api: &Api, name: &str, want: &str) -> Value {
+pub(crate) async fn wait_state(api: &Api, name: &str, want: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (st, nb) = api
@@ -98,7 +98,7 @@ async fn wait_state(api: &Api, name: &str, want: &str) -> Value {
 }
 
 /// The Python of the built `lab` environment on the host (it has tornado, for the client).
-fn lab_python() -> PathBuf {
+pub(crate) fn lab_python() -> PathBuf {
     let found = std::fs::read_dir(envs_dir())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -111,7 +111,7 @@ fn lab_python() -> PathBuf {
     found.expect("the lab environment").join("bin/python")
 }
 
-fn client_script() -> PathBuf {
+pub(crate) fn client_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/kernel_client.py")
 }
 
@@ -140,7 +140,7 @@ fn run_code(s: &Server, token: &str, notebook: &str, code: &str) -> Value {
 }
 
 /// Prints the end of the server's log when the test fails (CI keeps nothing else).
-struct LogOnPanic<'a>(&'a Server);
+pub(crate) struct LogOnPanic<'a>(pub(crate) &'a Server);
 
 impl Drop for LogOnPanic<'_> {
     fn drop(&mut self) {
@@ -162,7 +162,7 @@ impl Drop for LogOnPanic<'_> {
     }
 }
 
-async fn audit(admin: &Api, action: &str) -> Vec<Value> {
+pub(crate) async fn audit(admin: &Api, action: &str) -> Vec<Value> {
     let (st, page) = admin
         .get(&format!("/api/v1/audit?action={action}&limit=500"))
         .await;
