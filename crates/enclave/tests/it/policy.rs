@@ -400,6 +400,7 @@ pub(crate) async fn drive_every_route(s: &Server, admin: &Api) -> RouteRun {
         "/api/v1/auth/session",
         "/api/v1/auth/token",
         "/api/v1/auth/mfa",
+        "/api/v1/auth/mfa/passkey",
         "/api/v1/auth/sources",
         "/api/v1/auth/logout",
         "/api/v1/setup",
