@@ -7,11 +7,10 @@
 // trail, copies the public key and verifies the trail. Fails on any Content-Security-Policy violation or page error.
 //
 // Usage: node tests/browser/console.mjs path/to/enclave
-import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, cliIn, launchChromium, startEnclave } from './harness.mjs';
 
 const bin = process.argv[2];
 if (!bin) {
@@ -31,55 +30,13 @@ let server;
 let browser;
 const problems = [];
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
-function startServer() {
-  return new Promise((resolve, reject) => {
-    server = spawn(bin, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        ENCLAVE_CONFIG: '',
-        ENCLAVE_NOTEBOOKS_BUILD_ON_START: 'false',
-        ENCLAVE_NOTEBOOKS_INDEX_URL: 'http://127.0.0.1:9/simple/',
-      },
-    });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 60000);
-    server.stdout.on('data', (d) => {
-      out += d.toString();
-      const base = out.match(/Enclave listening on (https:\/\/[0-9.:]+)/);
-      const setup = out.match(/(https:\/\/\S+\/setup\?token=\S+)/);
-      if (base && setup) {
-        clearTimeout(timer);
-        resolve({ base: base[1], setupUrl: setup[1] });
-      }
-    });
-    server.stderr.on('data', () => {});
-    server.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${out}`)));
-  });
-}
-
-function cli(args, input) {
-  const r = spawnSync(bin, args, {
-    input: input ?? '',
-    env: { ...process.env, ENCLAVE_CONFIG_DIR: configDir },
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`enclave ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
+const cli = cliIn(bin, configDir);
 
 async function main() {
-  const { base, setupUrl } = await startServer();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  let base;
+  let setupUrl;
+  ({ server, base, setupUrl } = await startEnclave({ bin, dataDir }));
+  browser = await launchChromium();
   // The server's certificate is self-signed; the CLI below verifies it with --ca.
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();

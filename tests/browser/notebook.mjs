@@ -24,10 +24,9 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, freePort, launchChromium } from './harness.mjs';
 
 const bin = process.argv[2];
 const only = process.argv[3];
@@ -61,24 +60,8 @@ let pypiOut = '';
 let browser;
 let current; // the pass under way: its server, pages and notes, for the report on failure
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const seconds = (since) => ((Date.now() - since) / 1000).toFixed(1);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function answers(url) {
   try {
@@ -523,11 +506,7 @@ let failed = false;
 try {
   const indexUrl = await startIndex();
   console.log(`# package index ${indexUrl}`);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
   for (const mode of PASSES.filter((m) => !only || m.id === only)) {
     await runPass(mode, indexUrl);
     await endPass(current);

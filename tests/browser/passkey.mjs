@@ -5,12 +5,10 @@
 // Fails on any Content-Security-Policy violation or page error. Screenshots in target/browser/.
 //
 // Usage: node tests/browser/passkey.mjs path/to/enclave
-import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, cliIn, freePort, launchChromium, startEnclave } from './harness.mjs';
 
 const bin = process.argv[2];
 if (!bin) {
@@ -29,59 +27,7 @@ let server;
 let browser;
 const problems = [];
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
-// A free loopback port, so the public URL can name it before the server starts.
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function startServer(port) {
-  return new Promise((resolve, reject) => {
-    server = spawn(bin, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        ENCLAVE_CONFIG: '',
-        ENCLAVE_PUBLIC_URL: `https://localhost:${port}`,
-        ENCLAVE_NOTEBOOKS_BUILD_ON_START: 'false',
-        ENCLAVE_NOTEBOOKS_INDEX_URL: 'http://127.0.0.1:9/simple/',
-      },
-    });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 60000);
-    server.stdout.on('data', (d) => {
-      out += d.toString();
-      const setup = out.match(/(https:\/\/\S+\/setup\?token=\S+)/);
-      if (out.includes('Enclave listening on') && setup) {
-        clearTimeout(timer);
-        resolve({ setupUrl: setup[1] });
-      }
-    });
-    server.stderr.on('data', () => {});
-    server.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${out}`)));
-  });
-}
-
-function cli(args, input) {
-  const r = spawnSync(bin, args, {
-    input: input ?? '',
-    env: { ...process.env, ENCLAVE_CONFIG_DIR: configDir },
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`enclave ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
+const cli = cliIn(bin, configDir);
 
 async function login(page, base, username, password) {
   await page.goto(`${base}/login`);
@@ -93,13 +39,15 @@ async function login(page, base, username, password) {
 async function main() {
   const port = await freePort();
   const base = `https://localhost:${port}`;
-  const { setupUrl } = await startServer(port);
+  let setupUrl;
+  ({ server, setupUrl } = await startEnclave({
+    bin,
+    dataDir,
+    listen: `127.0.0.1:${port}`,
+    env: { ENCLAVE_PUBLIC_URL: base },
+  }));
   check(setupUrl.startsWith(base), 'the setup link uses the public URL');
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();
   page.on('console', (m) => {
