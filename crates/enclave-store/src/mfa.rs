@@ -315,11 +315,12 @@ impl WriteTx {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    async fn store_with_user() -> (Store, tempfile::TempDir, String) {
+    /// A fresh store holding one account, `ada` (id `usr_ada`).
+    pub(crate) async fn store_with_user() -> (Store, tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
         let user = enclave_core::model::User {

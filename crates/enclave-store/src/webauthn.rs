@@ -271,19 +271,8 @@ mod tests {
 
     #[tokio::test]
     async fn passkeys_counters_and_challenges() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
-        let user = enclave_core::model::User {
-            id: "usr_ada".into(),
-            username: "ada".into(),
-            display_name: String::new(),
-            email: String::new(),
-            platform_admin: false,
-            disabled: false,
-            created_at: Timestamp(1),
-        };
+        let (store, _dir, _) = crate::mfa::tests::store_with_user().await;
         let mut tx = store.write().await.unwrap();
-        tx.insert_user(&user, None).await.unwrap();
         assert!(tx
             .insert_passkey(&key("c1", "usr_ada", "laptop"))
             .await
