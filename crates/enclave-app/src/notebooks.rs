@@ -80,6 +80,9 @@ pub struct NotebookTarget {
     sandbox: String,
     token: Arc<Zeroizing<String>>,
     runtime: Arc<dyn Runtime>,
+    /// The server as the policy sees it (its workload, project and owner), fixed for the
+    /// run: `notebook.open` is decided on it for every request without a store read.
+    resource: Resource,
 }
 
 impl std::fmt::Debug for NotebookTarget {
@@ -235,20 +238,26 @@ impl App {
         nb: &Notebook,
         action: Action,
     ) -> Result<()> {
-        let owner = self.store.workload_owner(&nb.workload_id).await?;
+        let resource = self.server_resource(nb).await?;
         self.authorize(
             caller,
             action,
-            &Resource::Workload {
-                id: nb.workload_id.clone(),
-                project: nb.project.clone(),
-                kind: WorkloadKind::Notebook,
-                owner,
-            },
+            &resource,
             &label("notebook", &format!("{}/{}", nb.project, nb.name)),
             true,
         )
         .await
+    }
+
+    /// A notebook server as the policy sees it: its workload, project and owner.
+    async fn server_resource(&self, nb: &Notebook) -> Result<Resource> {
+        let owner = self.store.workload_owner(&nb.workload_id).await?;
+        Ok(Resource::Workload {
+            id: nb.workload_id.clone(),
+            project: nb.project.clone(),
+            kind: WorkloadKind::Notebook,
+            owner,
+        })
     }
 
     /// A project's notebook servers.
@@ -691,6 +700,7 @@ impl App {
             sandbox: sandbox.clone(),
             token: Arc::new(token),
             runtime: runner.host.runtime.clone(),
+            resource: self.server_resource(nb).await?,
         };
         // Wait for JupyterLab (or for the sandbox to end, or a stop).
         let deadline = notebooks.settings.start_timeout;
@@ -901,19 +911,36 @@ impl App {
         name: &str,
     ) -> Result<NotebookTarget> {
         check_project(project)?;
+        check_name(name)?;
         let (notebooks, _) = self.nbs()?;
-        let nb = self.find_notebook(project, name).await?;
-        self.authorize_on_server(caller, &nb, Action::NotebookOpen)
-            .await?;
-        let target = notebooks
+        let running = notebooks
             .live()
             .get(&(project.to_string(), name.to_string()))
             .and_then(|l| l.target.clone());
-        let Some(target) = target else {
-            return Err(Error::unavailable(&format!(
-                "notebook server {project}/{name} (it is {}; start it and wait until it is ready)",
-                nb.state.as_str()
-            )));
+        // A ready server carries its policy resource: the decision is made on every request,
+        // without reading the store. Otherwise decide on the stored server, then say why it
+        // cannot be opened.
+        let target = match running {
+            Some(target) => {
+                self.authorize(
+                    caller,
+                    Action::NotebookOpen,
+                    &target.resource,
+                    &label("notebook", &format!("{project}/{name}")),
+                    true,
+                )
+                .await?;
+                target
+            }
+            None => {
+                let nb = self.find_notebook(project, name).await?;
+                self.authorize_on_server(caller, &nb, Action::NotebookOpen)
+                    .await?;
+                return Err(Error::unavailable(&format!(
+                    "notebook server {project}/{name} (it is {}; start it and wait until it is ready)",
+                    nb.state.as_str()
+                )));
+            }
         };
         let first = {
             let mut opened = notebooks.opened();
@@ -923,14 +950,14 @@ impl App {
             opened.insert((credential_key(caller), target.key.clone()))
         };
         if first {
-            let others = caller.principal.username != nb.owner;
+            let others = caller.principal.username != target.owner;
             let rec = caller.record(
                 self,
                 Action::NotebookOpen.as_str(),
                 label("notebook", &format!("{project}/{name}")),
                 Some(project),
                 AuditOutcome::Success,
-                detail!("owner" => nb.owner.clone(), "by_other" => others),
+                detail!("owner" => target.owner.clone(), "by_other" => others),
             );
             if let Err(e) = self.audit(rec).await {
                 notebooks
@@ -940,6 +967,14 @@ impl App {
             }
         }
         Ok(target)
+    }
+
+    /// How many of a project's notebook servers are running (starting, ready or stopping).
+    pub(crate) fn running_notebooks_in(&self, project: &str) -> usize {
+        match &self.notebooks {
+            Some(n) => n.live().keys().filter(|(p, _)| p == project).count(),
+            None => 0,
+        }
     }
 
     /// Who other than its owner opened a notebook server (admins, support and admin grants,

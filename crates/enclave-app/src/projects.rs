@@ -256,11 +256,30 @@ impl App {
         Ok(v)
     }
 
-    /// Deletes a project and its memberships.
+    /// Deletes a project and its memberships. Refused while any of its notebook servers or
+    /// jobs runs: their sandboxes must end first.
     pub async fn delete_project(&self, caller: &Caller, name: &str) -> Result<()> {
         let v = self
             .find_project(caller, Action::ProjectDelete, name)
             .await?;
+        let busy = self.running_notebooks_in(name)
+            + self
+                .store
+                .project_jobs(name, crate::jobs::MAX_JOB_LIST)
+                .await?
+                .iter()
+                .filter(|j| !j.state.is_final())
+                .count();
+        if busy > 0 {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "project {name} still has {busy} running notebook servers or jobs; stop them \
+                     first (`enclave notebooks list --project {name}`, `enclave jobs list \
+                     --project {name}`)"
+                ),
+            ));
+        }
         let mut tx = self.store.write().await?;
         tx.delete_project(&v.project.id).await?;
         let rec = caller.record(

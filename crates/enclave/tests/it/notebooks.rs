@@ -220,6 +220,9 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
     assert_eq!(st, 201, "{nb}");
     assert_eq!(nb["state"], "starting");
     let nb = wait_state(&owner, "analysis", "ready").await;
+    // A project with a running server cannot be deleted from under it.
+    let (st, b) = owner.call("DELETE", "/api/v1/projects/fraud", None).await;
+    assert_eq!(st, 409, "{b}");
     assert_eq!(nb["url"], "/p/fraud/nb/analysis/lab");
 
     // JupyterLab's page comes through the gateway, with the notebook CSP.
