@@ -40,7 +40,7 @@ use enclave_core::notebooks::{CullPolicy, NotebookRequest, NotebookState};
 use enclave_sandbox::{Canceller, Outcome, Runtime, SandboxSpec, Status, Workload};
 
 const ADMIN_PW: &str = "Bench-Granite-Orchard-41";
-const USER_PW: &str = "Bench-Violet-Harbour-73";
+const USER_PW: &str = "Violet-Harbour-Lantern-73";
 const SETUP_LIMIT: Duration = Duration::from_secs(900);
 
 struct Args(Vec<String>);
@@ -227,7 +227,10 @@ async fn set_up(app: &App, pins: &[String]) -> String {
             }
             _ => {}
         }
-        assert!(Instant::now() < deadline, "the environment build is too slow");
+        assert!(
+            Instant::now() < deadline,
+            "the environment build is too slow"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
@@ -257,7 +260,10 @@ async fn set_up(app: &App, pins: &[String]) -> String {
             NotebookState::Starting => {}
             other => panic!("the notebook did not start: {other:?} {:?}", nb.reason),
         }
-        assert!(Instant::now() < deadline, "the notebook is too slow to start");
+        assert!(
+            Instant::now() < deadline,
+            "the notebook is too slow to start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     secret
@@ -300,6 +306,12 @@ fn main() {
             .unwrap();
         let builder =
             enclave_envs::Builder::new(envs, index.clone(), enclave_envs::Installer::Uv).unwrap();
+        // The local master key file, as `enclave serve` keeps it by default.
+        let master = enclave_keys::FileMasterKeys::open_or_create_local(
+            &data.join(enclave_keys::FileMasterKeys::LOCAL_FILE),
+        )
+        .unwrap();
+        let keys = Arc::new(enclave_app::Keyring::new(Arc::new(master)));
         let host = SandboxHost {
             runtime: Arc::new(BenchRuntime {
                 upstream,
@@ -317,6 +329,7 @@ fn main() {
             enclave_app::Settings::default(),
         )
         .unwrap()
+        .with_keys(keys)
         .with_sandbox(host)
         .with_environments(Arc::new(builder), index)
         .with_notebooks(NotebookSettings {
