@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
-# Notebook gateway benchmark: the gateway (crates/enclave-gateway/examples/gateway_bench.rs,
-# without Enclave's authentication step) against nginx as a reverse proxy and
-# configurable-http-proxy (JupyterHub's proxy), all three in front of the same upstream nginx
-# serving a 100-byte file, then websocket churn through the gateway (memory before, half-way
-# and after, open websockets at the end). See the "Notebook gateway" section of
-# bench/README.md.
+# Notebook gateway benchmark. Five targets in front of (or being) the same upstream nginx
+# serving a 100-byte file, measured in turns:
+#   front    Enclave's real notebook front (crates/enclave/examples/front_bench.rs): the whole
+#            router, session cookie lookup, `notebook.open` decided by the policy chokepoint,
+#            then the gateway; set up through the application's use cases, with a sandbox
+#            backend whose `dial` reaches the upstream;
+#   gateway  the gateway alone (crates/enclave-gateway/examples/gateway_bench.rs), no auth;
+#   nginx    nginx as a reverse proxy; chp: configurable-http-proxy (JupyterHub's proxy);
+#   direct   the upstream itself;
+# then websocket churn through the gateway (memory before, half-way and after, open
+# websockets at the end). See the "Notebook gateway" section of bench/README.md.
 #
-#   sudo bash scripts/bench-gateway.sh      # about 3.5 minutes after the build
+#   sudo bash scripts/bench-gateway.sh      # about 5 minutes after the build
 #
-# Everything listens on 127.0.0.1 (free ports); every server runs in its own process group
-# and is stopped on exit. Root is needed only to apt-get install wrk/nginx/npm when missing;
-# configurable-http-proxy goes into bench/.node (npm), as in bench/api.sh.
+# Everything listens on 127.0.0.1 (free ports, the package index on PYPI_PORT); every server
+# runs in its own process group and is stopped on exit. Root is needed to apt-get install
+# wrk/nginx/npm when missing and for the front's project volume (owned by the project's
+# sandbox uid range); configurable-http-proxy goes into bench/.node (npm), as in bench/api.sh.
+# The front needs the JupyterLab environment that bench-notebook-start.sh builds (the same
+# pins, index URL and ENVS_DIR, so a build is reused); it is built once from the test
+# wheelhouse through pypi-server on loopback when missing.
 #
 # Settings (environment): DURATION (15 s per measured wrk run), WARMUP (2 s), THREADS (2),
-# CONNECTIONS (64), ROUNDS (2: every proxy is measured ROUNDS times, interleaved),
-# ONLY ("gateway nginx chp direct"), WS_SOCKETS (10000), WS_CONCURRENCY (50),
+# CONNECTIONS (64), ROUNDS (2: every target is measured ROUNDS times, interleaved),
+# ONLY ("front gateway nginx chp direct"), WS_SOCKETS (10000), WS_CONCURRENCY (50),
 # NGINX_WORKERS (proxy nginx worker_processes, default 2 = cores), UPSTREAM_WORKERS (1),
-# BODY_BYTES (100), SKIP_BUILD (1: use the example already built).
+# BODY_BYTES (100), SKIP_BUILD (1: use the examples already built), WHEELS
+# (/var/cache/enclave-test/wheels), BENCH_CACHE (/var/cache/enclave-bench), ENVS_DIR
+# ($BENCH_CACHE/envs), PYPI_PORT (38411).
 # Results: a table on stdout and bench/results/gateway-<UTC time>.json.
 set -euo pipefail
 
@@ -25,7 +36,12 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/bench/common.sh"
 
 CONNECTIONS=${CONNECTIONS:-64}
 ROUNDS=${ROUNDS:-2}
-ONLY=${ONLY:-gateway nginx chp direct}
+ONLY=${ONLY:-front gateway nginx chp direct}
+WHEELS=${WHEELS:-/var/cache/enclave-test/wheels}
+BENCH_CACHE=${BENCH_CACHE:-/var/cache/enclave-bench}
+ENVS_DIR=${ENVS_DIR:-$BENCH_CACHE/envs}
+# Part of the environment's fingerprint: the same as bench-notebook-start.sh, to reuse its build.
+PYPI_PORT=${PYPI_PORT:-38411}
 WS_SOCKETS=${WS_SOCKETS:-10000}
 WS_CONCURRENCY=${WS_CONCURRENCY:-50}
 NGINX_WORKERS=${NGINX_WORKERS:-$NPROC}
@@ -37,11 +53,15 @@ done
 [[ $WS_SOCKETS =~ ^[0-9]+$ ]] || die "WS_SOCKETS must be a whole number"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a whole number"
 GW_BIN="$TARGET_DIR/release/examples/gateway_bench"
+FRONT_BIN="$TARGET_DIR/release/examples/front_bench"
 # The path every proxy is asked for (the gateway passes paths through unchanged, as behind
 # Enclave's /p/{project}/nb/{name}/ routes).
 BENCH_PATH=/p/demo/nb/n1/static/bench.txt
-# Enclave's session cookie (stripped by the gateway) and Jupyter's _xsrf (passed), sent to all.
-COOKIE='Cookie: enclave_session=0123456789abcdef0123456789abcdef; _xsrf=2|abcdef|0123456789|1700000000'
+# Every target gets the same Cookie header: Enclave's session cookie (the front's real session
+# once it runs; stripped by the gateway) and Jupyter's _xsrf (passed). wrk reads it from a Lua
+# file, so the session secret is never on a command line or in a log.
+XSRF='_xsrf=2|abcdef|0123456789|1700000000'
+SESSION_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef
 
 # ------------------------------------------------------------------ prerequisites
 
@@ -59,15 +79,29 @@ else
     need cargo "build as your user first and rerun with SKIP_BUILD=1, or keep PATH under sudo"
     log "cargo build --release -p enclave-gateway --example gateway_bench"
     (cd "$REPO_DIR" && cargo build --release -p enclave-gateway --example gateway_bench) >&2
+    if [[ " $ONLY " == *" front "* ]]; then
+        log "cargo build --release -p enclave --example front_bench"
+        (cd "$REPO_DIR" && cargo build --release -p enclave --example front_bench) >&2
+    fi
 fi
 [[ -x $GW_BIN ]] || die "$GW_BIN is missing"
+if [[ " $ONLY " == *" front "* ]]; then
+    [[ -x $FRONT_BIN ]] || die "$FRONT_BIN is missing"
+    need pypi-server "scripts/test.sh installs it (pip install pypiserver)"
+    ls "$WHEELS"/jupyterlab-*.whl >/dev/null 2>&1 ||
+        die "no JupyterLab wheel in $WHEELS: run scripts/test.sh (it downloads tests/notebooks/wheels.txt) or set WHEELS"
+    LAB_PINS=$(grep -E '^(jupyterlab|ipykernel)==' "$REPO_DIR/tests/notebooks/wheels.txt" | tr '\n' ' ')
+    [[ -n $LAB_PINS ]] || die "cannot find the jupyterlab and ipykernel pins in tests/notebooks/wheels.txt"
+fi
 
 WORK=''
 new_tmpdir WORK
 # nginx workers may run as nobody when started by root: let them read the served file.
 chmod 755 "$WORK"
-mkdir -p "$WORK/www${BENCH_PATH%/*}" "$WORK/nginx-tmp"
+mkdir -p "$WORK/www${BENCH_PATH%/*}" "$WORK/www/p/demo/nb/n1/api" "$WORK/nginx-tmp"
 head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x' >"$WORK/www$BENCH_PATH"
+# JupyterLab's status endpoint, which Enclave polls before it calls a notebook server ready.
+echo '{"started": "bench"}' >"$WORK/www/p/demo/nb/n1/api/status"
 chmod -R a+rX "$WORK/www"
 
 mkdir -p "$RESULTS_DIR"
@@ -136,6 +170,44 @@ declare -A PGID URL
 PGID[direct]=$UP_PGID
 URL[direct]=$UP_URL
 
+if [[ " $ONLY " == *" front "* ]]; then
+    if ! "$SYS_PYTHON" -c 'import socket, sys; socket.create_server(("127.0.0.1", int(sys.argv[1])))' \
+        "$PYPI_PORT" 2>/dev/null; then
+        PYPI_PORT=$(helper free-port)
+        log "port 38411 is taken: pypi-server on $PYPI_PORT (the environment will be built again)"
+    fi
+    start_bg "$WORK/pypi-server.log" pypi-server run -i 127.0.0.1 -p "$PYPI_PORT" \
+        --disable-fallback --backend simple-dir "$WHEELS"
+    PYPI_PGID=$BG_PID
+    wait_http "$PYPI_PGID" 30 "$WORK/pypi-server.log" "http://127.0.0.1:$PYPI_PORT/simple/"
+    mkdir -p "$ENVS_DIR"
+    port=$(helper free-port)
+    log "front: setting up Enclave (admin, user, project, environment $LAB_PINS, notebook)"
+    start_bg "$WORK/front.log" "$FRONT_BIN" --listen "127.0.0.1:$port" \
+        --upstream "127.0.0.1:$UP_PORT" --data "$WORK/front-data" --envs "$ENVS_DIR" \
+        --index "http://127.0.0.1:$PYPI_PORT/simple/" --pins "$LAB_PINS" \
+        --cookie-file "$WORK/front.cookie"
+    PGID[front]=$BG_PID
+    URL[front]="http://127.0.0.1:$port$BENCH_PATH"
+    deadline=$((SECONDS + 900))
+    until grep -q '^READY ' "$WORK/front.log" 2>/dev/null; do
+        helper alive "${PGID[front]}" || { cat "$WORK/front.log" >&2; die "the front exited during set-up (log above)"; }
+        ((SECONDS < deadline)) || { cat "$WORK/front.log" >&2; die "the front's set-up took over 900 s"; }
+        sleep 0.5
+    done
+    stop_server "$PYPI_PGID"
+    SESSION_SECRET=$(cat "$WORK/front.cookie")
+fi
+(
+    umask 077
+    printf 'wrk.headers["Cookie"] = "__Host-enclave_session=%s; %s"\n' "$SESSION_SECRET" "$XSRF" >"$WORK/cookie.lua"
+    printf 'Cookie: __Host-enclave_session=%s; %s\n' "$SESSION_SECRET" "$XSRF" >"$WORK/cookie.hdr"
+)
+if [[ -n ${PGID[front]:-} ]]; then
+    wait_http "${PGID[front]}" 20 "$WORK/front.log" "${URL[front]}" -H "@$WORK/cookie.hdr"
+    helper meta "$RESULTS_TMP" front_rss_idle_kib "$(rss_kib "${PGID[front]}")"
+fi
+
 if [[ " $ONLY " == *" nginx "* ]]; then
     port=$(helper free-port)
     nginx_conf proxy "$NGINX_WORKERS" "server {
@@ -183,7 +255,7 @@ fi
 # Every proxy must hand back the upstream's body unchanged.
 for name in $ONLY; do
     [[ -n ${URL[$name]:-} ]] || die "unknown name in ONLY: $name"
-    got=$(curl -sf --max-time 5 -H "$COOKIE" "${URL[$name]}" | wc -c)
+    got=$(curl -sf --max-time 5 -H "@$WORK/cookie.hdr" "${URL[$name]}" | wc -c)
     [[ $got == "$BODY_BYTES" ]] || die "$name answered $got bytes instead of $BODY_BYTES"
 done
 
@@ -192,7 +264,7 @@ done
 NAMES=()
 for ((round = 1; round <= ROUNDS; round++)); do
     for name in $ONLY; do
-        run_wrk "$name-r$round" "${PGID[$name]}" "$RESULTS_TMP" "$WORK" "${URL[$name]}" -H "$COOKIE"
+        run_wrk "$name-r$round" "${PGID[$name]}" "$RESULTS_TMP" "$WORK" "${URL[$name]}" -s "$WORK/cookie.lua"
         NAMES+=("$name-r$round")
     done
 done
@@ -249,6 +321,7 @@ for name in only:
     if rs:
         summary[name] = {
             "rps": round(statistics.mean(r["rps"] for _, r in rs), 1),
+            "p50_ms": round(statistics.median(r["p50_ms"] for _, r in rs), 3),
             "p99_ms": round(statistics.median(r["p99_ms"] for _, r in rs), 3),
             "server_cpu_us_per_request": round(
                 statistics.mean(r["server_cpu_us_per_request"] for _, r in rs), 1),
@@ -266,11 +339,22 @@ def ratio(a, b, target):
         ratios[f"{a}/{b}"] = value
         print(f"{a}/{b}: {value:.2f}x (target >= {target}x: {'met' if value >= target else 'NOT met'})")
 print()
-ratio("gateway", "chp", 5)
-ratio("gateway", "nginx", 0.8)
-if summary.get("gateway", {}).get("rss_kib"):
-    mb = summary["gateway"]["rss_kib"] / 1024
-    print(f"gateway RSS after the runs: {mb:.1f} MB (target <= 30 MB: {'met' if mb <= 30 else 'NOT met'})")
+for proxy in ("front", "gateway"):
+    ratio(proxy, "chp", 5)
+    ratio(proxy, "nginx", 0.8)
+added = {}
+if "direct" in summary:
+    for name, s in summary.items():
+        if name != "direct":
+            d = summary["direct"]
+            added[name] = {"p50_ms": round(s["p50_ms"] - d["p50_ms"], 3),
+                           "p99_ms": round(s["p99_ms"] - d["p99_ms"], 3)}
+            print(f"{name}: added against the upstream directly: p50 {added[name]['p50_ms']:+.2f} ms, "
+                  f"p99 {added[name]['p99_ms']:+.2f} ms (p99 under saturation is noisy)")
+for proxy in ("front", "gateway"):
+    if summary.get(proxy, {}).get("rss_kib"):
+        mb = summary[proxy]["rss_kib"] / 1024
+        print(f"{proxy} RSS after the runs: {mb:.1f} MB (target <= 30 MB: {'met' if mb <= 30 else 'NOT met'})")
 churn = data.get("ws_churn", "")
 if churn:
     fields = dict(kv.split("=", 1) for kv in churn.split()[1:])
@@ -282,6 +366,7 @@ if churn:
     data["ws_churn_fields"] = fields
 data["summary"] = summary
 data["ratios"] = ratios
+data["added_latency_ms"] = added
 with open(path, "w", encoding="utf-8") as f:
     json.dump(data, f, indent=2)
     f.write("\n")

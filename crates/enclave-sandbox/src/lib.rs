@@ -129,7 +129,7 @@ pub trait Workload: Send {
 }
 
 /// Cancels a workload from another thread: its `wait` returns [`Outcome::Cancelled`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Canceller(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl Canceller {
