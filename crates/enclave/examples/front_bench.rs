@@ -336,6 +336,7 @@ fn main() {
             cull: CullPolicy { idle_secs: 0 },
             start_timeout: Duration::from_secs(60),
             max_running: 4,
+            subdomains: false,
         });
         let secret = set_up(&app, &pins).await;
         let mut f = std::fs::OpenOptions::new()
