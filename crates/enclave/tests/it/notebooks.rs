@@ -233,23 +233,7 @@ async fn a_data_scientist_runs_code_in_jupyterlab_through_the_gateway_and_nobody
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(csp.contains("connect-src 'self'"), "{csp}");
-    let page = r.text().await.unwrap();
-    assert!(
-        page.contains("JupyterLab"),
-        "{}",
-        &page[..page.len().min(300)]
-    );
-    // Jupyter's token (`jt_…`) never reaches the browser, not even in the page's config.
-    assert!(
-        !page.contains("jt_"),
-        "the Jupyter token leaked into the page"
-    );
+    assert_lab_page(r).await;
 
     // She runs code over the kernel websocket: it sees its secret and writes to the volume.
     // (The cell prints the value reversed: outputs are not recorded, the source is.)
@@ -471,4 +455,25 @@ async fn an_idle_notebook_server_is_stopped_and_keeps_its_files() {
     );
     let culls = audit(&admin, "notebook.cull").await;
     assert_eq!(culls.len(), 1, "{culls:?}");
+}
+
+/// JupyterLab's page as the gateway serves it: under the notebook CSP, and without Jupyter's
+/// token (`jt_…`), not even in the page's configuration.
+pub(crate) async fn assert_lab_page(r: reqwest::Response) {
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("JupyterLab"),
+        "{}",
+        &page[..page.len().min(300)]
+    );
+    assert!(
+        !page.contains("jt_"),
+        "the Jupyter token leaked into the page"
+    );
 }
