@@ -358,7 +358,8 @@ impl App {
         if user.id == caller.principal.user_id {
             return Err(Error::new(
                 ErrorCode::Conflict,
-                "you cannot reset your own second factors here: turn them off on your account                  page with your password and a code, or ask another administrator",
+                "you cannot reset your own second factors here: turn them off on your account \
+                 page with your password and a code, or ask another administrator",
             ));
         }
         let mut tx = self.store.write().await?;
