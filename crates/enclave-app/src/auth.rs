@@ -10,7 +10,6 @@ use enclave_core::model::User;
 use enclave_core::session::not_expired;
 use enclave_core::throttle::ThrottleRule;
 use enclave_core::{password, Error, ErrorCode, Result, Timestamp};
-use enclave_policy::Resource;
 use std::time::Duration;
 
 /// Activity is written back at most this often per session or token, keeping reads cheap.
@@ -466,11 +465,9 @@ impl App {
             && usable;
         if !ok {
             let words = field.replace('_', " ");
-            let rec = caller.record(
+            let rec = caller.record_self(
                 self,
                 action,
-                label("user", &caller.principal.username),
-                None,
                 Outcome::Failure,
                 detail!("reason" => format!("{words} wrong")),
             );
@@ -489,14 +486,8 @@ impl App {
         new: &str,
     ) -> Result<()> {
         let me = caller.principal.user_id.clone();
-        self.authorize(
-            caller,
-            Action::SelfChangePassword,
-            &Resource::User(me.clone()),
-            &label("user", &caller.principal.username),
-            false,
-        )
-        .await?;
+        self.authorize_self(caller, Action::SelfChangePassword)
+            .await?;
         self.reauthenticate(
             caller,
             Action::SelfChangePassword.as_str(),
@@ -514,11 +505,9 @@ impl App {
         let hash = self.seal_password_hash(&mut tx, &me, &hash).await?;
         tx.set_password(&me, &hash, now).await?;
         let ended = tx.delete_sessions_of(&me).await?;
-        let rec = caller.record(
+        let rec = caller.record_self(
             self,
             Action::SelfChangePassword.as_str(),
-            label("user", &caller.principal.username),
-            None,
             Outcome::Success,
             detail!("sessions_ended" => ended),
         );

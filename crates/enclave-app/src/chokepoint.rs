@@ -97,6 +97,18 @@ impl Caller {
         }
     }
 
+    /// [`Caller::record`] of an action on the caller's own account (no project).
+    pub fn record_self(
+        &self,
+        app: &App,
+        action: &str,
+        outcome: Outcome,
+        detail: Map<String, Value>,
+    ) -> AuditRecord {
+        let resource = label("user", &self.principal.username);
+        self.record(app, action, resource, None, outcome, detail)
+    }
+
     /// An audit record for an action by this caller.
     pub fn record(
         &self,
@@ -163,6 +175,18 @@ impl App {
     ) -> Result<()> {
         self.authorize_with(caller, action, resource, None, label, hide)
             .await
+    }
+
+    /// [`App::authorize`] of `action` on the caller's own account.
+    pub(crate) async fn authorize_self(&self, caller: &Caller, action: Action) -> Result<()> {
+        self.authorize(
+            caller,
+            action,
+            &Resource::User(caller.principal.user_id.clone()),
+            &label("user", &caller.principal.username),
+            false,
+        )
+        .await
     }
 
     /// [`App::authorize`] with extra request context for the policies (e.g. the role being

@@ -27,7 +27,6 @@ use enclave_core::authz::Action;
 use enclave_core::mfa::{self, TotpSecret};
 use enclave_core::model::{TokenScope, User};
 use enclave_core::{names, Error, ErrorCode, Result, Timestamp};
-use enclave_policy::Resource;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -152,21 +151,6 @@ pub fn qr_svg(text: &str) -> Result<String> {
 }
 
 impl App {
-    fn self_resource(caller: &Caller) -> Resource {
-        Resource::User(caller.principal.user_id.clone())
-    }
-
-    pub(crate) async fn authorize_self(&self, caller: &Caller, action: Action) -> Result<()> {
-        self.authorize(
-            caller,
-            action,
-            &Self::self_resource(caller),
-            &label("user", &caller.principal.username),
-            false,
-        )
-        .await
-    }
-
     /// The caller's second-factor state.
     pub async fn mfa_status(&self, caller: &Caller) -> Result<MfaStatus> {
         self.authorize_self(caller, Action::SelfRead).await?;
@@ -216,11 +200,9 @@ impl App {
                 "MFA is already on for this account; disable it first to enrol a new authenticator",
             ));
         }
-        let rec = caller.record(
+        let rec = caller.record_self(
             self,
             "mfa.enroll",
-            label("user", &caller.principal.username),
-            None,
             Outcome::Success,
             detail!("factor" => "totp"),
         );
@@ -261,11 +243,9 @@ impl App {
         let secret = self.open_totp_secret(&me, &row.secret).await?;
         let now = self.now();
         let Some(step) = mfa::verify(&secret, code, now, None) else {
-            let rec = caller.record(
+            let rec = caller.record_self(
                 self,
                 "mfa.confirm",
-                label("user", &caller.principal.username),
-                None,
                 Outcome::Failure,
                 detail!("reason" => "code wrong"),
             );
@@ -286,11 +266,9 @@ impl App {
         } else {
             self.issue_recovery_codes(&mut tx, &me).await?
         };
-        let rec = caller.record(
+        let rec = caller.record_self(
             self,
             "mfa.confirm",
-            label("user", &caller.principal.username),
-            None,
             Outcome::Success,
             detail!("factor" => "totp", "recovery_codes" => codes.len()),
         );
@@ -325,11 +303,9 @@ impl App {
         };
         let Some(factor) = used else {
             drop(tx);
-            let rec = caller.record(
+            let rec = caller.record_self(
                 self,
                 "mfa.disable",
-                label("user", &caller.principal.username),
-                None,
                 Outcome::Failure,
                 detail!("reason" => "code wrong"),
             );
@@ -337,11 +313,9 @@ impl App {
             return Err(wrong_code());
         };
         tx.delete_mfa(&me).await?;
-        let rec = caller.record(
+        let rec = caller.record_self(
             self,
             "mfa.disable",
-            label("user", &caller.principal.username),
-            None,
             Outcome::Success,
             detail!("factor_used" => factor),
         );

@@ -14,7 +14,7 @@
 //! * Removing the last second factor is refused here: turning MFA off needs the password and a
 //!   code ([`App::disable_mfa`]).
 
-use crate::chokepoint::{label, Caller};
+use crate::chokepoint::Caller;
 use crate::secrets::random_bytes;
 use crate::{detail, App};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -318,11 +318,9 @@ impl App {
         let mut tx = self.store.write().await?;
         tx.begin_passkey_registration(&me, &encode(&challenge), self.now())
             .await?;
-        let rec = caller.record(
+        let rec = caller.record_self(
             self,
             "mfa.enroll",
-            label("user", &caller.principal.username),
-            None,
             Outcome::Success,
             detail!("factor" => "passkey", "step" => "started"),
         );
@@ -373,11 +371,9 @@ impl App {
         let credential = match verified {
             Ok(c) => c,
             Err(e) => {
-                let rec = caller.record(
+                let rec = caller.record_self(
                     self,
                     "mfa.passkey.add",
-                    label("user", &caller.principal.username),
-                    None,
                     Outcome::Failure,
                     detail!("reason" => e.to_string()),
                 );
@@ -426,11 +422,9 @@ impl App {
         } else {
             self.issue_recovery_codes(&mut tx, &me).await?
         };
-        let rec = caller.record(
+        let rec = caller.record_self(
             self,
             "mfa.passkey.add",
-            label("user", &caller.principal.username),
-            None,
             Outcome::Success,
             detail!(
                 "name" => name,
@@ -482,11 +476,9 @@ impl App {
                 "the passkey was removed meanwhile",
             ));
         }
-        let rec = caller.record(
+        let rec = caller.record_self(
             self,
             "mfa.passkey.remove",
-            label("user", &caller.principal.username),
-            None,
             Outcome::Success,
             detail!("name" => key.name.as_str()),
         );

@@ -5,7 +5,7 @@
 //! admins) sees every record; whoever may search a project's part (its owners) sees that
 //! project's records; everyone else sees the records of their own actions.
 
-use crate::chokepoint::{label, Caller};
+use crate::chokepoint::Caller;
 use crate::{detail, App};
 use enclave_audit::{Checkpoint, Failure, PublicKey, Summary};
 use enclave_core::audit::Outcome;
@@ -103,14 +103,7 @@ impl App {
                 AuditScope::Project
             } else {
                 // One's own actions: what the account itself did.
-                self.authorize(
-                    caller,
-                    Action::SelfRead,
-                    &Resource::User(caller.principal.user_id.clone()),
-                    &label("user", &caller.principal.username),
-                    false,
-                )
-                .await?;
+                self.authorize_self(caller, Action::SelfRead).await?;
                 filter.actor = Some(caller.principal.username.clone());
                 AuditScope::Own
             }
@@ -192,14 +185,7 @@ impl App {
     /// not members there (platform admins, support and admin grants), and opens of the
     /// caller's notebook servers by anyone else, newest first.
     pub async fn access_to_my_work(&self, caller: &Caller, limit: u32) -> Result<Vec<AuditEntry>> {
-        self.authorize(
-            caller,
-            Action::SelfRead,
-            &Resource::User(caller.principal.user_id.clone()),
-            &label("user", &caller.principal.username),
-            false,
-        )
-        .await?;
+        self.authorize_self(caller, Action::SelfRead).await?;
         let limit = limit.clamp(1, MAX_AUDIT_PAGE);
         let mut projects = BTreeMap::new();
         let mut cursor = None;

@@ -321,6 +321,24 @@ async fn passkey_registration_login_replays_counters_and_removal() {
         )
         .await;
     assert_eq!(st, 400);
+    // Another account cannot remove, or even see, olivia's passkeys.
+    let (st, _) = victor
+        .post(
+            &format!("/api/v1/me/mfa/passkeys/{laptop_id}/remove"),
+            json!({"password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(st, 404);
+    let (_, b) = victor.get("/api/v1/me/mfa/passkeys").await;
+    assert_eq!(b, json!([]));
+    // A made-up pending login gets no passkey options.
+    let (st, _, _) = post_open(
+        &s,
+        "/api/v1/auth/mfa/passkey",
+        json!({"mfa_token": "x".repeat(43)}),
+    )
+    .await;
+    assert_eq!(st, 401);
     let (st, b) = owner
         .post(
             &format!("/api/v1/me/mfa/passkeys/{laptop_id}/remove"),
